@@ -1,0 +1,1257 @@
+//! Configuration: TOML text → raw structs (`deny_unknown_fields`) → typed,
+//! validated [`Config`].
+//!
+//! [`parse`] collects *every* error it can find in one pass, each with its key
+//! path and line, instead of stopping at the first: each section, each
+//! upstream and each route is deserialised on its own, and the semantic checks
+//! (references, ranges, templates, files) all run. Within one table serde stops
+//! at that table's first type error; the other tables are still checked.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use http::Method;
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+
+/// One configuration error: where and what.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// Dotted key path, e.g. `routes[2].upstream`.
+    pub path: String,
+    /// 1-based line in the file, where it could be located.
+    pub line: Option<usize>,
+    /// Lowercase message, user input in backticks.
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.line {
+            Some(l) => write!(f, "line {l}: {}: {}", self.path, self.message),
+            None => write!(f, "{}: {}", self.path, self.message),
+        }
+    }
+}
+
+/// All errors of one configuration file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigErrors(pub Vec<ConfigError>);
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, e) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{e}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigErrors {}
+
+// ---------------------------------------------------------------- typed config
+
+/// The whole, validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The public listener.
+    pub server: ServerConfig,
+    /// The admin listener (metrics, health), if enabled.
+    pub admin: Option<AdminConfig>,
+    /// Logging.
+    pub log: LogConfig,
+    /// Settings that weaken security; each logs a warning at start.
+    pub dangerous: DangerousConfig,
+    /// Upstream pools by name.
+    pub upstreams: BTreeMap<String, UpstreamConfig>,
+    /// Routes in file order.
+    pub routes: Vec<RouteConfig>,
+}
+
+/// Public listener settings.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Address to bind.
+    pub listen: SocketAddr,
+    /// Concurrent connections served; more get `OVERLOADED`.
+    pub max_connections: usize,
+    /// Bytes of request line + headers.
+    pub max_header_bytes: usize,
+    /// Default request body limit (routes may override).
+    pub max_body_bytes: usize,
+    /// Time allowed to receive a complete request head.
+    pub header_read_timeout: Duration,
+    /// A connection with no traffic for this long is closed.
+    pub idle_timeout: Duration,
+    /// Time allowed to receive the request body.
+    pub request_timeout: Duration,
+    /// TLS; `None` only when `dangerous.plaintext` is set.
+    pub tls: Option<TlsConfig>,
+}
+
+/// Whether clients must present a certificate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientAuth {
+    /// No client certificates requested.
+    None,
+    /// Requested and verified when presented.
+    Optional,
+    /// Required; the handshake fails without one.
+    Required,
+}
+
+/// Certificate settings of a listener.
+#[derive(Debug, Clone)]
+pub struct TlsConfig {
+    /// PEM certificate chain.
+    pub cert: PathBuf,
+    /// PEM private key.
+    pub key: PathBuf,
+    /// PEM CA bundle that client certificates must chain to.
+    pub client_ca: Option<PathBuf>,
+    /// Client certificate policy.
+    pub client_auth: ClientAuth,
+}
+
+/// Admin listener settings.
+#[derive(Debug, Clone)]
+pub struct AdminConfig {
+    /// Address to bind.
+    pub listen: SocketAddr,
+    /// TLS; defaults to the server's certificate.
+    pub tls: Option<TlsConfig>,
+}
+
+/// Logging settings.
+#[derive(Debug, Clone)]
+pub struct LogConfig {
+    /// One JSON line per request.
+    pub access_log: bool,
+    /// `tracing` filter directive (e.g. `info`).
+    pub level: String,
+}
+
+/// Settings that weaken security.
+#[derive(Debug, Clone, Default)]
+pub struct DangerousConfig {
+    /// Serve plain HTTP on the public listener (no TLS).
+    pub plaintext: bool,
+}
+
+/// Protocol spoken to an upstream pool.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UpstreamProtocol {
+    /// HTTP/1.1 with keep-alive.
+    Http1,
+    /// HTTP/2 with prior knowledge (h2c).
+    H2,
+}
+
+/// An upstream pool.
+#[derive(Debug, Clone)]
+pub struct UpstreamConfig {
+    /// `host:port` authorities.
+    pub endpoints: Vec<String>,
+    /// Protocol to the upstream.
+    pub protocol: UpstreamProtocol,
+    /// TCP connect timeout.
+    pub connect_timeout: Duration,
+    /// Default per-attempt response timeout.
+    pub timeout: Duration,
+    /// Requests in flight to the pool before it fails fast (circuit breaker).
+    pub max_in_flight: usize,
+    /// Extra attempts on other endpoints, where a retry is safe.
+    pub retries: u32,
+    /// Active health checks.
+    pub health: Option<HealthConfig>,
+    /// Passive ejection.
+    pub passive: PassiveConfig,
+}
+
+/// Active health check settings.
+#[derive(Debug, Clone)]
+pub struct HealthConfig {
+    /// Path requested with GET.
+    pub path: String,
+    /// Time between checks.
+    pub interval: Duration,
+    /// Time allowed per check.
+    pub timeout: Duration,
+    /// Consecutive successes to re-admit.
+    pub healthy_threshold: u32,
+    /// Consecutive failures to eject.
+    pub unhealthy_threshold: u32,
+}
+
+/// Passive ejection (outlier detection).
+#[derive(Debug, Clone)]
+pub struct PassiveConfig {
+    /// Consecutive failed requests that eject an endpoint.
+    pub consecutive_failures: u32,
+    /// How long an ejected endpoint stays out before a trial request.
+    pub ejection: Duration,
+}
+
+/// When a failed attempt may be sent again to another endpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RetryPolicy {
+    /// Safe methods (GET, HEAD, OPTIONS) on any failure; others only when
+    /// the request provably never reached the upstream.
+    Safe,
+    /// Only when the request provably never reached the upstream.
+    ConnectOnly,
+    /// Never.
+    Never,
+}
+
+/// One route.
+#[derive(Debug, Clone)]
+pub struct RouteConfig {
+    /// HTTP method.
+    pub method: Method,
+    /// Path template, e.g. `/v1/orders/{order_id}`.
+    pub path: String,
+    /// Upstream pool name.
+    pub upstream: String,
+    /// Action name (`PlaceOrder`, …) for authorization and audit.
+    pub action: String,
+    /// Required scope (`public` means no credentials).
+    pub scope: String,
+    /// Request weight for rate limits.
+    pub weight: u32,
+    /// Upstream path template using the same `{name}` placeholders.
+    pub rewrite: Option<String>,
+    /// Body limit overriding the server's.
+    pub max_body_bytes: Option<usize>,
+    /// Upstream timeout overriding the pool's.
+    pub timeout: Option<Duration>,
+    /// Retry policy.
+    pub retry: RetryPolicy,
+}
+
+// ------------------------------------------------------------------ raw structs
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawServer {
+    listen: String,
+    #[serde(default = "d_max_connections")]
+    max_connections: usize,
+    #[serde(default = "d_max_header_bytes")]
+    max_header_bytes: usize,
+    #[serde(default = "d_max_body_bytes")]
+    max_body_bytes: usize,
+    #[serde(default = "d_header_read_timeout")]
+    header_read_timeout: String,
+    #[serde(default = "d_idle_timeout")]
+    idle_timeout: String,
+    #[serde(default = "d_request_timeout")]
+    request_timeout: String,
+    tls: Option<RawTls>,
+}
+
+fn d_max_connections() -> usize {
+    10_000
+}
+fn d_max_header_bytes() -> usize {
+    16 * 1024
+}
+fn d_max_body_bytes() -> usize {
+    64 * 1024
+}
+fn d_header_read_timeout() -> String {
+    "5s".into()
+}
+fn d_idle_timeout() -> String {
+    "60s".into()
+}
+fn d_request_timeout() -> String {
+    "10s".into()
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTls {
+    cert: String,
+    key: String,
+    client_ca: Option<String>,
+    client_auth: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAdmin {
+    listen: String,
+    tls: Option<RawTls>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawLog {
+    #[serde(default = "d_true")]
+    access_log: bool,
+    #[serde(default = "d_level")]
+    level: String,
+}
+
+fn d_true() -> bool {
+    true
+}
+fn d_level() -> String {
+    "info".into()
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawDangerous {
+    #[serde(default)]
+    plaintext: bool,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawUpstream {
+    endpoints: Vec<String>,
+    #[serde(default = "d_protocol")]
+    protocol: String,
+    #[serde(default = "d_connect_timeout")]
+    connect_timeout: String,
+    #[serde(default = "d_upstream_timeout")]
+    timeout: String,
+    #[serde(default = "d_max_in_flight")]
+    max_in_flight: usize,
+    #[serde(default = "d_retries")]
+    retries: u32,
+    health: Option<RawHealth>,
+    passive: Option<RawPassive>,
+}
+
+fn d_protocol() -> String {
+    "http1".into()
+}
+fn d_connect_timeout() -> String {
+    "1s".into()
+}
+fn d_upstream_timeout() -> String {
+    "5s".into()
+}
+fn d_max_in_flight() -> usize {
+    4096
+}
+fn d_retries() -> u32 {
+    1
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHealth {
+    path: String,
+    #[serde(default = "d_health_interval")]
+    interval: String,
+    #[serde(default = "d_health_timeout")]
+    timeout: String,
+    #[serde(default = "d_two")]
+    healthy_threshold: u32,
+    #[serde(default = "d_three")]
+    unhealthy_threshold: u32,
+}
+
+fn d_health_interval() -> String {
+    "2s".into()
+}
+fn d_health_timeout() -> String {
+    "1s".into()
+}
+fn d_two() -> u32 {
+    2
+}
+fn d_three() -> u32 {
+    3
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPassive {
+    #[serde(default = "d_three")]
+    consecutive_failures: u32,
+    #[serde(default = "d_ejection")]
+    ejection: String,
+}
+
+fn d_ejection() -> String {
+    "10s".into()
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRoute {
+    method: String,
+    path: String,
+    upstream: String,
+    action: String,
+    scope: String,
+    #[serde(default = "d_weight")]
+    weight: u32,
+    rewrite: Option<String>,
+    max_body_bytes: Option<usize>,
+    timeout: Option<String>,
+    retry: Option<String>,
+}
+
+fn d_weight() -> u32 {
+    1
+}
+
+// --------------------------------------------------------------------- compile
+
+#[derive(Clone, Debug)]
+enum Seg {
+    Key(String),
+    Index(usize),
+}
+
+fn path_string(path: &[Seg]) -> String {
+    let mut s = String::new();
+    for seg in path {
+        match seg {
+            Seg::Key(k) => {
+                if !s.is_empty() {
+                    s.push('.');
+                }
+                s.push_str(k);
+            }
+            Seg::Index(i) => s.push_str(&format!("[{i}]")),
+        }
+    }
+    if s.is_empty() {
+        s.push_str("(root)");
+    }
+    s
+}
+
+struct Compiler<'a> {
+    text: &'a str,
+    doc: Option<toml_edit::ImDocument<&'a str>>,
+    base_dir: PathBuf,
+    errors: Vec<ConfigError>,
+}
+
+fn line_of(text: &str, offset: usize) -> usize {
+    text.get(..offset)
+        .map_or(0, |t| t.bytes().filter(|b| *b == b'\n').count())
+        + 1
+}
+
+fn k(s: &str) -> Seg {
+    Seg::Key(s.to_owned())
+}
+
+impl<'a> Compiler<'a> {
+    /// Finds the line of the deepest existing item on `path`.
+    fn locate(&self, path: &[Seg]) -> Option<usize> {
+        let doc = self.doc.as_ref()?;
+        let mut item: &toml_edit::Item = doc.as_item();
+        let mut best = None;
+        for seg in path {
+            let next: Option<&toml_edit::Item> = match seg {
+                Seg::Key(key) => {
+                    if let Some(t) = item.as_table_like() {
+                        if let Some((kk, _)) = t.get_key_value(key) {
+                            if let Some(span) = kk.span() {
+                                best = Some(span.start);
+                            }
+                        }
+                        t.get(key)
+                    } else {
+                        None
+                    }
+                }
+                Seg::Index(i) => {
+                    if let Some(aot) = item.as_array_of_tables() {
+                        if let Some(span) = aot.get(*i).and_then(|t| t.span()) {
+                            best = Some(span.start);
+                        }
+                        // Tables inside an array of tables are not Items; fall
+                        // through by looking the key up on the next step.
+                        match aot.get(*i) {
+                            Some(t) => {
+                                return self.locate_in_table(t, path_after(path, seg), best);
+                            }
+                            None => None,
+                        }
+                    } else if let Some(arr) = item.as_array() {
+                        if let Some(v) = arr.get(*i) {
+                            if let Some(span) = v.span() {
+                                best = Some(span.start);
+                            }
+                        }
+                        None
+                    } else {
+                        None
+                    }
+                }
+            };
+            match next {
+                Some(n) => {
+                    if let Some(span) = n.span() {
+                        best = Some(span.start);
+                    }
+                    item = n;
+                }
+                None => break,
+            }
+        }
+        best.map(|o| line_of(self.text, o))
+    }
+
+    fn locate_in_table(
+        &self,
+        table: &toml_edit::Table,
+        rest: &[Seg],
+        mut best: Option<usize>,
+    ) -> Option<usize> {
+        if let Some(Seg::Key(key)) = rest.first() {
+            if let Some((kk, v)) = table.get_key_value(key) {
+                if let Some(span) = kk.span().or_else(|| v.span()) {
+                    best = Some(span.start);
+                }
+            }
+        }
+        best.map(|o| line_of(self.text, o))
+    }
+
+    fn err(&mut self, path: &[Seg], message: impl Into<String>) {
+        let line = self.locate(path);
+        self.errors.push(ConfigError {
+            path: path_string(path),
+            line,
+            message: message.into(),
+        });
+    }
+
+    fn de<T: DeserializeOwned>(&mut self, value: toml::Value, path: &[Seg]) -> Option<T> {
+        match serde_path_to_error::deserialize::<_, T>(value) {
+            Ok(v) => Some(v),
+            Err(e) => {
+                let mut full: Vec<Seg> = path.to_vec();
+                for s in e.path().iter() {
+                    match s {
+                        serde_path_to_error::Segment::Map { key } => {
+                            full.push(Seg::Key(key.clone()))
+                        }
+                        serde_path_to_error::Segment::Seq { index } => {
+                            full.push(Seg::Index(*index))
+                        }
+                        _ => {}
+                    }
+                }
+                let msg = e.into_inner().to_string();
+                let msg = msg.trim().trim_end_matches('.').to_owned();
+                // Unknown field errors name the field; point at it.
+                if let Some(name) = msg
+                    .strip_prefix("unknown field `")
+                    .and_then(|r| r.split('`').next())
+                {
+                    if !matches!(full.last(), Some(Seg::Key(last)) if last == name) {
+                        full.push(Seg::Key(name.to_owned()));
+                    }
+                }
+                self.err(&full, msg);
+                None
+            }
+        }
+    }
+
+    fn duration(&mut self, s: &str, path: &[Seg]) -> Duration {
+        match humantime::parse_duration(s) {
+            Ok(d) if !d.is_zero() => d,
+            Ok(_) => {
+                self.err(path, "must be greater than zero");
+                Duration::from_secs(1)
+            }
+            Err(_) => {
+                self.err(
+                    path,
+                    format!("`{s}` is not a duration (use e.g. `250ms`, `5s`, `1m`)"),
+                );
+                Duration::from_secs(1)
+            }
+        }
+    }
+
+    fn addr(&mut self, s: &str, path: &[Seg]) -> SocketAddr {
+        match s.parse::<SocketAddr>() {
+            Ok(a) => a,
+            Err(_) => {
+                self.err(path, format!("`{s}` is not an `ip:port` socket address"));
+                SocketAddr::from(([127, 0, 0, 1], 0))
+            }
+        }
+    }
+
+    fn positive(&mut self, v: usize, path: &[Seg]) {
+        if v == 0 {
+            self.err(path, "must be greater than zero");
+        }
+    }
+
+    fn file(&mut self, s: &str, path: &[Seg]) -> PathBuf {
+        let p = Path::new(s);
+        let p = if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            self.base_dir.join(p)
+        };
+        if !p.is_file() {
+            self.err(path, format!("file `{}` does not exist", p.display()));
+        }
+        p
+    }
+
+    fn tls(&mut self, raw: RawTls, path: &[Seg]) -> TlsConfig {
+        let mut p = path.to_vec();
+        p.push(k("cert"));
+        let cert = self.file(&raw.cert, &p);
+        p.pop();
+        p.push(k("key"));
+        let key = self.file(&raw.key, &p);
+        p.pop();
+        p.push(k("client_ca"));
+        let client_ca = raw.client_ca.map(|c| self.file(&c, &p));
+        p.pop();
+        p.push(k("client_auth"));
+        let client_auth = match (raw.client_auth.as_deref(), client_ca.is_some()) {
+            (None, false) | (Some("none"), false) => ClientAuth::None,
+            (None, true) | (Some("optional"), true) => ClientAuth::Optional,
+            (Some("required"), true) => ClientAuth::Required,
+            (Some("none"), true) => ClientAuth::None,
+            (Some("optional" | "required"), false) => {
+                self.err(&p, "needs `client_ca`");
+                ClientAuth::None
+            }
+            (Some(other), _) => {
+                self.err(
+                    &p,
+                    format!("`{other}` is not one of `none`, `optional`, `required`"),
+                );
+                ClientAuth::None
+            }
+        };
+        TlsConfig {
+            cert,
+            key,
+            client_ca,
+            client_auth,
+        }
+    }
+}
+
+fn path_after<'p>(path: &'p [Seg], seg: &Seg) -> &'p [Seg] {
+    let pos = path
+        .iter()
+        .position(|s| std::ptr::eq(s, seg))
+        .map_or(path.len(), |p| p + 1);
+    path.get(pos..).unwrap_or(&[])
+}
+
+/// A parsed path template segment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TemplateSeg {
+    /// Must match exactly.
+    Literal(String),
+    /// Matches one non-empty segment and binds it.
+    Param(String),
+}
+
+/// Parses `/a/{b}/c` into segments; errors are lowercase messages.
+pub fn parse_template(t: &str) -> Result<Vec<TemplateSeg>, String> {
+    let rest = t
+        .strip_prefix('/')
+        .ok_or_else(|| format!("`{t}` must start with `/`"))?;
+    if rest.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut out = Vec::new();
+    let mut names = BTreeSet::new();
+    for part in rest.split('/') {
+        if part.is_empty() {
+            return Err(format!("`{t}` has an empty segment"));
+        }
+        if let Some(name) = part.strip_prefix('{').and_then(|p| p.strip_suffix('}')) {
+            if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+                return Err(format!("`{part}` is not a valid placeholder"));
+            }
+            if !names.insert(name.to_owned()) {
+                return Err(format!("placeholder `{name}` appears twice"));
+            }
+            out.push(TemplateSeg::Param(name.to_owned()));
+        } else if part.contains(['{', '}', '?', '#', '%']) {
+            return Err(format!("segment `{part}` has a reserved character"));
+        } else {
+            out.push(TemplateSeg::Literal(part.to_owned()));
+        }
+    }
+    Ok(out)
+}
+
+const KNOWN_SECTIONS: [&str; 6] = ["server", "admin", "log", "dangerous", "upstreams", "routes"];
+
+/// Reads and compiles a configuration file. Relative file paths inside it are
+/// resolved against the file's directory.
+pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        ConfigErrors(vec![ConfigError {
+            path: "(file)".into(),
+            line: None,
+            message: format!("cannot read `{}`: {e}", path.display()),
+        }])
+    })?;
+    let base = path
+        .parent()
+        .map_or_else(|| PathBuf::from("."), Path::to_path_buf);
+    parse(&text, &base)
+}
+
+/// Compiles configuration text; `base_dir` resolves relative file paths.
+pub fn parse(text: &str, base_dir: &Path) -> Result<Config, ConfigErrors> {
+    let mut c = Compiler {
+        text,
+        doc: None,
+        base_dir: base_dir.to_path_buf(),
+        errors: Vec::new(),
+    };
+    let table: toml::Table = match toml::from_str(text) {
+        Ok(t) => t,
+        Err(e) => {
+            let line = e.span().map(|s| line_of(text, s.start));
+            return Err(ConfigErrors(vec![ConfigError {
+                path: "(syntax)".into(),
+                line,
+                message: e.message().trim().to_owned(),
+            }]));
+        }
+    };
+    c.doc = toml_edit::ImDocument::parse(text).ok();
+
+    for key in table.keys() {
+        if !KNOWN_SECTIONS.contains(&key.as_str()) {
+            c.err(
+                &[k(key)],
+                format!(
+                    "unknown section `{key}`, expected one of {}",
+                    KNOWN_SECTIONS.map(|s| format!("`{s}`")).join(", ")
+                ),
+            );
+        }
+    }
+
+    // [dangerous]
+    let dangerous = match table.get("dangerous") {
+        Some(v) => c
+            .de::<RawDangerous>(v.clone(), &[k("dangerous")])
+            .unwrap_or_default(),
+        None => RawDangerous::default(),
+    };
+    let dangerous = DangerousConfig {
+        plaintext: dangerous.plaintext,
+    };
+
+    // [log]
+    let log = match table.get("log") {
+        Some(v) => c.de::<RawLog>(v.clone(), &[k("log")]).unwrap_or_default(),
+        None => RawLog {
+            access_log: true,
+            level: d_level(),
+        },
+    };
+    let log = LogConfig {
+        access_log: log.access_log,
+        level: log.level,
+    };
+
+    // [server]
+    let server = match table.get("server") {
+        None => {
+            c.err(&[k("server")], "missing required section");
+            None
+        }
+        Some(v) => c.de::<RawServer>(v.clone(), &[k("server")]),
+    };
+    let server = server.map(|s| {
+        let p = |n: &str| [k("server"), k(n)];
+        let listen = c.addr(&s.listen, &p("listen"));
+        c.positive(s.max_connections, &p("max_connections"));
+        if s.max_header_bytes < 1024 || s.max_header_bytes > 1024 * 1024 {
+            c.err(&p("max_header_bytes"), "must be between 1024 and 1048576");
+        }
+        c.positive(s.max_body_bytes, &p("max_body_bytes"));
+        let header_read_timeout = c.duration(&s.header_read_timeout, &p("header_read_timeout"));
+        let idle_timeout = c.duration(&s.idle_timeout, &p("idle_timeout"));
+        let request_timeout = c.duration(&s.request_timeout, &p("request_timeout"));
+        let tls = s.tls.map(|t| c.tls(t, &p("tls")));
+        if tls.is_none() && !dangerous.plaintext {
+            c.err(
+                &p("tls"),
+                "missing: TLS is required unless `dangerous.plaintext = true`",
+            );
+        }
+        ServerConfig {
+            listen,
+            max_connections: s.max_connections,
+            max_header_bytes: s.max_header_bytes,
+            max_body_bytes: s.max_body_bytes,
+            header_read_timeout,
+            idle_timeout,
+            request_timeout,
+            tls,
+        }
+    });
+
+    // [admin]
+    let admin = table.get("admin").and_then(|v| {
+        let raw = c.de::<RawAdmin>(v.clone(), &[k("admin")])?;
+        let listen = c.addr(&raw.listen, &[k("admin"), k("listen")]);
+        let tls = raw.tls.map(|t| c.tls(t, &[k("admin"), k("tls")]));
+        Some(AdminConfig { listen, tls })
+    });
+
+    // [upstreams.NAME]
+    let mut upstreams = BTreeMap::new();
+    match table.get("upstreams") {
+        None => c.err(&[k("upstreams")], "missing required section"),
+        Some(toml::Value::Table(t)) => {
+            for (name, v) in t {
+                let base = [k("upstreams"), k(name)];
+                let Some(raw) = c.de::<RawUpstream>(v.clone(), &base) else {
+                    continue;
+                };
+                if let Some(u) = compile_upstream(&mut c, raw, &base) {
+                    upstreams.insert(name.clone(), u);
+                }
+            }
+        }
+        Some(_) => c.err(&[k("upstreams")], "must be a table of named pools"),
+    }
+
+    // [[routes]]
+    let mut routes = Vec::new();
+    match table.get("routes") {
+        None => c.err(&[k("routes")], "missing required section"),
+        Some(toml::Value::Array(arr)) => {
+            let mut seen = BTreeSet::new();
+            for (i, v) in arr.iter().enumerate() {
+                let base = [k("routes"), Seg::Index(i)];
+                let Some(raw) = c.de::<RawRoute>(v.clone(), &base) else {
+                    continue;
+                };
+                if let Some(r) = compile_route(&mut c, raw, &base, &upstreams, &table) {
+                    let key = (r.method.to_string(), normalise_template(&r.path));
+                    if !seen.insert(key) {
+                        c.err(
+                            &[k("routes"), Seg::Index(i), k("path")],
+                            format!("duplicate route `{} {}`", r.method, r.path),
+                        );
+                    }
+                    routes.push(r);
+                }
+            }
+        }
+        Some(_) => c.err(&[k("routes")], "must be an array of tables (`[[routes]]`)"),
+    }
+
+    match (server, c.errors.is_empty()) {
+        (Some(server), true) => Ok(Config {
+            server,
+            admin,
+            log,
+            dangerous,
+            upstreams,
+            routes,
+        }),
+        _ => Err(ConfigErrors(c.errors)),
+    }
+}
+
+/// Replaces placeholder names so `/a/{x}` and `/a/{y}` count as the same path.
+fn normalise_template(t: &str) -> String {
+    match parse_template(t) {
+        Ok(segs) => segs
+            .iter()
+            .map(|s| match s {
+                TemplateSeg::Literal(l) => format!("/{l}"),
+                TemplateSeg::Param(_) => "/{}".to_owned(),
+            })
+            .collect(),
+        Err(_) => t.to_owned(),
+    }
+}
+
+fn compile_upstream(
+    c: &mut Compiler<'_>,
+    raw: RawUpstream,
+    base: &[Seg],
+) -> Option<UpstreamConfig> {
+    let p = |n: &str| {
+        let mut v = base.to_vec();
+        v.push(k(n));
+        v
+    };
+    let before = c.errors.len();
+    if raw.endpoints.is_empty() {
+        c.err(&p("endpoints"), "must list at least one `host:port`");
+    }
+    for (i, e) in raw.endpoints.iter().enumerate() {
+        let mut ep = p("endpoints");
+        ep.push(Seg::Index(i));
+        match e.parse::<http::uri::Authority>() {
+            Ok(a) if a.port_u16().is_some() && !a.as_str().contains('@') => {}
+            _ => c.err(&ep, format!("`{e}` is not a `host:port` endpoint")),
+        }
+    }
+    let protocol = match raw.protocol.as_str() {
+        "http1" => UpstreamProtocol::Http1,
+        "h2" => UpstreamProtocol::H2,
+        other => {
+            c.err(
+                &p("protocol"),
+                format!("`{other}` is not one of `http1`, `h2`"),
+            );
+            UpstreamProtocol::Http1
+        }
+    };
+    let connect_timeout = c.duration(&raw.connect_timeout, &p("connect_timeout"));
+    let timeout = c.duration(&raw.timeout, &p("timeout"));
+    c.positive(raw.max_in_flight, &p("max_in_flight"));
+    if raw.retries > 5 {
+        c.err(&p("retries"), "must be at most 5");
+    }
+    let health = raw.health.map(|h| {
+        let hp = |n: &str| {
+            let mut v = p("health");
+            v.push(k(n));
+            v
+        };
+        if !h.path.starts_with('/') {
+            c.err(&hp("path"), format!("`{}` must start with `/`", h.path));
+        }
+        let interval = c.duration(&h.interval, &hp("interval"));
+        let timeout = c.duration(&h.timeout, &hp("timeout"));
+        if h.healthy_threshold == 0 {
+            c.err(&hp("healthy_threshold"), "must be greater than zero");
+        }
+        if h.unhealthy_threshold == 0 {
+            c.err(&hp("unhealthy_threshold"), "must be greater than zero");
+        }
+        HealthConfig {
+            path: h.path,
+            interval,
+            timeout,
+            healthy_threshold: h.healthy_threshold,
+            unhealthy_threshold: h.unhealthy_threshold,
+        }
+    });
+    let passive = match raw.passive {
+        Some(pv) => {
+            let pp = |n: &str| {
+                let mut v = p("passive");
+                v.push(k(n));
+                v
+            };
+            if pv.consecutive_failures == 0 {
+                c.err(&pp("consecutive_failures"), "must be greater than zero");
+            }
+            PassiveConfig {
+                consecutive_failures: pv.consecutive_failures,
+                ejection: c.duration(&pv.ejection, &pp("ejection")),
+            }
+        }
+        None => PassiveConfig {
+            consecutive_failures: 3,
+            ejection: Duration::from_secs(10),
+        },
+    };
+    (c.errors.len() == before).then_some(UpstreamConfig {
+        endpoints: raw.endpoints,
+        protocol,
+        connect_timeout,
+        timeout,
+        max_in_flight: raw.max_in_flight,
+        retries: raw.retries,
+        health,
+        passive,
+    })
+}
+
+fn compile_route(
+    c: &mut Compiler<'_>,
+    raw: RawRoute,
+    base: &[Seg],
+    upstreams: &BTreeMap<String, UpstreamConfig>,
+    table: &toml::Table,
+) -> Option<RouteConfig> {
+    let p = |n: &str| {
+        let mut v = base.to_vec();
+        v.push(k(n));
+        v
+    };
+    let before = c.errors.len();
+    let method = match Method::from_bytes(raw.method.as_bytes()) {
+        Ok(m) if raw.method.chars().all(|ch| ch.is_ascii_uppercase()) => m,
+        _ => {
+            c.err(
+                &p("method"),
+                format!("`{}` is not an uppercase HTTP method", raw.method),
+            );
+            Method::GET
+        }
+    };
+    let params = match parse_template(&raw.path) {
+        Ok(segs) => segs
+            .into_iter()
+            .filter_map(|s| match s {
+                TemplateSeg::Param(n) => Some(n),
+                TemplateSeg::Literal(_) => None,
+            })
+            .collect::<BTreeSet<_>>(),
+        Err(m) => {
+            c.err(&p("path"), m);
+            BTreeSet::new()
+        }
+    };
+    if let Some(rw) = &raw.rewrite {
+        match parse_template(rw) {
+            Ok(segs) => {
+                for s in segs {
+                    if let TemplateSeg::Param(n) = s {
+                        if !params.contains(&n) {
+                            c.err(
+                                &p("rewrite"),
+                                format!("placeholder `{n}` is not in the route path"),
+                            );
+                        }
+                    }
+                }
+            }
+            Err(m) => c.err(&p("rewrite"), m),
+        }
+    }
+    // Only report a missing upstream when the upstream table itself parsed.
+    let upstream_declared = table
+        .get("upstreams")
+        .and_then(|u| u.as_table())
+        .is_some_and(|t| t.contains_key(&raw.upstream));
+    if !upstreams.contains_key(&raw.upstream) && !upstream_declared {
+        c.err(
+            &p("upstream"),
+            format!(
+                "upstream `{}` is not defined in `[upstreams]`",
+                raw.upstream
+            ),
+        );
+    }
+    if raw.action.is_empty() || !raw.action.chars().all(|ch| ch.is_ascii_alphanumeric()) {
+        c.err(
+            &p("action"),
+            format!("`{}` must be a non-empty alphanumeric name", raw.action),
+        );
+    }
+    if raw.scope.is_empty()
+        || !raw
+            .scope
+            .chars()
+            .all(|ch| ch.is_ascii_lowercase() || ch == ':' || ch == '_')
+    {
+        c.err(&p("scope"), format!("`{}` is not a valid scope", raw.scope));
+    }
+    if raw.weight == 0 {
+        c.err(&p("weight"), "must be greater than zero");
+    }
+    if let Some(m) = raw.max_body_bytes {
+        c.positive(m, &p("max_body_bytes"));
+    }
+    let timeout = raw.timeout.as_deref().map(|t| c.duration(t, &p("timeout")));
+    let retry = match raw.retry.as_deref() {
+        None | Some("safe") => RetryPolicy::Safe,
+        Some("connect-only") => RetryPolicy::ConnectOnly,
+        Some("never") => RetryPolicy::Never,
+        Some(other) => {
+            c.err(
+                &p("retry"),
+                format!("`{other}` is not one of `safe`, `connect-only`, `never`"),
+            );
+            RetryPolicy::Safe
+        }
+    };
+    (c.errors.len() == before).then_some(RouteConfig {
+        method,
+        path: raw.path,
+        upstream: raw.upstream,
+        action: raw.action,
+        scope: raw.scope,
+        weight: raw.weight,
+        rewrite: raw.rewrite,
+        max_body_bytes: raw.max_body_bytes,
+        timeout,
+        retry,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dir_with_certs() -> tempfile::TempDir {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::write(d.path().join("c.pem"), "x").unwrap();
+        std::fs::write(d.path().join("k.pem"), "x").unwrap();
+        d
+    }
+
+    const GOOD: &str = r#"
+[server]
+listen = "127.0.0.1:8443"
+[server.tls]
+cert = "c.pem"
+key = "k.pem"
+
+[upstreams.ex]
+endpoints = ["127.0.0.1:9001", "localhost:9002"]
+[upstreams.ex.health]
+path = "/v1/time"
+
+[[routes]]
+method = "GET"
+path = "/v1/markets/{symbol}/book"
+upstream = "ex"
+action = "GetBook"
+scope = "public"
+rewrite = "/internal/{symbol}"
+"#;
+
+    #[test]
+    fn good_config_compiles() {
+        let d = dir_with_certs();
+        let cfg = parse(GOOD, d.path()).unwrap();
+        assert_eq!(cfg.server.listen.port(), 8443);
+        assert_eq!(cfg.server.max_body_bytes, 65536);
+        assert_eq!(cfg.routes.len(), 1);
+        assert_eq!(cfg.upstreams["ex"].endpoints.len(), 2);
+        assert_eq!(
+            cfg.upstreams["ex"]
+                .health
+                .as_ref()
+                .unwrap()
+                .healthy_threshold,
+            2
+        );
+        assert_eq!(cfg.routes[0].retry, RetryPolicy::Safe);
+    }
+
+    #[test]
+    fn collects_every_error_with_path_and_line() {
+        let d = dir_with_certs();
+        let text = r#"
+[server]
+listen = "not-an-addr"
+idle_timeout = "forever"
+[server.tls]
+cert = "c.pem"
+key = "missing.pem"
+
+[bogus]
+x = 1
+
+[upstreams.ex]
+endpoints = ["127.0.0.1:9001"]
+protocl = "h2"
+
+[upstreams.ok]
+endpoints = ["nope"]
+
+[[routes]]
+method = "GET"
+path = "/v1/x"
+upstream = "nowhere"
+action = "X"
+scope = "public"
+
+[[routes]]
+method = "get"
+path = "v1/y"
+upstream = "ok"
+action = "Y"
+scope = "public"
+weight = 0
+"#;
+        let errs = parse(text, d.path()).unwrap_err().0;
+        let find = |p: &str| {
+            errs.iter()
+                .find(|e| e.path == p)
+                .unwrap_or_else(|| panic!("no error for {p}: {errs:#?}"))
+        };
+        assert_eq!(find("server.listen").line, Some(3));
+        assert_eq!(find("server.idle_timeout").line, Some(4));
+        assert_eq!(find("server.tls.key").line, Some(7));
+        assert_eq!(find("bogus").line, Some(9));
+        let e = find("upstreams.ex.protocl");
+        assert!(e.message.contains("unknown field"), "{e:?}");
+        assert_eq!(e.line, Some(14));
+        assert_eq!(find("upstreams.ok.endpoints[0]").line, Some(17));
+        assert_eq!(find("routes[0].upstream").line, Some(22));
+        assert_eq!(find("routes[1].method").line, Some(27));
+        assert_eq!(find("routes[1].path").line, Some(28));
+        assert_eq!(find("routes[1].weight").line, Some(32));
+        assert!(errs.len() >= 10, "{errs:#?}");
+    }
+
+    #[test]
+    fn syntax_error_has_line() {
+        let errs = parse("[server]\nlisten = \n", Path::new("."))
+            .unwrap_err()
+            .0;
+        assert_eq!(errs.len(), 1);
+        assert_eq!(errs[0].line, Some(2));
+    }
+
+    #[test]
+    fn plaintext_needs_dangerous() {
+        let text = "[server]\nlisten = \"127.0.0.1:1\"\n[upstreams.a]\nendpoints=[\"127.0.0.1:2\"]\n[[routes]]\nmethod=\"GET\"\npath=\"/\"\nupstream=\"a\"\naction=\"A\"\nscope=\"public\"\n";
+        let errs = parse(text, Path::new(".")).unwrap_err().0;
+        assert_eq!(errs[0].path, "server.tls");
+        let ok = format!("{text}[dangerous]\nplaintext = true\n");
+        assert!(parse(&ok, Path::new(".")).unwrap().dangerous.plaintext);
+    }
+
+    #[test]
+    fn duplicate_routes_rejected() {
+        let d = dir_with_certs();
+        let text = format!(
+            "{GOOD}\n[[routes]]\nmethod = \"GET\"\npath = \"/v1/markets/{{s}}/book\"\nupstream = \"ex\"\naction = \"B\"\nscope = \"public\"\n"
+        );
+        let errs = parse(&text, d.path()).unwrap_err().0;
+        assert!(errs[0].message.contains("duplicate route"), "{errs:?}");
+    }
+
+    #[test]
+    fn template_parser() {
+        assert_eq!(
+            parse_template("/v1/orders/{id}").unwrap(),
+            vec![
+                TemplateSeg::Literal("v1".into()),
+                TemplateSeg::Literal("orders".into()),
+                TemplateSeg::Param("id".into())
+            ]
+        );
+        assert!(parse_template("/a//b").is_err());
+        assert!(parse_template("/a/{x}/{x}").is_err());
+        assert!(parse_template("/a/{}").is_err());
+        assert!(parse_template("/a/b%2f").is_err());
+        assert_eq!(parse_template("/").unwrap(), vec![]);
+    }
+}
