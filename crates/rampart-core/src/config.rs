@@ -661,7 +661,7 @@ fn path_after<'p>(path: &'p [Seg], seg: &Seg) -> &'p [Seg] {
 }
 
 /// A parsed path template segment.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum TemplateSeg {
     /// Must match exactly.
     Literal(String),

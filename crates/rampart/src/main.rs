@@ -1,1 +1,100 @@
-fn main() {}
+//! `rampart`: the one binary. Commands: `serve`, `demo`, `config check`.
+//!
+//! This file only parses arguments and maps results to exit codes; the work
+//! lives in the library crates and in the modules beside it.
+
+mod demo;
+mod logging;
+mod serve;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Exit code for an invalid configuration (`EX_CONFIG`-style usage error).
+pub const EXIT_CONFIG: u8 = 64;
+
+#[derive(Parser)]
+#[command(name = "rampart", version, about = "Security gateway for trading APIs")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run the gateway from a configuration file (production entry point).
+    Serve {
+        /// TOML configuration file.
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// Run everything on this machine with embedded defaults: two demo
+    /// exchange backends, the gateway on 127.0.0.1:8443 and the admin
+    /// listener on 127.0.0.1:9443.
+    Demo {
+        /// Where certificates, config and credentials live (reused on restart).
+        #[arg(long, default_value = "./rampart-data")]
+        data_dir: PathBuf,
+        /// Public listener address.
+        #[arg(long, default_value = "127.0.0.1:8443")]
+        listen: std::net::SocketAddr,
+        /// Admin listener address.
+        #[arg(long, default_value = "127.0.0.1:9443")]
+        admin_listen: std::net::SocketAddr,
+    },
+    /// Configuration tools.
+    Config {
+        #[command(subcommand)]
+        cmd: ConfigCmd,
+    },
+}
+
+#[derive(Subcommand)]
+enum ConfigCmd {
+    /// Validate a configuration file; print every error with key path and line.
+    Check {
+        /// TOML configuration file.
+        file: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.cmd {
+        Cmd::Config {
+            cmd: ConfigCmd::Check { file },
+        } => config_check(&file),
+        Cmd::Serve { config } => serve::run(&config),
+        Cmd::Demo {
+            data_dir,
+            listen,
+            admin_listen,
+        } => demo::run(&data_dir, listen, admin_listen),
+    }
+}
+
+fn config_check(file: &std::path::Path) -> ExitCode {
+    match rampart_core::config::load(file) {
+        Ok(cfg) => {
+            println!(
+                "{}: ok ({} routes, {} upstream pools)",
+                file.display(),
+                cfg.routes.len(),
+                cfg.upstreams.len()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(errs) => {
+            for e in &errs.0 {
+                match e.line {
+                    Some(l) => eprintln!("{}:{l}: {}: {}", file.display(), e.path, e.message),
+                    None => eprintln!("{}: {}: {}", file.display(), e.path, e.message),
+                }
+            }
+            eprintln!("{} error(s)", errs.0.len());
+            ExitCode::from(EXIT_CONFIG)
+        }
+    }
+}

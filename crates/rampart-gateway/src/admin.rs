@@ -1,0 +1,145 @@
+//! The admin listener: Prometheus metrics, liveness/readiness and upstream
+//! status. Served over TLS on its own socket, never on the public one.
+
+use std::convert::Infallible;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use http::header::{HeaderValue, CONTENT_TYPE};
+use http::{Request, Response, StatusCode};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
+
+use crate::respond::{self, Body};
+use crate::runtime::Gateway;
+
+/// Installs the process-wide Prometheus recorder once and returns its handle.
+/// `None` if another recorder was installed first (then `/metrics` is empty).
+pub fn metrics_handle() -> Option<&'static PrometheusHandle> {
+    static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            let b = PrometheusBuilder::new()
+                .set_buckets_for_metric(
+                    Matcher::Full("rampart_request_duration_seconds".into()),
+                    &[
+                        0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+                        5.0, 10.0,
+                    ],
+                )
+                .ok()?;
+            let h = b.install_recorder().ok()?;
+            let h2 = h.clone();
+            // Histograms are drained on upkeep; without it they only grow.
+            if let Ok(rt) = tokio::runtime::Handle::try_current() {
+                rt.spawn(async move {
+                    let mut t = tokio::time::interval(Duration::from_secs(5));
+                    loop {
+                        t.tick().await;
+                        h2.run_upkeep();
+                    }
+                });
+            }
+            Some(h)
+        })
+        .as_ref()
+}
+
+fn text(status: StatusCode, ctype: &'static str, body: String) -> Response<Body> {
+    let mut r = Response::new(respond::full(body));
+    *r.status_mut() = status;
+    r.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static(ctype));
+    r
+}
+
+fn route(gw: &Gateway, req: &Request<Incoming>) -> Response<Body> {
+    match req.uri().path() {
+        "/metrics" => {
+            let body = metrics_handle()
+                .map(PrometheusHandle::render)
+                .unwrap_or_default();
+            text(StatusCode::OK, "text/plain; version=0.0.4", body)
+        }
+        "/healthz" => text(StatusCode::OK, "text/plain", "ok\n".into()),
+        "/readyz" | "/v1/upstreams" => {
+            let rt = gw.runtime();
+            let mut ready = true;
+            let pools: serde_json::Map<String, serde_json::Value> = rt
+                .pools
+                .iter()
+                .map(|(name, p)| {
+                    let eps: Vec<serde_json::Value> = p
+                        .endpoints
+                        .iter()
+                        .map(|e| {
+                            serde_json::json!({
+                                "endpoint": e.authority,
+                                "healthy": e.is_healthy(),
+                                "ejected": e.is_ejected(),
+                                "in_flight": e.in_flight.load(std::sync::atomic::Ordering::Relaxed),
+                            })
+                        })
+                        .collect();
+                    ready &= p.endpoints.iter().any(|e| e.available());
+                    (name.clone(), serde_json::Value::Array(eps))
+                })
+                .collect();
+            let status = if ready || req.uri().path() == "/v1/upstreams" {
+                StatusCode::OK
+            } else {
+                StatusCode::SERVICE_UNAVAILABLE
+            };
+            let body = serde_json::json!({"ready": ready, "pools": pools}).to_string();
+            text(status, "application/json", body)
+        }
+        _ => respond::problem(
+            &rampart_core::Problem::new(rampart_core::ProblemCode::NotFound),
+            None,
+        ),
+    }
+}
+
+/// Serves the admin endpoints until the gateway shuts down.
+pub async fn serve(gw: Arc<Gateway>, listener: TcpListener, tls: Option<TlsAcceptor>) {
+    let _ = metrics_handle();
+    loop {
+        let (tcp, _) = tokio::select! {
+            () = gw.shutdown.cancelled() => break,
+            a = listener.accept() => match a { Ok(x) => x, Err(_) => { tokio::time::sleep(Duration::from_millis(50)).await; continue } },
+        };
+        let gw2 = gw.clone();
+        let tls = tls.clone();
+        gw.tracker.spawn(async move {
+            let svc = service_fn(move |req: Request<Incoming>| {
+                let r = route(&gw2, &req);
+                async move { Ok::<_, Infallible>(r) }
+            });
+            let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+            match tls {
+                Some(acc) => {
+                    if let Ok(Ok(s)) =
+                        tokio::time::timeout(Duration::from_secs(5), acc.accept(tcp)).await
+                    {
+                        let _ = tokio::time::timeout(
+                            Duration::from_secs(60),
+                            builder.serve_connection(TokioIo::new(s), svc),
+                        )
+                        .await;
+                    }
+                }
+                None => {
+                    let _ = tokio::time::timeout(
+                        Duration::from_secs(60),
+                        builder.serve_connection(TokioIo::new(tcp), svc),
+                    )
+                    .await;
+                }
+            }
+        });
+    }
+}

@@ -1,0 +1,709 @@
+//! The request pipeline: request id → head limits → route → body limits →
+//! upstream attempt(s) with safe retries → response shaping → access log and
+//! metrics.
+//!
+//! Later layers (authentication, authorization, limits, audit) plug in between
+//! routing and forwarding, as named phases of [`handle`].
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{Method, Request, Response, StatusCode, Uri};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+use rampart_core::config::RetryPolicy;
+use rampart_core::{Problem, ProblemCode};
+
+use crate::respond::{self, Body, REQUEST_ID};
+use crate::router::{upstream_path, Match, Route};
+use crate::runtime::Runtime;
+use crate::upstream::{Endpoint, Pool};
+
+/// What the listener knows about the connection; later layers read it from
+/// the request extensions (`mTLS` binding needs the client certificate).
+#[derive(Debug, Clone)]
+pub struct ConnInfo {
+    /// Peer address.
+    pub peer: SocketAddr,
+    /// Negotiated ALPN protocol.
+    pub alpn: Option<Vec<u8>>,
+    /// The verified client certificate (leaf, DER), if one was presented.
+    pub client_cert: Option<rustls::pki_types::CertificateDer<'static>>,
+    /// Hex SHA-256 fingerprint of `client_cert`.
+    pub client_cert_sha256: Option<String>,
+    /// Whether the connection is TLS.
+    pub tls: bool,
+    /// Whether the connection speaks HTTP/2.
+    pub h2: bool,
+}
+
+/// Generates request ids: a random per-process prefix and a counter, so ids
+/// are unique without a syscall per request.
+fn new_request_id() -> String {
+    static PREFIX: OnceLock<u64> = OnceLock::new();
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let p = PREFIX.get_or_init(rand::random::<u64>);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    format!("{p:016x}{n:016x}")
+}
+
+/// A client-sent id is kept only if it is short and plain (no log injection).
+fn valid_request_id(v: &HeaderValue) -> Option<&str> {
+    let s = v.to_str().ok()?;
+    (!s.is_empty()
+        && s.len() <= 64
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':')))
+    .then_some(s)
+}
+
+/// Headers that describe one hop and never cross the proxy (RFC 9110 §7.6.1).
+const HOP_BY_HOP: [&str; 8] = [
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "proxy-authorization",
+];
+
+/// Response headers that would reveal the upstream's software.
+const UPSTREAM_REVEALING: [&str; 4] = ["server", "x-powered-by", "via", "x-aspnet-version"];
+
+fn strip_hop_by_hop(h: &mut HeaderMap) {
+    // Headers named by Connection are hop-by-hop too.
+    let named: Vec<HeaderName> = h
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
+        .collect();
+    for n in named {
+        h.remove(n);
+    }
+    for n in HOP_BY_HOP {
+        h.remove(n);
+    }
+}
+
+/// Rough size of the request head as sent on the wire.
+fn head_bytes(req: &Request<Incoming>) -> usize {
+    let mut n = req.method().as_str().len() + req.uri().to_string().len() + 12;
+    for (k, v) in req.headers() {
+        n += k.as_str().len() + v.len() + 4;
+    }
+    n
+}
+
+/// Rejects targets a path-based router must not pass on: dot segments and
+/// encoded separators that an upstream might decode into traversal.
+fn suspicious_path(path: &str) -> bool {
+    let lower_has = |pat: &str| {
+        path.as_bytes()
+            .windows(pat.len())
+            .any(|w| w.eq_ignore_ascii_case(pat.as_bytes()))
+    };
+    path.split('/').any(|s| s == "." || s == "..")
+        || lower_has("%2f")
+        || lower_has("%5c")
+        || lower_has("%2e")
+        || lower_has("%00")
+        || path.contains('\\')
+}
+
+fn is_safe_method(m: &Method) -> bool {
+    matches!(*m, Method::GET | Method::HEAD | Method::OPTIONS)
+}
+
+fn is_websocket_upgrade(req: &Request<Incoming>) -> bool {
+    req.method() == Method::GET
+        && req
+            .headers()
+            .get(header::UPGRADE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.eq_ignore_ascii_case("websocket"))
+}
+
+struct Outcome {
+    resp: Response<Body>,
+    route: Option<Arc<Route>>,
+    upstream: Option<String>,
+    attempts: u32,
+}
+
+impl Outcome {
+    fn reject(p: Problem, rid: &str, route: Option<Arc<Route>>) -> Self {
+        Self {
+            resp: respond::problem(&p, Some(rid)),
+            route,
+            upstream: None,
+            attempts: 0,
+        }
+    }
+}
+
+/// Serves one request. Never fails: every error is a problem response.
+pub async fn handle(
+    rt: Arc<Runtime>,
+    conn: Arc<ConnInfo>,
+    req: Request<Incoming>,
+) -> Result<Response<Body>, std::convert::Infallible> {
+    let start = Instant::now();
+    let rid = req
+        .headers()
+        .get(&REQUEST_ID)
+        .and_then(valid_request_id)
+        .map_or_else(new_request_id, str::to_owned);
+    let method = req.method().clone();
+    let path_for_log: String = req.uri().path().chars().take(256).collect();
+
+    let out = pipeline(&rt, &conn, req, &rid).await;
+    let mut resp = out.resp;
+    respond::stamp(&mut resp, Some(&rid));
+
+    let status = resp.status().as_u16();
+    let latency = start.elapsed();
+    let route_label = out.route.as_ref().map_or("none", |r| r.cfg.action.as_str());
+    metrics::counter!("rampart_requests_total", "route" => route_label.to_owned(), "status" => status.to_string()).increment(1);
+    metrics::histogram!("rampart_request_duration_seconds", "route" => route_label.to_owned())
+        .record(latency.as_secs_f64());
+    if rt.cfg.log.access_log {
+        tracing::info!(
+            target: "rampart::access",
+            request_id = %rid,
+            peer = %conn.peer,
+            method = %method,
+            path = %path_for_log,
+            route = route_label,
+            status,
+            latency_us = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX),
+            upstream = out.upstream.as_deref().unwrap_or("-"),
+            attempts = out.attempts,
+        );
+    }
+    Ok(resp)
+}
+
+async fn pipeline(rt: &Runtime, conn: &ConnInfo, req: Request<Incoming>, rid: &str) -> Outcome {
+    let server = &rt.cfg.server;
+
+    // Phase: head limits.
+    if head_bytes(&req) > server.max_header_bytes {
+        return Outcome::reject(
+            Problem::new(ProblemCode::HeadersTooLarge).detail(format!(
+                "the request head exceeds {} bytes",
+                server.max_header_bytes
+            )),
+            rid,
+            None,
+        );
+    }
+    if req.uri().scheme().is_some() && req.version() < http::Version::HTTP_2 {
+        return Outcome::reject(
+            Problem::new(ProblemCode::BadRequest)
+                .detail("absolute-form request targets are not accepted"),
+            rid,
+            None,
+        );
+    }
+    let path = req.uri().path().to_owned();
+    if suspicious_path(&path) {
+        return Outcome::reject(
+            Problem::new(ProblemCode::RequestBlocked)
+                .detail("the path contains dot segments or encoded separators"),
+            rid,
+            None,
+        );
+    }
+
+    // Phase: route.
+    let (route, upath) = match rt.router.lookup(req.method(), &path) {
+        Match::Found(r, params) => (r.clone(), upstream_path(r, &path, &params)),
+        Match::NotFound => {
+            return Outcome::reject(
+                Problem::new(ProblemCode::NotFound).detail("no route matches the path"),
+                rid,
+                None,
+            )
+        }
+        Match::MethodNotAllowed(allowed) => {
+            let allow = allowed
+                .iter()
+                .map(|m| m.as_str())
+                .collect::<Vec<_>>()
+                .join(", ");
+            let mut o = Outcome::reject(
+                Problem::new(ProblemCode::MethodNotAllowed)
+                    .detail(format!("the path accepts {allow}")),
+                rid,
+                None,
+            );
+            if let Ok(v) = HeaderValue::from_str(&allow) {
+                o.resp.headers_mut().insert(header::ALLOW, v);
+            }
+            return o;
+        }
+    };
+    let Some(pool) = rt.pools.get(&route.cfg.upstream).cloned() else {
+        // INVARIANT: config compile checks every route's upstream exists.
+        return Outcome::reject(Problem::new(ProblemCode::InternalError), rid, Some(route));
+    };
+
+    let target = match req.uri().query() {
+        Some(q) => format!("{upath}?{q}"),
+        None => upath,
+    };
+
+    // Phase: upgrade (WebSocket) bypasses body buffering.
+    if is_websocket_upgrade(&req) {
+        return websocket(&pool, conn, req, &target, rid, route).await;
+    }
+
+    // Phase: body limits.
+    let limit = route.cfg.max_body_bytes.unwrap_or(server.max_body_bytes);
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Outcome::reject(too_large(limit), rid, Some(route));
+    }
+    let (parts, body) = {
+        let (mut parts, body) = req.into_parts();
+        strip_hop_by_hop(&mut parts.headers);
+        (parts, body)
+    };
+    let body = match tokio::time::timeout(server.request_timeout, read_body(body, limit)).await {
+        Err(_) => {
+            return Outcome::reject(
+                Problem::new(ProblemCode::RequestTimeout)
+                    .detail("the request body was not received in time"),
+                rid,
+                Some(route),
+            )
+        }
+        Ok(Err(BodyError::TooLarge)) => return Outcome::reject(too_large(limit), rid, Some(route)),
+        Ok(Err(BodyError::Io)) => {
+            return Outcome::reject(
+                Problem::new(ProblemCode::BadRequest).detail("the request body could not be read"),
+                rid,
+                Some(route),
+            )
+        }
+        Ok(Ok(b)) => b,
+    };
+    let head = make_head(&parts.method, &parts.uri, &parts.headers);
+
+    // Phase: forward.
+    forward(&pool, conn, &head, body, &target, rid, route).await
+}
+
+/// The parts of the client request that the upstream request is built from.
+struct Head {
+    method: Method,
+    headers: HeaderMap,
+    authority: Option<String>,
+}
+
+fn make_head(method: &Method, uri: &Uri, headers: &HeaderMap) -> Head {
+    Head {
+        method: method.clone(),
+        headers: headers.clone(),
+        authority: uri.authority().map(|a| a.as_str().to_owned()).or_else(|| {
+            headers
+                .get(header::HOST)
+                .and_then(|h| h.to_str().ok())
+                .map(str::to_owned)
+        }),
+    }
+}
+
+fn too_large(limit: usize) -> Problem {
+    Problem::new(ProblemCode::PayloadTooLarge)
+        .detail(format!("the request body exceeds {limit} bytes"))
+        .with("limit_bytes", limit)
+}
+
+enum BodyError {
+    TooLarge,
+    Io,
+}
+
+/// Reads a body into memory, never more than `limit` bytes.
+async fn read_body(mut body: Incoming, limit: usize) -> Result<Bytes, BodyError> {
+    let mut buf = BytesMut::new();
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|_| BodyError::Io)?;
+        if let Ok(data) = frame.into_data() {
+            if buf.len().saturating_add(data.len()) > limit {
+                return Err(BodyError::TooLarge);
+            }
+            buf.extend_from_slice(&data);
+        }
+    }
+    Ok(buf.freeze())
+}
+
+fn upstream_headers(head: &Head, conn: &ConnInfo, rid: &str) -> HeaderMap {
+    let mut h = HeaderMap::with_capacity(head.headers.len() + 4);
+    for (k, v) in &head.headers {
+        let name = k.as_str();
+        // Identity headers are set by the gateway alone; a client's copy is dropped.
+        if name.starts_with("x-rampart-")
+            || name.starts_with("x-forwarded-")
+            || name == "forwarded"
+            || name == "host"
+        {
+            continue;
+        }
+        h.append(k.clone(), v.clone());
+    }
+    if let Ok(v) = HeaderValue::from_str(&conn.peer.ip().to_string()) {
+        h.insert(HeaderName::from_static("x-forwarded-for"), v);
+    }
+    h.insert(
+        HeaderName::from_static("x-forwarded-proto"),
+        HeaderValue::from_static(if conn.tls { "https" } else { "http" }),
+    );
+    if let Some(a) = head
+        .authority
+        .as_deref()
+        .and_then(|a| HeaderValue::from_str(a).ok())
+    {
+        h.insert(HeaderName::from_static("x-forwarded-host"), a);
+    }
+    if let Ok(v) = HeaderValue::from_str(rid) {
+        h.insert(REQUEST_ID.clone(), v);
+    }
+    h
+}
+
+enum Failure {
+    /// Never reached the upstream (connect failed): always safe to retry.
+    NotSent(String),
+    /// May have reached the upstream.
+    Transport(String),
+    Timeout,
+    Status(StatusCode),
+}
+
+async fn forward(
+    pool: &Arc<Pool>,
+    conn: &ConnInfo,
+    head: &Head,
+    body: Bytes,
+    target: &str,
+    rid: &str,
+    route: Arc<Route>,
+) -> Outcome {
+    // Circuit breaker: fail fast instead of queueing behind a stuck pool.
+    let inflight = pool.in_flight.fetch_add(1, Ordering::AcqRel);
+    let _guard = InFlight(&pool.in_flight);
+    if inflight >= pool.cfg.max_in_flight {
+        return Outcome::reject(
+            Problem::new(ProblemCode::Overloaded)
+                .detail("the upstream pool is at its concurrency limit"),
+            rid,
+            Some(route),
+        );
+    }
+    let timeout = route.cfg.timeout.unwrap_or(pool.cfg.timeout);
+    let headers = upstream_headers(head, conn, rid);
+    let safe = is_safe_method(&head.method);
+    let max_attempts = pool.cfg.retries.saturating_add(1);
+    let mut tried: Vec<usize> = Vec::with_capacity(2);
+    let mut last: Option<(Failure, String)> = None;
+    let mut attempts = 0u32;
+
+    while attempts < max_attempts {
+        let Some((idx, ep)) = pool.pick(&tried) else {
+            break;
+        };
+        tried.push(idx);
+        attempts += 1;
+        let uri: Uri = match format!("{}{}", ep.base, target).parse() {
+            Ok(u) => u,
+            Err(_) => {
+                return Outcome::reject(
+                    Problem::new(ProblemCode::BadRequest).detail("the request target is not valid"),
+                    rid,
+                    Some(route),
+                )
+            }
+        };
+        let mut up = Request::new(Full::new(body.clone()));
+        *up.method_mut() = head.method.clone();
+        *up.uri_mut() = uri;
+        *up.headers_mut() = headers.clone();
+
+        ep.in_flight.fetch_add(1, Ordering::Relaxed);
+        let res = tokio::time::timeout(timeout, pool.client.request(up)).await;
+        ep.in_flight.fetch_sub(1, Ordering::Relaxed);
+
+        let failure = match res {
+            Ok(Ok(resp)) if !resp.status().is_server_error() => {
+                pool.record_success(&ep);
+                return Outcome {
+                    resp: shape_response(resp),
+                    route: Some(route),
+                    upstream: Some(ep.authority.clone()),
+                    attempts,
+                };
+            }
+            Ok(Ok(resp)) => Failure::Status(resp.status()),
+            Ok(Err(e)) if e.is_connect() => Failure::NotSent(e.to_string()),
+            Ok(Err(e)) => Failure::Transport(format!("{e:?}")),
+            Err(_) => Failure::Timeout,
+        };
+        pool.record_failure(&ep);
+        tracing::debug!(request_id = rid, endpoint = %ep.authority, "upstream attempt failed");
+        let retry_ok = match (&failure, route.cfg.retry) {
+            (_, RetryPolicy::Never) => false,
+            (Failure::NotSent(_), _) => true,
+            (_, RetryPolicy::Safe) => safe,
+            (_, RetryPolicy::ConnectOnly) => false,
+        };
+        last = Some((failure, ep.authority.clone()));
+        if !retry_ok {
+            break;
+        }
+    }
+
+    let upstream = last.as_ref().map(|(_, a)| a.clone());
+    let p = match last {
+        None => Problem::new(ProblemCode::UpstreamUnavailable)
+            .detail("no healthy upstream endpoint is available; the request was not sent"),
+        Some((Failure::NotSent(e), a)) => {
+            tracing::warn!(request_id = rid, endpoint = %a, error = %e, "upstream connect failed");
+            Problem::new(ProblemCode::UpstreamUnavailable)
+                .detail("the upstream could not be reached; the request was not sent")
+        }
+        Some((f, a)) => {
+            let unknown = if safe {
+                ""
+            } else {
+                "; the request may have reached the upstream, so its outcome is unknown: check its state before retrying"
+            };
+            match f {
+                Failure::Timeout => Problem::new(ProblemCode::UpstreamTimeout).detail(format!(
+                    "the upstream did not answer within {} ms{unknown}",
+                    timeout.as_millis()
+                )),
+                Failure::Status(s) => {
+                    tracing::warn!(request_id = rid, endpoint = %a, status = s.as_u16(), "upstream answered with a server error");
+                    Problem::new(ProblemCode::UpstreamUnavailable).detail(format!(
+                        "the upstream failed to process the request{unknown}"
+                    ))
+                }
+                Failure::Transport(e) | Failure::NotSent(e) => {
+                    tracing::warn!(request_id = rid, endpoint = %a, error = %e, "upstream connection failed");
+                    Problem::new(ProblemCode::UpstreamUnavailable)
+                        .detail(format!("the connection to the upstream failed{unknown}"))
+                }
+            }
+        }
+    };
+    let mut o = Outcome::reject(p, rid, Some(route));
+    o.upstream = upstream;
+    o.attempts = attempts;
+    o
+}
+
+struct InFlight<'a>(&'a std::sync::atomic::AtomicUsize);
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+fn shape_response(resp: Response<Incoming>) -> Response<Body> {
+    let (mut parts, body) = resp.into_parts();
+    strip_hop_by_hop(&mut parts.headers);
+    for n in UPSTREAM_REVEALING {
+        parts.headers.remove(n);
+    }
+    parts
+        .headers
+        .remove(HeaderName::from_static("rampart-server-time"));
+    Response::from_parts(parts, body.map_err(respond::BoxError::from).boxed_unsync())
+}
+
+/// Proxies a WebSocket upgrade: a dedicated HTTP/1.1 connection to the
+/// upstream, then bytes copied both ways until either side closes.
+async fn websocket(
+    pool: &Arc<Pool>,
+    conn: &ConnInfo,
+    mut req: Request<Incoming>,
+    target: &str,
+    rid: &str,
+    route: Arc<Route>,
+) -> Outcome {
+    let head = make_head(req.method(), req.uri(), req.headers());
+    let mut headers = upstream_headers(&head, conn, rid);
+    headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+    let mut tried = Vec::new();
+    let Some((idx, ep)) = pool.pick(&tried) else {
+        return Outcome::reject(
+            Problem::new(ProblemCode::UpstreamUnavailable)
+                .detail("no healthy upstream endpoint is available"),
+            rid,
+            Some(route),
+        );
+    };
+    tried.push(idx);
+    let res = tokio::time::timeout(
+        pool.cfg.timeout,
+        upgrade_upstream(&ep, headers, target, pool.cfg.connect_timeout),
+    )
+    .await;
+    let mut uresp = match res {
+        Ok(Ok(r)) => r,
+        Ok(Err(e)) => {
+            pool.record_failure(&ep);
+            tracing::warn!(request_id = rid, endpoint = %ep.authority, error = %e, "websocket upstream failed");
+            return Outcome::reject(
+                Problem::new(ProblemCode::UpstreamUnavailable)
+                    .detail("the upstream could not be reached"),
+                rid,
+                Some(route),
+            );
+        }
+        Err(_) => {
+            pool.record_failure(&ep);
+            return Outcome::reject(
+                Problem::new(ProblemCode::UpstreamTimeout)
+                    .detail("the upstream did not accept the upgrade in time"),
+                rid,
+                Some(route),
+            );
+        }
+    };
+    pool.record_success(&ep);
+    if uresp.status() != StatusCode::SWITCHING_PROTOCOLS {
+        let mut o = Outcome {
+            resp: shape_response(uresp),
+            route: Some(route),
+            upstream: Some(ep.authority.clone()),
+            attempts: 1,
+        };
+        o.resp.headers_mut().remove(header::UPGRADE);
+        return o;
+    }
+    let client_up = hyper::upgrade::on(&mut req);
+    let upstream_up = hyper::upgrade::on(&mut uresp);
+    let rid_owned = rid.to_owned();
+    tokio::spawn(async move {
+        match tokio::try_join!(client_up, upstream_up) {
+            Ok((c, u)) => {
+                let mut c = TokioIo::new(c);
+                let mut u = TokioIo::new(u);
+                if let Err(e) = tokio::io::copy_bidirectional(&mut c, &mut u).await {
+                    tracing::debug!(request_id = %rid_owned, error = %e, "websocket closed with error");
+                }
+            }
+            Err(e) => {
+                tracing::debug!(request_id = %rid_owned, error = %e, "websocket upgrade failed")
+            }
+        }
+    });
+    let mut resp = Response::new(respond::full(Bytes::new()));
+    *resp.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    let uh = uresp.headers();
+    let h = resp.headers_mut();
+    h.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+    for name in [
+        header::SEC_WEBSOCKET_ACCEPT,
+        header::SEC_WEBSOCKET_PROTOCOL,
+        header::SEC_WEBSOCKET_EXTENSIONS,
+    ] {
+        if let Some(v) = uh.get(&name) {
+            h.insert(name, v.clone());
+        }
+    }
+    Outcome {
+        resp,
+        route: Some(route),
+        upstream: Some(ep.authority.clone()),
+        attempts: 1,
+    }
+}
+
+async fn upgrade_upstream(
+    ep: &Endpoint,
+    headers: HeaderMap,
+    target: &str,
+    connect_timeout: Duration,
+) -> Result<Response<Incoming>, respond::BoxError> {
+    let tcp = tokio::time::timeout(
+        connect_timeout,
+        tokio::net::TcpStream::connect(&ep.authority),
+    )
+    .await??;
+    tcp.set_nodelay(true)?;
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(tcp)).await?;
+    tokio::spawn(async move {
+        let _ = connection.with_upgrades().await;
+    });
+    let mut req = Request::new(Full::new(Bytes::new()));
+    *req.uri_mut() = target.parse()?;
+    *req.headers_mut() = headers;
+    req.headers_mut()
+        .insert(header::HOST, HeaderValue::from_str(&ep.authority)?);
+    Ok(sender.send_request(req).await?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_ids() {
+        let a = new_request_id();
+        let b = new_request_id();
+        assert_ne!(a, b);
+        assert_eq!(a.len(), 32);
+        assert!(valid_request_id(&HeaderValue::from_static("abc-123")).is_some());
+        assert!(valid_request_id(&HeaderValue::from_static("a b")).is_none());
+        assert!(valid_request_id(&HeaderValue::from_static("")).is_none());
+        let long = "a".repeat(65);
+        assert!(valid_request_id(&HeaderValue::from_str(&long).unwrap()).is_none());
+    }
+
+    #[test]
+    fn suspicious_paths() {
+        assert!(suspicious_path("/v1/../admin"));
+        assert!(suspicious_path("/v1/orders/..%2Fadmin"));
+        assert!(suspicious_path("/v1/%2e%2e/x"));
+        assert!(suspicious_path("/v1/a%00"));
+        assert!(!suspicious_path("/v1/markets/BTC-USD/book"));
+        assert!(!suspicious_path("/v1/orders/abc.def"));
+    }
+
+    #[test]
+    fn hop_by_hop_removed() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::CONNECTION,
+            HeaderValue::from_static("keep-alive, x-secret"),
+        );
+        h.insert("x-secret", HeaderValue::from_static("1"));
+        h.insert("te", HeaderValue::from_static("trailers"));
+        h.insert("x-ok", HeaderValue::from_static("1"));
+        strip_hop_by_hop(&mut h);
+        assert!(h.get("x-secret").is_none());
+        assert!(h.get("te").is_none());
+        assert!(h.get(header::CONNECTION).is_none());
+        assert!(h.get("x-ok").is_some());
+    }
+}

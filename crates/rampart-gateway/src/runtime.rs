@@ -1,0 +1,180 @@
+//! A compiled configuration snapshot (routes, pools, limits) and the
+//! [`Gateway`] that swaps snapshots atomically on reload.
+//!
+//! A request loads the current snapshot once and keeps it to the end, so a
+//! reload never changes the rules under an in-flight request.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use arc_swap::{ArcSwap, ArcSwapOption};
+use rampart_core::config::{self, Config};
+use tokio_rustls::TlsAcceptor;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::router::Router;
+use crate::tls;
+use crate::upstream::Pool;
+
+/// One configuration snapshot, ready to serve.
+#[derive(Debug)]
+pub struct Runtime {
+    /// The validated configuration.
+    pub cfg: Config,
+    /// The route table.
+    pub router: Router,
+    /// Pools by name.
+    pub pools: HashMap<String, Arc<Pool>>,
+    stop: CancellationToken,
+}
+
+impl Runtime {
+    /// Builds the snapshot and starts its health checks.
+    pub fn start(cfg: Config) -> Arc<Self> {
+        let router = Router::new(&cfg.routes);
+        let pools: HashMap<String, Arc<Pool>> = cfg
+            .upstreams
+            .iter()
+            .map(|(n, u)| (n.clone(), Arc::new(Pool::new(n, u))))
+            .collect();
+        let stop = CancellationToken::new();
+        for p in pools.values() {
+            p.publish_health();
+            if p.cfg.health.is_some() {
+                tokio::spawn(p.clone().health_loop(stop.clone()));
+            }
+        }
+        Arc::new(Self {
+            cfg,
+            router,
+            pools,
+            stop,
+        })
+    }
+
+    /// Stops background tasks of this snapshot (health checks).
+    pub fn retire(&self) {
+        self.stop.cancel();
+    }
+}
+
+impl Drop for Runtime {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+/// Errors starting or reloading the gateway.
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    /// The configuration is invalid.
+    #[error("invalid configuration:\n{0}")]
+    Config(#[from] config::ConfigErrors),
+    /// TLS material could not be loaded.
+    #[error(transparent)]
+    Tls(#[from] tls::TlsError),
+    /// A socket could not be bound.
+    #[error("cannot listen on `{addr}`: {source}")]
+    Bind {
+        /// The address.
+        addr: std::net::SocketAddr,
+        /// The cause.
+        source: std::io::Error,
+    },
+}
+
+/// The running gateway: current snapshot, TLS acceptor, connection limits.
+pub struct Gateway {
+    pub(crate) runtime: ArcSwap<Runtime>,
+    pub(crate) tls: ArcSwapOption<TlsAcceptor>,
+    pub(crate) shutdown: CancellationToken,
+    pub(crate) tracker: TaskTracker,
+    pub(crate) conns: Arc<tokio::sync::Semaphore>,
+    pub(crate) overflow: Arc<tokio::sync::Semaphore>,
+}
+
+impl std::fmt::Debug for Gateway {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Gateway").finish_non_exhaustive()
+    }
+}
+
+fn acceptor(cfg: &Config) -> Result<Option<TlsAcceptor>, tls::TlsError> {
+    cfg.server
+        .tls
+        .as_ref()
+        .map(|t| tls::server_config(t).map(TlsAcceptor::from))
+        .transpose()
+}
+
+impl Gateway {
+    /// Builds a gateway from a validated configuration (loads TLS material,
+    /// starts health checks). Does not bind.
+    pub fn new(cfg: Config) -> Result<Arc<Self>, GatewayError> {
+        let tls = acceptor(&cfg)?;
+        if cfg.dangerous.plaintext && tls.is_none() {
+            tracing::warn!("DANGEROUS: the public listener serves plain HTTP without TLS (`dangerous.plaintext = true`)");
+        }
+        let max = cfg.server.max_connections;
+        let rt = Runtime::start(cfg);
+        Ok(Arc::new(Self {
+            runtime: ArcSwap::new(rt),
+            tls: ArcSwapOption::new(tls.map(Arc::new)),
+            shutdown: CancellationToken::new(),
+            tracker: TaskTracker::new(),
+            conns: Arc::new(tokio::sync::Semaphore::new(max)),
+            overflow: Arc::new(tokio::sync::Semaphore::new(max.clamp(16, 1024))),
+        }))
+    }
+
+    /// The current snapshot.
+    pub fn runtime(&self) -> Arc<Runtime> {
+        self.runtime.load_full()
+    }
+
+    /// Validates and swaps in a new configuration. On error the old one
+    /// stays. Listener address and connection cap changes need a restart.
+    pub fn reload(&self, cfg: Config) -> Result<(), GatewayError> {
+        let tls = acceptor(&cfg)?;
+        let old = self.runtime.load_full();
+        if old.cfg.server.listen != cfg.server.listen {
+            tracing::warn!(old = %old.cfg.server.listen, new = %cfg.server.listen, "listen address changes need a restart; keeping the old socket");
+        }
+        if old.cfg.server.max_connections != cfg.server.max_connections {
+            tracing::warn!("max_connections changes need a restart");
+        }
+        let rt = Runtime::start(cfg);
+        self.tls.store(tls.map(Arc::new));
+        let prev = self.runtime.swap(rt);
+        prev.retire();
+        tracing::info!(
+            routes = self.runtime.load().cfg.routes.len(),
+            "configuration reloaded"
+        );
+        Ok(())
+    }
+
+    /// Reads, validates and applies a configuration file; logs the outcome.
+    pub fn reload_from_file(&self, path: &Path) -> Result<(), GatewayError> {
+        let res = config::load(path)
+            .map_err(GatewayError::from)
+            .and_then(|cfg| self.reload(cfg));
+        if let Err(e) = &res {
+            tracing::error!(file = %path.display(), error = %e, "reload refused; the previous configuration stays active");
+        }
+        res
+    }
+
+    /// Stops accepting and asks connections to finish.
+    pub fn shutdown(&self) {
+        self.shutdown.cancel();
+    }
+
+    /// Waits until every connection task has ended (after [`Self::shutdown`]).
+    pub async fn drained(&self) {
+        self.tracker.close();
+        self.tracker.wait().await;
+    }
+}

@@ -1,0 +1,366 @@
+//! `rampart demo`: everything on one box with embedded defaults.
+//!
+//! Creates (or reuses) a data dir with a demo CA and server certificate, a
+//! generated `rampart.toml` and `demo-credentials.json`; starts two
+//! demo-exchange backends over one shared state (so failover keeps orders
+//! consistent), the gateway and the admin listener; stops cleanly on Ctrl-C.
+
+use std::fs;
+use std::io::Write;
+use std::net::SocketAddr;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use base64::Engine;
+use rcgen::{
+    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair,
+    KeyUsagePurpose,
+};
+use serde_json::json;
+use tokio::signal::unix::{signal, SignalKind};
+use tokio_util::sync::CancellationToken;
+
+/// Errors of the demo setup; messages name files, never key material.
+#[derive(Debug, thiserror::Error)]
+enum DemoError {
+    #[error("`{0}`: {1}")]
+    Io(PathBuf, std::io::Error),
+    #[error("certificate generation failed: {0}")]
+    Cert(#[from] rcgen::Error),
+    #[error("{0}")]
+    Other(String),
+}
+
+fn io_err(p: &Path) -> impl FnOnce(std::io::Error) -> DemoError + '_ {
+    move |e| DemoError::Io(p.to_path_buf(), e)
+}
+
+/// Writes a file readable by the owner only.
+fn write_private(path: &Path, data: &[u8]) -> Result<(), DemoError> {
+    let mut f = fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(io_err(path))?;
+    f.write_all(data).map_err(io_err(path))
+}
+
+fn prepare_dir(dir: &Path) -> Result<PathBuf, DemoError> {
+    fs::create_dir_all(dir).map_err(io_err(dir))?;
+    fs::set_permissions(dir, fs::Permissions::from_mode(0o700)).map_err(io_err(dir))?;
+    fs::canonicalize(dir).map_err(io_err(dir))
+}
+
+struct CertPaths {
+    ca: PathBuf,
+    cert: PathBuf,
+    key: PathBuf,
+}
+
+/// Creates a demo CA and a server certificate for `localhost`/`127.0.0.1`,
+/// unless they already exist.
+fn ensure_certs(dir: &Path) -> Result<CertPaths, DemoError> {
+    let paths = CertPaths {
+        ca: dir.join("ca.pem"),
+        cert: dir.join("server.pem"),
+        key: dir.join("server.key"),
+    };
+    if paths.ca.is_file() && paths.cert.is_file() && paths.key.is_file() {
+        return Ok(paths);
+    }
+    let ca_key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
+    let mut ca = CertificateParams::new(Vec::<String>::new())?;
+    ca.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+    ca.distinguished_name
+        .push(DnType::CommonName, "Rampart Demo CA");
+    ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    let ca_cert = ca.self_signed(&ca_key)?;
+
+    let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
+    let mut sp = CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])?;
+    sp.distinguished_name
+        .push(DnType::CommonName, "rampart demo gateway");
+    sp.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    sp.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    let cert = sp.signed_by(&key, &ca_cert, &ca_key)?;
+
+    write_private(&paths.key, key.serialize_pem().as_bytes())?;
+    fs::write(&paths.cert, format!("{}{}", cert.pem(), ca_cert.pem()))
+        .map_err(io_err(&paths.cert))?;
+    fs::write(&paths.ca, ca_cert.pem()).map_err(io_err(&paths.ca))?;
+    Ok(paths)
+}
+
+fn base32(data: &[u8]) -> String {
+    const A: &[u8; 32] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
+    let mut out = String::new();
+    let mut buf: u32 = 0;
+    let mut bits = 0;
+    for b in data {
+        buf = (buf << 8) | u32::from(*b);
+        bits += 8;
+        while bits >= 5 {
+            bits -= 5;
+            let i = ((buf >> bits) & 31) as usize;
+            out.push(A.get(i).map_or('A', |c| char::from(*c)));
+        }
+    }
+    if bits > 0 {
+        let i = ((buf << (5 - bits)) & 31) as usize;
+        out.push(A.get(i).map_or('A', |c| char::from(*c)));
+    }
+    out
+}
+
+fn key_id(prefix: &str) -> String {
+    let r: [u8; 10] = rand::random();
+    format!(
+        "{prefix}_{}",
+        r.iter().map(|b| format!("{b:02x}")).collect::<String>()
+    )
+}
+
+fn hmac_key(name: &str, scopes: &[&str]) -> serde_json::Value {
+    let secret: [u8; 32] = rand::random();
+    json!({
+        "name": name,
+        "key_id": key_id("rk"),
+        "scheme": "hmac-sha256",
+        "secret_b64": base64::engine::general_purpose::STANDARD.encode(secret),
+        "scopes": scopes,
+    })
+}
+
+/// Creates `demo-credentials.json` in the CONTRACT.md shape, or reuses it
+/// (rewriting only the URLs and CA path, which depend on this run).
+fn ensure_credentials(
+    dir: &Path,
+    ca: &Path,
+    listen: SocketAddr,
+    admin: SocketAddr,
+) -> Result<PathBuf, DemoError> {
+    let path = dir.join("demo-credentials.json");
+    let mut creds = match fs::read(&path) {
+        Ok(bytes) => serde_json::from_slice::<serde_json::Value>(&bytes).map_err(|e| {
+            DemoError::Other(format!("`{}` is not valid JSON: {e}", path.display()))
+        })?,
+        Err(_) => {
+            let ed = KeyPair::generate_for(&rcgen::PKCS_ED25519)?;
+            let totp: [u8; 20] = rand::random();
+            json!({
+                "account": "demo",
+                "keys": [
+                    hmac_key("trader-hmac", &["read", "trade"]),
+                    {
+                        "name": "trader-ed25519",
+                        "key_id": key_id("rk"),
+                        "scheme": "ed25519",
+                        "private_key_pem": ed.serialize_pem(),
+                        "scopes": ["read", "trade"],
+                    },
+                    hmac_key("reader", &["read"]),
+                    hmac_key("treasury", &["read", "withdraw"]),
+                ],
+                "totp_secret_base32": base32(&totp),
+                "withdrawal_addresses": ["bc1qdemo0rampart0allowlisted0address0000000"],
+            })
+        }
+    };
+    if let Some(o) = creds.as_object_mut() {
+        o.insert("gateway_url".into(), json!(format!("https://{listen}")));
+        o.insert("admin_url".into(), json!(format!("https://{admin}")));
+        o.insert("ca_cert_path".into(), json!(ca.display().to_string()));
+    }
+    let text = serde_json::to_string_pretty(&creds).map_err(|e| DemoError::Other(e.to_string()))?;
+    write_private(&path, text.as_bytes())?;
+    Ok(path)
+}
+
+/// The demo configuration: every route of the demo exchange API.
+fn demo_config(
+    certs: &CertPaths,
+    listen: SocketAddr,
+    admin: SocketAddr,
+    backends: &[SocketAddr],
+) -> String {
+    let eps = backends
+        .iter()
+        .map(|a| format!("\"{a}\""))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let routes: [(&str, &str, &str, &str, u32); 9] = [
+        ("GET", "/v1/time", "GetTime", "public", 1),
+        ("GET", "/v1/markets", "ListMarkets", "public", 1),
+        ("GET", "/v1/markets/{symbol}/book", "GetBook", "public", 2),
+        ("GET", "/v1/account", "GetAccount", "read", 5),
+        ("GET", "/v1/orders", "ListOrders", "read", 2),
+        ("POST", "/v1/orders", "PlaceOrder", "trade", 1),
+        ("DELETE", "/v1/orders/{order_id}", "CancelOrder", "trade", 1),
+        ("POST", "/v1/withdrawals", "Withdraw", "withdraw", 10),
+        ("GET", "/v1/stream", "Stream", "read", 1),
+    ];
+    let mut s = format!(
+        r#"# Generated by `rampart demo` at every start; edit a copy for `rampart serve`.
+[server]
+listen = "{listen}"
+max_connections = 10000
+max_header_bytes = 16384
+max_body_bytes = 65536
+header_read_timeout = "5s"
+idle_timeout = "60s"
+request_timeout = "10s"
+
+[server.tls]
+cert = "{cert}"
+key = "{key}"
+
+[admin]
+listen = "{admin}"
+
+[log]
+access_log = true
+level = "info"
+
+[upstreams.exchange]
+endpoints = [{eps}]
+protocol = "http1"
+connect_timeout = "500ms"
+timeout = "5s"
+retries = 1
+
+[upstreams.exchange.health]
+path = "/healthz"
+interval = "1s"
+timeout = "500ms"
+healthy_threshold = 2
+unhealthy_threshold = 2
+
+[upstreams.exchange.passive]
+consecutive_failures = 3
+ejection = "10s"
+"#,
+        cert = certs.cert.display(),
+        key = certs.key.display(),
+    );
+    for (m, p, a, sc, w) in routes {
+        s.push_str(&format!(
+            "\n[[routes]]\nmethod = \"{m}\"\npath = \"{p}\"\nupstream = \"exchange\"\naction = \"{a}\"\nscope = \"{sc}\"\nweight = {w}\n"
+        ));
+        if m == "POST" && p == "/v1/orders" {
+            s.push_str("max_body_bytes = 4096\n");
+        }
+    }
+    s
+}
+
+/// Runs the demo until Ctrl-C.
+pub fn run(dir: &Path, listen: SocketAddr, admin: SocketAddr) -> ExitCode {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(run_async(dir, listen, admin)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("rampart demo: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run_async(dir: &Path, listen: SocketAddr, admin: SocketAddr) -> Result<(), DemoError> {
+    let dir = prepare_dir(dir)?;
+    let certs = ensure_certs(&dir)?;
+
+    // Two backends over one shared exchange state.
+    let exchange = demo_exchange::Exchange::new_seeded();
+    let stop = CancellationToken::new();
+    let stop_guard = stop.clone().drop_guard();
+    let mut backends = Vec::new();
+    for _ in 0..2 {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .map_err(io_err(Path::new("127.0.0.1:0")))?;
+        backends.push(l.local_addr().map_err(io_err(Path::new("127.0.0.1:0")))?);
+        let ex = exchange.clone();
+        let s = stop.clone();
+        tokio::spawn(async move {
+            let _ = demo_exchange::serve(l, ex, async move { s.cancelled_owned().await }).await;
+        });
+    }
+
+    let cfg_path = dir.join("rampart.toml");
+    fs::write(&cfg_path, demo_config(&certs, listen, admin, &backends))
+        .map_err(io_err(&cfg_path))?;
+    let cfg = rampart_core::config::load(&cfg_path).map_err(|e| DemoError::Other(e.to_string()))?;
+    crate::logging::init(&cfg.log.level);
+    let running = rampart_gateway::start(cfg)
+        .await
+        .map_err(|e| DemoError::Other(e.to_string()))?;
+    let creds = ensure_credentials(
+        &dir,
+        &certs.ca,
+        running.addr,
+        running.admin_addr.unwrap_or(admin),
+    )?;
+
+    eprintln!(
+        "\nRampart demo is running (Ctrl-C stops it).\n\
+         \n  gateway   https://{gw}  (TLS 1.3; HTTP/2 and HTTP/1.1)\
+         \n  admin     https://{ad}/metrics\
+         \n  backends  {b0} and {b1} (demo exchange; stop one to see failover)\
+         \n  config    {cfg}\
+         \n  creds     {creds}\
+         \n\nTry:\n  curl --cacert {ca} https://{gw}/v1/markets\
+         \n  curl --cacert {ca} -X POST https://{gw}/v1/orders -H 'content-type: application/json' \\\n       -d '{{\"symbol\":\"BTC-USD\",\"side\":\"buy\",\"type\":\"limit\",\"qty\":\"0.5\",\"price\":\"65000.00\",\"client_order_id\":\"abc-123\",\"time_in_force\":\"gtc\"}}'\
+         \n  curl --cacert {ca} https://{ad}/metrics\n",
+        gw = running.addr,
+        ad = running.admin_addr.map_or_else(|| admin.to_string(), |a| a.to_string()),
+        b0 = backends.first().map(ToString::to_string).unwrap_or_default(),
+        b1 = backends.get(1).map(ToString::to_string).unwrap_or_default(),
+        cfg = cfg_path.display(),
+        creds = creds.display(),
+        ca = certs.ca.display(),
+    );
+
+    let mut hup = signal(SignalKind::hangup()).map_err(io_err(Path::new("SIGHUP")))?;
+    let mut term = signal(SignalKind::terminate()).map_err(io_err(Path::new("SIGTERM")))?;
+    loop {
+        tokio::select! {
+            _ = hup.recv() => { let _ = running.gateway.reload_from_file(&cfg_path); }
+            _ = term.recv() => break,
+            _ = tokio::signal::ctrl_c() => break,
+        }
+    }
+    eprintln!("stopping…");
+    running.gateway.shutdown();
+    tokio::time::timeout(
+        std::time::Duration::from_secs(12),
+        running.gateway.drained(),
+    )
+    .await
+    .ok();
+    drop(stop_guard);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base32_rfc4648() {
+        assert_eq!(base32(b"foobar"), "MZXW6YTBOI");
+        assert_eq!(base32(b"f"), "MY");
+        assert_eq!(base32(b""), "");
+    }
+}

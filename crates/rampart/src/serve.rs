@@ -1,0 +1,69 @@
+//! `rampart serve --config FILE`: validate before binding, serve, reload on
+//! SIGHUP, drain on SIGTERM / Ctrl-C.
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use tokio::signal::unix::{signal, SignalKind};
+
+use crate::EXIT_CONFIG;
+
+/// Runs the gateway until a termination signal.
+pub fn run(path: &Path) -> ExitCode {
+    let cfg = match rampart_core::config::load(path) {
+        Ok(c) => c,
+        Err(errs) => {
+            for e in &errs.0 {
+                eprintln!("{}: {e}", path.display());
+            }
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    crate::logging::init(&cfg.log.level);
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    rt.block_on(async move {
+        let running = match rampart_gateway::start(cfg).await {
+            Ok(r) => r,
+            Err(e) => {
+                eprintln!("{e}");
+                tracing::error!(error = %e, "start failed");
+                return ExitCode::FAILURE;
+            }
+        };
+        let gw = running.gateway.clone();
+        let (mut hup, mut term) = match (
+            signal(SignalKind::hangup()),
+            signal(SignalKind::terminate()),
+        ) {
+            (Ok(h), Ok(t)) => (h, t),
+            _ => {
+                eprintln!("cannot install signal handlers");
+                return ExitCode::FAILURE;
+            }
+        };
+        loop {
+            tokio::select! {
+                _ = hup.recv() => {
+                    tracing::info!(file = %path.display(), "SIGHUP: reloading configuration");
+                    let _ = gw.reload_from_file(path);
+                }
+                _ = term.recv() => break,
+                _ = tokio::signal::ctrl_c() => break,
+            }
+        }
+        tracing::info!("shutting down: draining connections");
+        gw.shutdown();
+        gw.drained().await;
+        tracing::info!("stopped");
+        ExitCode::SUCCESS
+    })
+}
