@@ -94,7 +94,11 @@ async fn main() -> Result<(), BoxError> {
     eprintln!(
         "bench-upstream listening on http://{} ({})",
         listener.local_addr()?,
-        if args.h2_only { "h2c only" } else { "http/1.1 + h2c" }
+        if args.h2_only {
+            "h2c only"
+        } else {
+            "http/1.1 + h2c"
+        }
     );
 
     let mut builder = auto::Builder::new(TokioExecutor::new());
