@@ -118,8 +118,9 @@ async fn serve_conn(gw: Arc<Gateway>, tcp: TcpStream, peer: SocketAddr, overload
     }
 }
 
-fn find_head_end(buf: &[u8]) -> bool {
-    buf.windows(4).any(|w| w == b"\r\n\r\n")
+/// Length of the request head (through the blank line), if complete.
+fn head_len(buf: &[u8]) -> Option<usize> {
+    buf.windows(4).position(|w| w == b"\r\n\r\n").map(|p| p + 4)
 }
 
 async fn serve_http<S>(gw: Arc<Gateway>, mut io: IdleIo<S>, info: Arc<ConnInfo>, overloaded: bool)
@@ -146,7 +147,12 @@ where
     if info.h2 {
         let mut b = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
         b.timer(TokioTimer::new())
-            .max_header_list_size(u32::try_from(srv.max_header_bytes).unwrap_or(u32::MAX))
+            // A backstop above the configured limit: heads between the two get
+            // the pipeline's HEADERS_TOO_LARGE problem; beyond it h2 answers a
+            // bare 431 itself without buffering more.
+            .max_header_list_size(
+                u32::try_from(srv.max_header_bytes.saturating_add(16 * 1024)).unwrap_or(u32::MAX),
+            )
             .max_concurrent_streams(if overloaded { 1 } else { 256 })
             .keep_alive_interval(Some(Duration::from_secs(30)))
             .keep_alive_timeout(Duration::from_secs(10));
@@ -160,8 +166,8 @@ where
     let limit = srv.max_header_bytes;
     let read = tokio::time::timeout(srv.header_read_timeout, async {
         loop {
-            if find_head_end(&buf) {
-                return Ok(true);
+            if let Some(n) = head_len(&buf) {
+                return Ok(n <= limit);
             }
             if buf.len() > limit {
                 return Ok(false);
