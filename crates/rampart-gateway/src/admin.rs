@@ -82,6 +82,7 @@ fn route(gw: &Gateway, req: &Request<Incoming>) -> Response<Body> {
                                 "healthy": e.is_healthy(),
                                 "ejected": e.is_ejected(),
                                 "in_flight": e.in_flight.load(std::sync::atomic::Ordering::Relaxed),
+                                "requests": e.requests.load(std::sync::atomic::Ordering::Relaxed),
                             })
                         })
                         .collect();

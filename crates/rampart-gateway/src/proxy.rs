@@ -446,6 +446,7 @@ async fn forward(
         *up.headers_mut() = headers.clone();
 
         ep.in_flight.fetch_add(1, Ordering::Relaxed);
+        ep.requests.fetch_add(1, Ordering::Relaxed);
         let res = tokio::time::timeout(timeout, pool.client.request(up)).await;
         ep.in_flight.fetch_sub(1, Ordering::Relaxed);
 

@@ -42,6 +42,8 @@ pub struct Endpoint {
     trial_in_flight: AtomicBool,
     /// Requests in flight to this endpoint.
     pub in_flight: AtomicUsize,
+    /// Requests sent to this endpoint (attempts, including failed ones).
+    pub requests: AtomicU64,
 }
 
 impl Endpoint {
@@ -56,6 +58,7 @@ impl Endpoint {
             ejected_until_ms: AtomicU64::new(0),
             trial_in_flight: AtomicBool::new(false),
             in_flight: AtomicUsize::new(0),
+            requests: AtomicU64::new(0),
         }
     }
 
