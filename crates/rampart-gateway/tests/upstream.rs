@@ -2,7 +2,11 @@
 //! safe, "outcome unknown" for orders, masking of upstream internals.
 #![allow(
     clippy::disallowed_methods,
-    reason = "tests read small, trusted bodies"
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    reason = "test code: a failed unwrap is a failed test"
 )]
 
 mod common;

@@ -3,7 +3,11 @@
 #![allow(dead_code, reason = "each test binary uses a different subset")]
 #![allow(
     clippy::disallowed_methods,
-    reason = "tests read small, trusted bodies"
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    reason = "test code: a failed unwrap is a failed test"
 )]
 
 use std::net::SocketAddr;
