@@ -293,3 +293,50 @@ async fn failover_ejects_dead_endpoint_and_readmits_it() {
     }
     assert!(ep_a.requests.load(Ordering::SeqCst) >= a_served_while_dead + 2);
 }
+
+#[tokio::test]
+async fn reload_lets_in_flight_requests_finish_on_the_old_config() {
+    let p = pki();
+    // An upstream that answers after 400 ms.
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let slow = l.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut s, _)) = l.accept().await else {
+                return;
+            };
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                let _ = s.read(&mut buf).await;
+                tokio::time::sleep(Duration::from_millis(400)).await;
+                let _ = s
+                    .write_all(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 11\r\n\r\n{\"old\":true}")
+                    .await;
+            });
+        }
+    });
+    let text = config(&p, &[slow], "", ROUTES);
+    let g = start(&text).await;
+    let (pk, addr) = (std::sync::Arc::new(p), g.addr);
+    let pk2 = pk.clone();
+    let inflight = tokio::spawn(async move { send(&pk2, addr, false, get("/v1/time")).await });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+
+    // New config without the route: swapped while the request is in flight.
+    let without_time = text.replace(
+        "[[routes]]\nmethod = \"GET\"\npath = \"/v1/time\"\nupstream = \"up\"\naction = \"GetTime\"\nscope = \"public\"\n",
+        "",
+    );
+    assert_ne!(without_time, text);
+    let cfg = rampart_core::config::parse(&without_time, std::path::Path::new("/")).unwrap();
+    g.gateway.reload(cfg).unwrap();
+
+    let r = inflight.await.unwrap();
+    assert_eq!(
+        r.status, 200,
+        "in-flight request must finish on the old config"
+    );
+    let r = send(&pk, addr, false, get("/v1/time")).await;
+    assert_eq!(r.status, 404);
+    assert_eq!(r.code(), "NOT_FOUND");
+}
