@@ -54,6 +54,7 @@ fn text(status: StatusCode, ctype: &'static str, body: String) -> Response<Body>
     *r.status_mut() = status;
     r.headers_mut()
         .insert(CONTENT_TYPE, HeaderValue::from_static(ctype));
+    respond::stamp(&mut r, None);
     r
 }
 
@@ -114,6 +115,7 @@ pub async fn serve(gw: Arc<Gateway>, listener: TcpListener, tls: Option<TlsAccep
             a = listener.accept() => match a { Ok(x) => x, Err(_) => { tokio::time::sleep(Duration::from_millis(50)).await; continue } },
         };
         let gw2 = gw.clone();
+        let gw2_stop = gw.shutdown.clone();
         let tls = tls.clone();
         gw.tracker.spawn(async move {
             let svc = service_fn(move |req: Request<Incoming>| {
@@ -121,24 +123,22 @@ pub async fn serve(gw: Arc<Gateway>, listener: TcpListener, tls: Option<TlsAccep
                 async move { Ok::<_, Infallible>(r) }
             });
             let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+            // Each admin connection lives at most 60 s and ends at shutdown.
+            let limit = Duration::from_secs(60);
             match tls {
                 Some(acc) => {
-                    if let Ok(Ok(s)) =
-                        tokio::time::timeout(Duration::from_secs(5), acc.accept(tcp)).await
-                    {
-                        let _ = tokio::time::timeout(
-                            Duration::from_secs(60),
-                            builder.serve_connection(TokioIo::new(s), svc),
-                        )
-                        .await;
+                    if let Ok(Ok(s)) = tokio::time::timeout(Duration::from_secs(5), acc.accept(tcp)).await {
+                        tokio::select! {
+                            _ = tokio::time::timeout(limit, builder.serve_connection(TokioIo::new(s), svc)) => {}
+                            () = gw2_stop.cancelled() => {}
+                        }
                     }
                 }
                 None => {
-                    let _ = tokio::time::timeout(
-                        Duration::from_secs(60),
-                        builder.serve_connection(TokioIo::new(tcp), svc),
-                    )
-                    .await;
+                    tokio::select! {
+                        _ = tokio::time::timeout(limit, builder.serve_connection(TokioIo::new(tcp), svc)) => {}
+                        () = gw2_stop.cancelled() => {}
+                    }
                 }
             }
         });

@@ -29,6 +29,19 @@ use crate::tls;
 /// Time a connection gets to finish in-flight work after shutdown starts.
 const DRAIN: Duration = Duration::from_secs(10);
 
+/// A connection's place under `max_connections` (or in the overflow pool).
+/// Released, and the open-connections gauge decremented, when dropped.
+#[derive(Debug)]
+pub struct ConnSlot {
+    _permit: tokio::sync::OwnedSemaphorePermit,
+}
+
+impl Drop for ConnSlot {
+    fn drop(&mut self) {
+        metrics::gauge!("rampart_connections_open").decrement(1.0);
+    }
+}
+
 /// Accepts connections until the gateway shuts down.
 pub async fn serve(gw: Arc<Gateway>, listener: TcpListener) {
     loop {
@@ -57,16 +70,21 @@ pub async fn serve(gw: Arc<Gateway>, listener: TcpListener) {
             },
         };
         let gw2 = gw.clone();
+        metrics::gauge!("rampart_connections_open").increment(1.0);
+        let slot = Arc::new(ConnSlot { _permit: permit });
         gw.tracker.spawn(async move {
-            metrics::gauge!("rampart_connections_open").increment(1.0);
-            serve_conn(gw2, tcp, peer, overloaded).await;
-            metrics::gauge!("rampart_connections_open").decrement(1.0);
-            drop(permit);
+            serve_conn(gw2, tcp, peer, overloaded, slot).await;
         });
     }
 }
 
-async fn serve_conn(gw: Arc<Gateway>, tcp: TcpStream, peer: SocketAddr, overloaded: bool) {
+async fn serve_conn(
+    gw: Arc<Gateway>,
+    tcp: TcpStream,
+    peer: SocketAddr,
+    overloaded: bool,
+    slot: Arc<ConnSlot>,
+) {
     let rt = gw.runtime();
     let srv = rt.cfg.server.clone();
     drop(rt);
@@ -100,6 +118,8 @@ async fn serve_conn(gw: Arc<Gateway>, tcp: TcpStream, peer: SocketAddr, overload
                 h2: alpn.as_deref() == Some(b"h2"),
                 alpn,
                 tls: true,
+                slot: Some(slot),
+                shutdown: gw.shutdown.clone(),
             });
             let io = IdleIo::new(stream, srv.idle_timeout);
             serve_http(gw, io, info, overloaded).await;
@@ -112,6 +132,8 @@ async fn serve_conn(gw: Arc<Gateway>, tcp: TcpStream, peer: SocketAddr, overload
                 client_cert_sha256: None,
                 h2: false,
                 tls: false,
+                slot: Some(slot),
+                shutdown: gw.shutdown.clone(),
             });
             serve_http(gw, IdleIo::new(tcp, srv.idle_timeout), info, overloaded).await;
         }
@@ -138,7 +160,8 @@ where
                 let p = Problem::new(ProblemCode::Overloaded)
                     .detail("the gateway is at its connection limit")
                     .retry_after(1);
-                return Ok::<_, std::convert::Infallible>(respond::problem(&p, None));
+                let rid = proxy::new_request_id();
+                return Ok::<_, std::convert::Infallible>(respond::problem(&p, Some(&rid)));
             }
             proxy::handle(rt, info, req).await
         }
@@ -153,9 +176,9 @@ where
             .max_header_list_size(
                 u32::try_from(srv.max_header_bytes.saturating_add(16 * 1024)).unwrap_or(u32::MAX),
             )
-            .max_concurrent_streams(if overloaded { 1 } else { 256 })
-            .keep_alive_interval(Some(Duration::from_secs(30)))
-            .keep_alive_timeout(Duration::from_secs(10));
+            .max_concurrent_streams(if overloaded { 1 } else { 256 });
+        // No server keep-alive pings: they would count as traffic and keep an
+        // idle connection open past `idle_timeout`.
         let conn = b.serve_connection(TokioIo::new(io), svc);
         drive(gw, conn, overloaded, |c| c.graceful_shutdown()).await;
         return;
@@ -193,10 +216,11 @@ where
         ),
     };
     if let Some(p) = reject {
+        let rid = proxy::new_request_id();
         metrics::counter!("rampart_requests_total", "route" => "none", "status" => p.status().as_u16().to_string()).increment(1);
-        tracing::info!(target: "rampart::access", peer = %info.peer, status = p.status().as_u16(), code = p.code.as_str(), "request head rejected");
+        tracing::info!(target: "rampart::access", request_id = %rid, peer = %info.peer, status = p.status().as_u16(), code = p.code.as_str(), "request head rejected");
         let _ = tokio::time::timeout(Duration::from_secs(2), async {
-            io.write_all(&respond::raw_http1(&p)).await?;
+            io.write_all(&respond::raw_http1(&p, &rid)).await?;
             io.shutdown().await
         })
         .await;
@@ -207,8 +231,11 @@ where
         inner: io,
     };
     let mut b = hyper::server::conn::http1::Builder::new();
+    // The first head was bounded by `header_read_timeout` above. Between
+    // keep-alive requests hyper's timer runs from the end of the previous
+    // response, so it is the keep-alive idle limit: use `idle_timeout`.
     b.timer(TokioTimer::new())
-        .header_read_timeout(srv.header_read_timeout)
+        .header_read_timeout(srv.idle_timeout)
         .max_buf_size(limit.saturating_add(8192).max(8192))
         .keep_alive(!overloaded);
     let conn = b.serve_connection(TokioIo::new(io), svc).with_upgrades();

@@ -24,8 +24,10 @@ use crate::router::{upstream_path, Match, Route};
 use crate::runtime::Runtime;
 use crate::upstream::{Endpoint, Pool};
 
-/// What the listener knows about the connection; later layers read it from
-/// the request extensions (`mTLS` binding needs the client certificate).
+/// What the listener knows about the connection, passed to [`handle`] with
+/// every request (`mTLS` key binding needs the client certificate). It also
+/// holds the connection's slot under `max_connections`, so an upgraded
+/// WebSocket keeps counting until its copy task ends.
 #[derive(Debug, Clone)]
 pub struct ConnInfo {
     /// Peer address.
@@ -40,11 +42,15 @@ pub struct ConnInfo {
     pub tls: bool,
     /// Whether the connection speaks HTTP/2.
     pub h2: bool,
+    /// The connection's slot; released when the last holder drops it.
+    pub slot: Option<Arc<crate::listener::ConnSlot>>,
+    /// Fires when the gateway shuts down (ends upgraded streams).
+    pub shutdown: tokio_util::sync::CancellationToken,
 }
 
 /// Generates request ids: a random per-process prefix and a counter, so ids
 /// are unique without a syscall per request.
-fn new_request_id() -> String {
+pub fn new_request_id() -> String {
     static PREFIX: OnceLock<u64> = OnceLock::new();
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let p = PREFIX.get_or_init(rand::random::<u64>);
@@ -168,6 +174,10 @@ pub async fn handle(
     let out = pipeline(&rt, &conn, req, &rid).await;
     let mut resp = out.resp;
     respond::stamp(&mut resp, Some(&rid));
+    if method == Method::HEAD {
+        // A HEAD response carries no body (HTTP/2 treats one as a protocol error).
+        *resp.body_mut() = respond::full(Bytes::new());
+    }
 
     let status = resp.status().as_u16();
     let latency = start.elapsed();
@@ -192,7 +202,12 @@ pub async fn handle(
     Ok(resp)
 }
 
-async fn pipeline(rt: &Runtime, conn: &ConnInfo, req: Request<Incoming>, rid: &str) -> Outcome {
+async fn pipeline(
+    rt: &Runtime,
+    conn: &Arc<ConnInfo>,
+    req: Request<Incoming>,
+    rid: &str,
+) -> Outcome {
     let server = &rt.cfg.server;
 
     // Phase: head limits.
@@ -542,13 +557,14 @@ fn shape_response(resp: Response<Incoming>) -> Response<Body> {
 /// upstream, then bytes copied both ways until either side closes.
 async fn websocket(
     pool: &Arc<Pool>,
-    conn: &ConnInfo,
+    conn: &Arc<ConnInfo>,
     mut req: Request<Incoming>,
     target: &str,
     rid: &str,
     route: Arc<Route>,
 ) -> Outcome {
-    let head = make_head(req.method(), req.uri(), req.headers());
+    let mut head = make_head(req.method(), req.uri(), req.headers());
+    strip_hop_by_hop(&mut head.headers);
     let mut headers = upstream_headers(&head, conn, rid);
     headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
     headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
@@ -589,6 +605,16 @@ async fn websocket(
             );
         }
     };
+    if uresp.status().is_server_error() {
+        pool.record_failure(&ep);
+        tracing::warn!(request_id = rid, endpoint = %ep.authority, status = uresp.status().as_u16(), "websocket upstream answered with a server error");
+        return Outcome::reject(
+            Problem::new(ProblemCode::UpstreamUnavailable)
+                .detail("the upstream failed to accept the stream"),
+            rid,
+            Some(route),
+        );
+    }
     pool.record_success(&ep);
     if uresp.status() != StatusCode::SWITCHING_PROTOCOLS {
         let mut o = Outcome {
@@ -603,19 +629,28 @@ async fn websocket(
     let client_up = hyper::upgrade::on(&mut req);
     let upstream_up = hyper::upgrade::on(&mut uresp);
     let rid_owned = rid.to_owned();
+    // The task holds the connection info (and so its max_connections slot)
+    // until the stream ends, and stops when the gateway shuts down.
+    let conn = conn.clone();
     tokio::spawn(async move {
         match tokio::try_join!(client_up, upstream_up) {
             Ok((c, u)) => {
                 let mut c = TokioIo::new(c);
                 let mut u = TokioIo::new(u);
-                if let Err(e) = tokio::io::copy_bidirectional(&mut c, &mut u).await {
-                    tracing::debug!(request_id = %rid_owned, error = %e, "websocket closed with error");
+                tokio::select! {
+                    r = tokio::io::copy_bidirectional(&mut c, &mut u) => {
+                        if let Err(e) = r {
+                            tracing::debug!(request_id = %rid_owned, error = %e, "websocket closed with error");
+                        }
+                    }
+                    () = conn.shutdown.cancelled() => {}
                 }
             }
             Err(e) => {
-                tracing::debug!(request_id = %rid_owned, error = %e, "websocket upgrade failed")
+                tracing::debug!(request_id = %rid_owned, error = %e, "websocket upgrade failed");
             }
         }
+        drop(conn);
     });
     let mut resp = Response::new(respond::full(Bytes::new()));
     *resp.status_mut() = StatusCode::SWITCHING_PROTOCOLS;

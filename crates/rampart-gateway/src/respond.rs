@@ -60,11 +60,11 @@ pub fn problem(p: &Problem, request_id: Option<&str>) -> Response<Body> {
 
 /// Raw HTTP/1.1 bytes of a problem response that closes the connection, for
 /// rejections written before hyper owns the connection.
-pub fn raw_http1(p: &Problem) -> Vec<u8> {
-    let body = p.to_json(None);
+pub fn raw_http1(p: &Problem, request_id: &str) -> Vec<u8> {
+    let body = p.to_json(Some(request_id));
     let status = p.status();
     let mut out = format!(
-        "HTTP/1.1 {} {}\r\ncontent-type: {PROBLEM_CONTENT_TYPE}\r\ncontent-length: {}\r\ncache-control: no-store\r\nrampart-server-time: {}\r\nconnection: close\r\n\r\n",
+        "HTTP/1.1 {} {}\r\ncontent-type: {PROBLEM_CONTENT_TYPE}\r\ncontent-length: {}\r\ncache-control: no-store\r\nrampart-server-time: {}\r\nx-request-id: {request_id}\r\nconnection: close\r\n\r\n",
         status.as_u16(),
         status.canonical_reason().unwrap_or(""),
         body.len(),

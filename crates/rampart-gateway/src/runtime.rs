@@ -145,6 +145,17 @@ impl Gateway {
         if old.cfg.server.max_connections != cfg.server.max_connections {
             tracing::warn!("max_connections changes need a restart");
         }
+        if old.cfg.admin.as_ref().map(|a| a.listen) != cfg.admin.as_ref().map(|a| a.listen) {
+            tracing::warn!("[admin] changes need a restart");
+        }
+        if old.cfg.log.level != cfg.log.level {
+            tracing::warn!(
+                "log.level changes need a restart (RUST_LOG also applies at start only)"
+            );
+        }
+        if tls.is_none() && cfg.dangerous.plaintext {
+            tracing::warn!("DANGEROUS: after this reload the public listener serves plain HTTP without TLS (`dangerous.plaintext = true`)");
+        }
         let rt = Runtime::start(cfg);
         self.tls.store(tls.map(Arc::new));
         let prev = self.runtime.swap(rt);

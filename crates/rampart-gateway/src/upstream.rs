@@ -106,8 +106,6 @@ pub struct Pool {
     pub endpoints: Vec<Arc<Endpoint>>,
     /// Client for ordinary requests (HTTP/1.1 keep-alive or h2c).
     pub client: UpstreamClient,
-    /// HTTP/1.1 client for upgrades (WebSocket); upgraded connections leave the pool.
-    pub upgrade_client: UpstreamClient,
     rr: AtomicUsize,
     /// Requests in flight to the pool (circuit breaker).
     pub in_flight: AtomicUsize,
@@ -146,7 +144,6 @@ impl Pool {
                 .map(|e| Arc::new(Endpoint::new(e)))
                 .collect(),
             client: build_client(cfg, cfg.protocol == UpstreamProtocol::H2),
-            upgrade_client: build_client(cfg, false),
             cfg: cfg.clone(),
             rr: AtomicUsize::new(0),
             in_flight: AtomicUsize::new(0),

@@ -206,3 +206,53 @@ async fn body_under_limit_passes() {
     assert_eq!(r.status, 201, "{:?}", r.body);
     assert_eq!(r.json()["client_order_id"], "ok-1");
 }
+
+#[tokio::test]
+async fn idle_h2_connection_is_closed() {
+    let (p, g) = setup("idle_timeout = \"300ms\"").await;
+    let tls = tls_connect(&p, g.addr, &[b"h2"]).await.unwrap();
+    let (mut s, c) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(tls),
+    )
+    .await
+    .unwrap();
+    let conn = tokio::spawn(c);
+    let mut req = get("/v1/time");
+    *req.uri_mut() = "https://localhost/v1/time".parse().unwrap();
+    assert_eq!(s.send_request(req).await.unwrap().status(), 200);
+    // The server closes the idle connection: the client's connection task ends.
+    tokio::time::timeout(Duration::from_secs(3), conn)
+        .await
+        .expect("idle h2 connection left open")
+        .unwrap()
+        .ok();
+}
+
+#[tokio::test]
+async fn websocket_keeps_its_connection_slot() {
+    let (p, g) = setup("max_connections = 1").await;
+    let tls = tls_connect(&p, g.addr, &[b"http/1.1"]).await.unwrap();
+    let (ws, resp) = tokio_tungstenite::client_async("wss://localhost/v1/stream", tls)
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 101);
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    // The upgraded stream still holds the only slot.
+    let r = send(&p, g.addr, false, get("/v1/time")).await;
+    assert_eq!(r.code(), "OVERLOADED");
+    assert!(r.headers.get("x-request-id").is_some());
+    drop(ws);
+    let t0 = Instant::now();
+    loop {
+        let r = send(&p, g.addr, false, get("/v1/time")).await;
+        if r.status == 200 {
+            break;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(3),
+            "slot not released after the stream closed"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

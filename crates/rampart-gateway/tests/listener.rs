@@ -104,6 +104,17 @@ async fn not_found_and_method_not_allowed_are_problems() {
     assert_eq!(r.code(), "METHOD_NOT_ALLOWED");
     assert_eq!(r.headers["allow"], "GET");
 
+    // HEAD gets the status and headers of the problem, no body, on both protocols.
+    for h2 in [false, true] {
+        let req = http::Request::head("/v1/markets")
+            .body(Default::default())
+            .unwrap();
+        let r = send(&p, g.addr, h2, req).await;
+        assert_eq!(r.status, 405);
+        assert!(r.body.is_empty());
+        assert_eq!(r.headers["content-type"], "application/problem+json");
+    }
+
     let r = send(&p, g.addr, false, get("/v1/markets/..%2F..%2Fadmin/book")).await;
     assert_eq!(r.status, 403);
     assert_eq!(r.code(), "REQUEST_BLOCKED");

@@ -256,6 +256,16 @@ ejection = "10s"
     s
 }
 
+fn spawn_backend(
+    l: tokio::net::TcpListener,
+    ex: std::sync::Arc<demo_exchange::Exchange>,
+    stop: CancellationToken,
+) {
+    tokio::spawn(async move {
+        let _ = demo_exchange::serve(l, ex, async move { stop.cancelled_owned().await }).await;
+    });
+}
+
 /// Runs the demo until Ctrl-C.
 pub fn run(dir: &Path, listen: SocketAddr, admin: SocketAddr) -> ExitCode {
     let rt = match tokio::runtime::Builder::new_multi_thread()
@@ -286,16 +296,17 @@ async fn run_async(dir: &Path, listen: SocketAddr, admin: SocketAddr) -> Result<
     let stop = CancellationToken::new();
     let stop_guard = stop.clone().drop_guard();
     let mut backends = Vec::new();
-    for _ in 0..2 {
+    let mut second: Option<CancellationToken> = None;
+    for i in 0..2 {
         let l = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .map_err(io_err(Path::new("127.0.0.1:0")))?;
         backends.push(l.local_addr().map_err(io_err(Path::new("127.0.0.1:0")))?);
-        let ex = exchange.clone();
-        let s = stop.clone();
-        tokio::spawn(async move {
-            let _ = demo_exchange::serve(l, ex, async move { s.cancelled_owned().await }).await;
-        });
+        let token = stop.child_token();
+        if i == 1 {
+            second = Some(token.clone());
+        }
+        spawn_backend(l, exchange.clone(), token);
     }
 
     let cfg_path = dir.join("rampart.toml");
@@ -317,7 +328,7 @@ async fn run_async(dir: &Path, listen: SocketAddr, admin: SocketAddr) -> Result<
         "\nRampart demo is running (Ctrl-C stops it).\n\
          \n  gateway   https://{gw}  (TLS 1.3; HTTP/2 and HTTP/1.1)\
          \n  admin     https://{ad}/metrics\
-         \n  backends  {b0} and {b1} (demo exchange; stop one to see failover)\
+         \n  backends  {b0} and {b1} (demo exchange; `kill -USR1 {pid}` stops/restarts the second to show failover)\
          \n  config    {cfg}\
          \n  creds     {creds}\
          \n\nTry:\n  curl --cacert {ca} https://{gw}/v1/markets\
@@ -330,13 +341,33 @@ async fn run_async(dir: &Path, listen: SocketAddr, admin: SocketAddr) -> Result<
         cfg = cfg_path.display(),
         creds = creds.display(),
         ca = certs.ca.display(),
+        pid = std::process::id(),
     );
 
     let mut hup = signal(SignalKind::hangup()).map_err(io_err(Path::new("SIGHUP")))?;
     let mut term = signal(SignalKind::terminate()).map_err(io_err(Path::new("SIGTERM")))?;
+    let mut usr1 = signal(SignalKind::user_defined1()).map_err(io_err(Path::new("SIGUSR1")))?;
     loop {
         tokio::select! {
             _ = hup.recv() => { let _ = running.gateway.reload_from_file(&cfg_path); }
+            _ = usr1.recv() => {
+                let addr = backends.get(1).copied().unwrap_or(listen);
+                match second.take() {
+                    Some(t) => {
+                        t.cancel();
+                        eprintln!("backend {addr} stopped: watch it being ejected (admin /readyz, metrics rampart_upstream_healthy)");
+                    }
+                    None => match tokio::net::TcpListener::bind(addr).await {
+                        Ok(l) => {
+                            let t = stop.child_token();
+                            spawn_backend(l, exchange.clone(), t.clone());
+                            second = Some(t);
+                            eprintln!("backend {addr} restarted: health checks re-admit it");
+                        }
+                        Err(e) => eprintln!("backend {addr} could not restart: {e}"),
+                    },
+                }
+            }
             _ = term.recv() => break,
             _ = tokio::signal::ctrl_c() => break,
         }
