@@ -73,3 +73,92 @@ pub async fn start(cfg: rampart_core::config::Config) -> Result<Running, Gateway
         admin_addr,
     })
 }
+
+/// Starts the gateway thread-per-core: `workers` OS threads, each with a
+/// single-threaded runtime, its own `SO_REUSEPORT` listener on the public
+/// address and its own upstream clients, like nginx's worker processes. The
+/// admin listener, health checks and reloads run on the calling runtime.
+pub async fn start_sharded(
+    cfg: rampart_core::config::Config,
+    workers: usize,
+) -> Result<Running, GatewayError> {
+    let workers = workers.clamp(1, 256);
+    upstream::set_max_workers(workers);
+    let listen = cfg.server.listen;
+    let admin = cfg.admin.clone();
+    let admin_tls = match &admin {
+        Some(a) => match a.tls.as_ref().or(cfg.server.tls.as_ref()) {
+            Some(t) => Some(tokio_rustls::TlsAcceptor::from(tls::server_config(t)?)),
+            None => None,
+        },
+        None => None,
+    };
+    let gateway = Gateway::new(cfg)?;
+    let bind_err = |source| GatewayError::Bind {
+        addr: listen,
+        source,
+    };
+    // The first socket resolves port 0; the others join it with SO_REUSEPORT.
+    let first = reuseport_listener(listen).map_err(bind_err)?;
+    let addr = first.local_addr().map_err(bind_err)?;
+    let mut sockets = vec![first];
+    for _ in 1..workers {
+        sockets.push(reuseport_listener(addr).map_err(bind_err)?);
+    }
+    for (i, std_listener) in sockets.into_iter().enumerate() {
+        let gw = gateway.clone();
+        std::thread::Builder::new()
+            .name(format!("rampart-worker-{i}"))
+            .spawn(move || {
+                upstream::set_worker_id(i + 1);
+                let rt = match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(rt) => rt,
+                    Err(e) => {
+                        tracing::error!(error = %e, "worker runtime failed to start");
+                        return;
+                    }
+                };
+                rt.block_on(async move {
+                    match tokio::net::TcpListener::from_std(std_listener) {
+                        Ok(l) => listener::serve(gw.clone(), l).await,
+                        Err(e) => tracing::error!(error = %e, "worker listener failed"),
+                    }
+                    // Let this worker's connections drain before its runtime ends.
+                    gw.shutdown.cancelled().await;
+                    tokio::time::sleep(std::time::Duration::from_secs(10)).await;
+                });
+            })
+            .map_err(bind_err)?;
+    }
+    let mut admin_addr = None;
+    if let Some(a) = admin {
+        let l = tokio::net::TcpListener::bind(a.listen)
+            .await
+            .map_err(|source| GatewayError::Bind {
+                addr: a.listen,
+                source,
+            })?;
+        admin_addr = l.local_addr().ok();
+        tokio::spawn(admin::serve(gateway.clone(), l, admin_tls));
+    }
+    tracing::info!(%addr, admin = ?admin_addr, workers, "rampart listening");
+    Ok(Running {
+        gateway,
+        addr,
+        admin_addr,
+    })
+}
+
+fn reuseport_listener(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let s = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    s.set_reuse_address(true)?;
+    s.set_reuse_port(true)?;
+    s.set_nonblocking(true)?;
+    s.bind(&addr.into())?;
+    s.listen(4096)?;
+    Ok(s.into())
+}

@@ -462,7 +462,7 @@ async fn forward(
 
         ep.in_flight.fetch_add(1, Ordering::Relaxed);
         ep.requests.fetch_add(1, Ordering::Relaxed);
-        let res = tokio::time::timeout(timeout, pool.client.request(up)).await;
+        let res = tokio::time::timeout(timeout, pool.client().request(up)).await;
         ep.in_flight.fetch_sub(1, Ordering::Relaxed);
 
         let failure = match res {

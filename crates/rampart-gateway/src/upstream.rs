@@ -27,6 +27,37 @@ fn now_ms() -> u64 {
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
+static MAX_WORKERS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+
+thread_local! {
+    static WORKER: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// Sets the number of sharded worker threads (once, before pools are built).
+pub fn set_max_workers(n: usize) {
+    let _ = MAX_WORKERS.set(n.clamp(1, 256));
+}
+
+fn max_workers() -> usize {
+    MAX_WORKERS.get().copied().unwrap_or(1)
+}
+
+/// Marks the current thread as sharded worker `id` (1-based; 0 is the main
+/// runtime).
+pub fn set_worker_id(id: usize) {
+    WORKER.with(|w| w.set(id.min(max_workers())));
+}
+
+/// The current thread's worker id.
+pub fn worker_id() -> usize {
+    WORKER.with(std::cell::Cell::get)
+}
+
+fn unreachable_client() -> &'static UpstreamClient {
+    static FALLBACK: std::sync::OnceLock<UpstreamClient> = std::sync::OnceLock::new();
+    FALLBACK.get_or_init(|| Client::builder(TokioExecutor::new()).build(HttpConnector::new()))
+}
+
 /// One upstream endpoint and its health state.
 #[derive(Debug)]
 pub struct Endpoint {
@@ -104,8 +135,10 @@ pub struct Pool {
     pub cfg: UpstreamConfig,
     /// Endpoints.
     pub endpoints: Vec<Arc<Endpoint>>,
-    /// Client for ordinary requests (HTTP/1.1 keep-alive or h2c).
-    pub client: UpstreamClient,
+    /// Clients for ordinary requests (HTTP/1.1 keep-alive or h2c), one per
+    /// worker thread so a pooled connection is driven by the thread that
+    /// uses it (no cross-thread wakeups); see [`worker_id`].
+    clients: Vec<UpstreamClient>,
     rr: AtomicUsize,
     /// Requests in flight to the pool (circuit breaker).
     pub in_flight: AtomicUsize,
@@ -143,11 +176,24 @@ impl Pool {
                 .iter()
                 .map(|e| Arc::new(Endpoint::new(e)))
                 .collect(),
-            client: build_client(cfg, cfg.protocol == UpstreamProtocol::H2),
+            clients: (0..=max_workers())
+                .map(|_| build_client(cfg, cfg.protocol == UpstreamProtocol::H2))
+                .collect(),
             cfg: cfg.clone(),
             rr: AtomicUsize::new(0),
             in_flight: AtomicUsize::new(0),
         }
+    }
+
+    /// The calling worker thread's client.
+    pub fn client(&self) -> &UpstreamClient {
+        let i = worker_id();
+        // INVARIANT: clients has max_workers() + 1 entries and worker ids are
+        // clamped to that range; fall back to the first client regardless.
+        self.clients
+            .get(i)
+            .or_else(|| self.clients.first())
+            .unwrap_or_else(|| unreachable_client())
     }
 
     /// Picks the next admissible endpoint round-robin, skipping `tried`.
@@ -236,7 +282,7 @@ impl Pool {
         else {
             return false;
         };
-        match tokio::time::timeout(timeout, self.client.request(req)).await {
+        match tokio::time::timeout(timeout, self.client().request(req)).await {
             Ok(Ok(resp)) => {
                 let ok = resp.status().is_success();
                 // Drain a bounded amount so the connection can be reused.

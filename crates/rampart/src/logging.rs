@@ -4,9 +4,12 @@ use tracing_subscriber::EnvFilter;
 
 /// Installs the JSON subscriber once; later calls are ignored.
 pub fn init(level: &str) {
+    // rustls logs client mistakes (e.g. an IP address sent as SNI) at warn:
+    // one line per connection that any client can trigger, so only its
+    // errors are kept unless RUST_LOG says otherwise.
     let filter = EnvFilter::try_from_default_env()
-        .or_else(|_| EnvFilter::try_new(level))
-        .unwrap_or_else(|_| EnvFilter::new("info"));
+        .or_else(|_| EnvFilter::try_new(format!("{level},rustls=error")))
+        .unwrap_or_else(|_| EnvFilter::new("info,rustls=error"));
     let _ = tracing_subscriber::fmt()
         .json()
         .flatten_event(true)

@@ -8,6 +8,21 @@ use tokio::signal::unix::{signal, SignalKind};
 
 use crate::EXIT_CONFIG;
 
+/// Worker threads serving the public listener: `RAMPART_WORKERS` (1..=256),
+/// default one per core.
+fn workers() -> usize {
+    std::env::var("RAMPART_WORKERS")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+        .filter(|n| (1..=256).contains(n))
+        .or_else(|| {
+            std::thread::available_parallelism()
+                .ok()
+                .map(std::num::NonZeroUsize::get)
+        })
+        .unwrap_or(1)
+}
+
 /// Runs the gateway until a termination signal.
 pub fn run(path: &Path) -> ExitCode {
     let cfg = match rampart_core::config::load(path) {
@@ -20,7 +35,10 @@ pub fn run(path: &Path) -> ExitCode {
         }
     };
     crate::logging::init(&cfg.log.level);
+    // The control runtime (signals, reloads, health checks, admin); the public
+    // listener runs thread-per-core on its own workers.
     let rt = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
         .enable_all()
         .build()
     {
@@ -31,7 +49,7 @@ pub fn run(path: &Path) -> ExitCode {
         }
     };
     rt.block_on(async move {
-        let running = match rampart_gateway::start(cfg).await {
+        let running = match rampart_gateway::start_sharded(cfg, workers()).await {
             Ok(r) => r,
             Err(e) => {
                 eprintln!("{e}");
