@@ -13,6 +13,7 @@ pub mod proxy;
 pub mod respond;
 pub mod router;
 pub mod runtime;
+pub mod stats;
 pub mod tls;
 pub mod upstream;
 
@@ -43,6 +44,10 @@ pub async fn start(cfg: rampart_core::config::Config) -> Result<Running, Gateway
         },
         None => None,
     };
+    if admin.is_some() {
+        // Install the recorder before the first request caches its handles.
+        let _ = admin::metrics_handle();
+    }
     let gateway = Gateway::new(cfg)?;
     let listener = tokio::net::TcpListener::bind(listen)
         .await
@@ -93,6 +98,9 @@ pub async fn start_sharded(
         },
         None => None,
     };
+    if admin.is_some() {
+        let _ = admin::metrics_handle();
+    }
     let gateway = Gateway::new(cfg)?;
     let bind_err = |source| GatewayError::Bind {
         addr: listen,

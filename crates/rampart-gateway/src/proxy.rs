@@ -102,7 +102,11 @@ fn strip_hop_by_hop(h: &mut HeaderMap) {
 
 /// Rough size of the request head as sent on the wire.
 fn head_bytes(req: &Request<Incoming>) -> usize {
-    let mut n = req.method().as_str().len() + req.uri().to_string().len() + 12;
+    let uri = req.uri();
+    let mut n = req.method().as_str().len()
+        + uri.path_and_query().map_or(1, |p| p.as_str().len())
+        + uri.authority().map_or(0, |a| a.as_str().len())
+        + 12;
     for (k, v) in req.headers() {
         n += k.as_str().len() + v.len() + 4;
     }
@@ -169,7 +173,11 @@ pub async fn handle(
         .and_then(valid_request_id)
         .map_or_else(new_request_id, str::to_owned);
     let method = req.method().clone();
-    let path_for_log: String = req.uri().path().chars().take(256).collect();
+    let path_for_log: Option<String> = rt
+        .cfg
+        .log
+        .access_log
+        .then(|| req.uri().path().chars().take(256).collect());
 
     let out = pipeline(&rt, &conn, req, &rid).await;
     let mut resp = out.resp;
@@ -182,10 +190,12 @@ pub async fn handle(
     let status = resp.status().as_u16();
     let latency = start.elapsed();
     let route_label = out.route.as_ref().map_or("none", |r| r.cfg.action.as_str());
-    metrics::counter!("rampart_requests_total", "route" => route_label.to_owned(), "status" => status.to_string()).increment(1);
-    metrics::histogram!("rampart_request_duration_seconds", "route" => route_label.to_owned())
-        .record(latency.as_secs_f64());
-    if rt.cfg.log.access_log {
+    let stats = match &out.route {
+        Some(r) => &r.stats,
+        None => crate::stats::unrouted(),
+    };
+    stats.record(status, latency.as_secs_f64());
+    if let Some(path_for_log) = path_for_log {
         tracing::info!(
             target: "rampart::access",
             request_id = %rid,
@@ -316,10 +326,10 @@ async fn pipeline(
         }
         Ok(Ok(b)) => b,
     };
-    let head = make_head(&parts.method, &parts.uri, &parts.headers);
+    let head = make_head(parts.method, &parts.uri, parts.headers);
 
     // Phase: forward.
-    forward(&pool, conn, &head, body, &target, rid, route).await
+    forward(&pool, conn, head, body, &target, rid, route).await
 }
 
 /// The parts of the client request that the upstream request is built from.
@@ -329,16 +339,17 @@ struct Head {
     authority: Option<String>,
 }
 
-fn make_head(method: &Method, uri: &Uri, headers: &HeaderMap) -> Head {
+fn make_head(method: Method, uri: &Uri, headers: HeaderMap) -> Head {
+    let authority = uri.authority().map(|a| a.as_str().to_owned()).or_else(|| {
+        headers
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .map(str::to_owned)
+    });
     Head {
-        method: method.clone(),
-        headers: headers.clone(),
-        authority: uri.authority().map(|a| a.as_str().to_owned()).or_else(|| {
-            headers
-                .get(header::HOST)
-                .and_then(|h| h.to_str().ok())
-                .map(str::to_owned)
-        }),
+        method,
+        headers,
+        authority,
     }
 }
 
@@ -368,19 +379,23 @@ async fn read_body(mut body: Incoming, limit: usize) -> Result<Bytes, BodyError>
     Ok(buf.freeze())
 }
 
-fn upstream_headers(head: &Head, conn: &ConnInfo, rid: &str) -> HeaderMap {
-    let mut h = HeaderMap::with_capacity(head.headers.len() + 4);
-    for (k, v) in &head.headers {
-        let name = k.as_str();
-        // Identity headers are set by the gateway alone; a client's copy is dropped.
-        if name.starts_with("x-rampart-")
-            || name.starts_with("x-forwarded-")
-            || name == "forwarded"
-            || name == "host"
-        {
-            continue;
-        }
-        h.append(k.clone(), v.clone());
+/// Rewrites the client's headers in place into the upstream request's.
+fn upstream_headers(head: &mut Head, conn: &ConnInfo, rid: &str) {
+    let h = &mut head.headers;
+    // Identity headers are set by the gateway alone; a client's copy is dropped.
+    let spoofable: Vec<HeaderName> = h
+        .keys()
+        .filter(|k| {
+            let name = k.as_str();
+            name.starts_with("x-rampart-")
+                || name.starts_with("x-forwarded-")
+                || name == "forwarded"
+                || name == "host"
+        })
+        .cloned()
+        .collect();
+    for name in spoofable {
+        h.remove(name);
     }
     if let Ok(v) = HeaderValue::from_str(&conn.peer.ip().to_string()) {
         h.insert(HeaderName::from_static("x-forwarded-for"), v);
@@ -399,7 +414,6 @@ fn upstream_headers(head: &Head, conn: &ConnInfo, rid: &str) -> HeaderMap {
     if let Ok(v) = HeaderValue::from_str(rid) {
         h.insert(REQUEST_ID.clone(), v);
     }
-    h
 }
 
 enum Failure {
@@ -414,7 +428,7 @@ enum Failure {
 async fn forward(
     pool: &Arc<Pool>,
     conn: &ConnInfo,
-    head: &Head,
+    mut head: Head,
     body: Bytes,
     target: &str,
     rid: &str,
@@ -432,7 +446,8 @@ async fn forward(
         );
     }
     let timeout = route.cfg.timeout.unwrap_or(pool.cfg.timeout);
-    let headers = upstream_headers(head, conn, rid);
+    upstream_headers(&mut head, conn, rid);
+    let headers = head.headers;
     let safe = is_safe_method(&head.method);
     let max_attempts = pool.cfg.retries.saturating_add(1);
     let mut tried: Vec<usize> = Vec::with_capacity(2);
@@ -563,9 +578,10 @@ async fn websocket(
     rid: &str,
     route: Arc<Route>,
 ) -> Outcome {
-    let mut head = make_head(req.method(), req.uri(), req.headers());
+    let mut head = make_head(req.method().clone(), req.uri(), req.headers().clone());
     strip_hop_by_hop(&mut head.headers);
-    let mut headers = upstream_headers(&head, conn, rid);
+    upstream_headers(&mut head, conn, rid);
+    let mut headers = head.headers;
     headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
     headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
     let mut tried = Vec::new();

@@ -17,8 +17,10 @@ pub struct Route {
     pub cfg: RouteConfig,
     /// Parsed rewrite template.
     pub rewrite: Option<Vec<TemplateSeg>>,
-    /// Index of the route in the config (stable label for metrics).
+    /// Index of the route in the config.
     pub index: usize,
+    /// Cached metric handles (`route` label = action).
+    pub stats: crate::stats::RouteStats,
 }
 
 #[derive(Debug)]
@@ -57,6 +59,7 @@ impl Router {
             };
             let rewrite = cfg.rewrite.as_deref().and_then(|t| parse_template(t).ok());
             let route = Arc::new(Route {
+                stats: crate::stats::RouteStats::new(&cfg.action),
                 cfg: cfg.clone(),
                 rewrite,
                 index,
