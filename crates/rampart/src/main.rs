@@ -12,6 +12,11 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+/// mimalloc: fewer cycles per allocation than glibc malloc under many
+/// threads (see docs/benchmarks.md for the measurement).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Exit code for an invalid configuration (`EX_CONFIG`-style usage error).
 pub const EXIT_CONFIG: u8 = 64;
 
