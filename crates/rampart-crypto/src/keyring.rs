@@ -1,0 +1,339 @@
+//! The in-memory keyring: unwrapped data keys per purpose and version, the
+//! envelope encrypt/decrypt operations, and per-key encryption counters.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use parking_lot::RwLock;
+use subtle::ConstantTimeEq;
+use zeroize::Zeroizing;
+
+use crate::aead::TAG_LEN;
+use crate::aead::{self, Aes256GcmKey};
+use crate::envelope::{build_aad, header_prefix, AadContext, Envelope, HEADER_LEN};
+use crate::error::{CryptoError, Result};
+use crate::provider::{DataKey, KeyProvider};
+use crate::purpose::Purpose;
+
+/// Encryptions after which a data key is reported due for rotation (2^31),
+/// half of the 2^32 NIST SP 800-38D limit for random 96-bit nonces.
+pub const DEFAULT_ROTATE_AFTER: u64 = 1 << 31;
+/// Encryptions after which a data key refuses to seal (2^32 − 2^24): the
+/// AES-GCM random-nonce limit minus a safety margin.
+pub const DEFAULT_HARD_LIMIT: u64 = (1 << 32) - (1 << 24);
+
+/// Encryption-count thresholds of a [`Keyring`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KeyringLimits {
+    /// Report rotation as due from this many encryptions on the newest key.
+    pub rotate_after: u64,
+    /// Refuse encryption with a key from this many encryptions.
+    pub hard_limit: u64,
+}
+
+impl Default for KeyringLimits {
+    fn default() -> Self {
+        Self {
+            rotate_after: DEFAULT_ROTATE_AFTER,
+            hard_limit: DEFAULT_HARD_LIMIT,
+        }
+    }
+}
+
+/// A data key in its wrapped (storable) form. This is what the store
+/// persists; the plaintext key never leaves the keyring.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WrappedDataKey {
+    /// Purpose of the key.
+    pub purpose: Purpose,
+    /// Version of the key within its purpose (1, 2, …).
+    pub version: u32,
+    /// Version of the root key that wrapped it.
+    pub root_key_version: u32,
+    /// Provider-specific wrapped bytes.
+    pub wrapped: Vec<u8>,
+}
+
+/// Status of one data key, for metrics, `keys status` and persistence of
+/// the counters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DataKeyStatus {
+    /// Purpose of the key.
+    pub purpose: Purpose,
+    /// Version of the key.
+    pub version: u32,
+    /// Encryptions performed with it so far.
+    pub encryptions: u64,
+    /// Whether it is the newest version (the one new writes use).
+    pub current: bool,
+}
+
+struct DekEntry {
+    raw: DataKey,
+    aead: Aes256GcmKey,
+    encryptions: AtomicU64,
+}
+
+#[derive(Default)]
+struct PurposeKeys {
+    versions: BTreeMap<u32, Arc<DekEntry>>,
+}
+
+impl PurposeKeys {
+    fn newest(&self) -> Option<(u32, &Arc<DekEntry>)> {
+        self.versions.iter().next_back().map(|(v, e)| (*v, e))
+    }
+}
+
+/// Unwrapped data keys of every purpose, shared by all encrypting code.
+///
+/// `encrypt` always uses the newest version of a purpose; `decrypt` uses the
+/// version named in the ciphertext header.
+pub struct Keyring {
+    provider: Arc<dyn KeyProvider>,
+    limits: KeyringLimits,
+    keys: RwLock<HashMap<Purpose, PurposeKeys>>,
+}
+
+impl fmt::Debug for Keyring {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let keys = self.keys.read();
+        let mut versions: Vec<(Purpose, Vec<u32>)> = keys
+            .iter()
+            .map(|(p, k)| (*p, k.versions.keys().copied().collect()))
+            .collect();
+        versions.sort();
+        f.debug_struct("Keyring")
+            .field("provider", &self.provider)
+            .field("limits", &self.limits)
+            .field("versions", &versions)
+            .finish()
+    }
+}
+
+impl Keyring {
+    /// An empty keyring over `provider` with default limits.
+    #[must_use]
+    pub fn new(provider: Arc<dyn KeyProvider>) -> Self {
+        Self::with_limits(provider, KeyringLimits::default())
+    }
+
+    /// An empty keyring with explicit encryption-count limits.
+    #[must_use]
+    pub fn with_limits(provider: Arc<dyn KeyProvider>, limits: KeyringLimits) -> Self {
+        Self {
+            provider,
+            limits,
+            keys: RwLock::new(HashMap::new()),
+        }
+    }
+
+    /// The key provider holding the root key.
+    #[must_use]
+    pub fn provider(&self) -> &Arc<dyn KeyProvider> {
+        &self.provider
+    }
+
+    /// Creates a new data key for `purpose` (version 1 if it has none, else
+    /// newest + 1) and makes it current. The caller persists the returned
+    /// wrapped key; old versions stay available for decryption.
+    ///
+    /// # Errors
+    /// RNG or provider errors; [`CryptoError::Unreachable`] if the version
+    /// space is exhausted.
+    pub fn rotate(&self, purpose: Purpose) -> Result<WrappedDataKey> {
+        let dek = DataKey::generate()?;
+        let aead = Aes256GcmKey::new(dek.expose())?;
+        // Hold the write lock across version choice and insert so two
+        // concurrent rotations never pick the same version.
+        let mut keys = self.keys.write();
+        let entry = keys.entry(purpose).or_default();
+        let version = match entry.newest() {
+            None => 1,
+            Some((v, _)) => v
+                .checked_add(1)
+                .ok_or(CryptoError::Unreachable("data key versions exhausted"))?,
+        };
+        let wrapped = self.provider.wrap_data_key(purpose, version, &dek)?;
+        entry.versions.insert(
+            version,
+            Arc::new(DekEntry {
+                raw: dek,
+                aead,
+                encryptions: AtomicU64::new(0),
+            }),
+        );
+        Ok(WrappedDataKey {
+            purpose,
+            version,
+            root_key_version: self.provider.root_key_version(),
+            wrapped,
+        })
+    }
+
+    /// Loads a persisted wrapped key with its persisted encryption count.
+    /// Loading the same key twice is harmless; loading different key
+    /// material under an existing purpose and version is refused.
+    ///
+    /// # Errors
+    /// [`CryptoError::Unwrap`] if the provider cannot unwrap it;
+    /// [`CryptoError::ConflictingDataKey`] as above.
+    pub fn load(&self, wrapped: &WrappedDataKey, encryptions: u64) -> Result<()> {
+        let dek =
+            self.provider
+                .unwrap_data_key(wrapped.purpose, wrapped.version, &wrapped.wrapped)?;
+        let aead = Aes256GcmKey::new(dek.expose())?;
+        let mut keys = self.keys.write();
+        let entry = keys.entry(wrapped.purpose).or_default();
+        if let Some(existing) = entry.versions.get(&wrapped.version) {
+            if bool::from(existing.raw.ct_eq(&dek)) {
+                existing
+                    .encryptions
+                    .fetch_max(encryptions, Ordering::Relaxed);
+                return Ok(());
+            }
+            return Err(CryptoError::ConflictingDataKey {
+                purpose: wrapped.purpose,
+                version: wrapped.version,
+            });
+        }
+        entry.versions.insert(
+            wrapped.version,
+            Arc::new(DekEntry {
+                raw: dek,
+                aead,
+                encryptions: AtomicU64::new(encryptions),
+            }),
+        );
+        Ok(())
+    }
+
+    /// The newest version of `purpose`, if any.
+    #[must_use]
+    pub fn current_version(&self, purpose: Purpose) -> Option<u32> {
+        self.keys.read().get(&purpose)?.newest().map(|(v, _)| v)
+    }
+
+    /// Whether the newest key of `purpose` reached the rotation threshold.
+    #[must_use]
+    pub fn rotation_due(&self, purpose: Purpose) -> bool {
+        self.keys
+            .read()
+            .get(&purpose)
+            .and_then(PurposeKeys::newest)
+            .is_some_and(|(_, e)| e.encryptions.load(Ordering::Relaxed) >= self.limits.rotate_after)
+    }
+
+    /// Purposes whose newest key is due for rotation, in id order.
+    #[must_use]
+    pub fn due_rotations(&self) -> Vec<Purpose> {
+        Purpose::ALL
+            .into_iter()
+            .filter(|p| self.rotation_due(*p))
+            .collect()
+    }
+
+    /// Rotates every purpose that is due and returns the new wrapped keys to
+    /// persist. Call it periodically, or after `encrypt` when
+    /// [`Keyring::rotation_due`] turns true.
+    ///
+    /// # Errors
+    /// As [`Keyring::rotate`]; purposes rotated before the error stay rotated.
+    pub fn rotate_due(&self) -> Result<Vec<WrappedDataKey>> {
+        self.due_rotations()
+            .into_iter()
+            .map(|p| self.rotate(p))
+            .collect()
+    }
+
+    /// Status of every loaded data key, sorted by purpose then version.
+    #[must_use]
+    pub fn status(&self) -> Vec<DataKeyStatus> {
+        let keys = self.keys.read();
+        let mut out = Vec::new();
+        for (purpose, pk) in keys.iter() {
+            let newest = pk.newest().map(|(v, _)| v);
+            for (version, entry) in &pk.versions {
+                out.push(DataKeyStatus {
+                    purpose: *purpose,
+                    version: *version,
+                    encryptions: entry.encryptions.load(Ordering::Relaxed),
+                    current: Some(*version) == newest,
+                });
+            }
+        }
+        out.sort_by_key(|s| (s.purpose, s.version));
+        out
+    }
+
+    /// Encrypts `plaintext` for `ctx` with the newest data key of `purpose`.
+    ///
+    /// # Errors
+    /// [`CryptoError::NoDataKey`] if the purpose has no key;
+    /// [`CryptoError::KeyExhausted`] at the hard limit; RNG errors.
+    pub fn encrypt(
+        &self,
+        purpose: Purpose,
+        ctx: &AadContext<'_>,
+        plaintext: &[u8],
+    ) -> Result<Vec<u8>> {
+        let (version, entry) = {
+            let keys = self.keys.read();
+            let (v, e) = keys
+                .get(&purpose)
+                .and_then(PurposeKeys::newest)
+                .ok_or(CryptoError::NoDataKey(purpose))?;
+            (v, Arc::clone(e))
+        };
+        let hard_limit = self.limits.hard_limit;
+        entry
+            .encryptions
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+                (n < hard_limit).then_some(n.saturating_add(1))
+            })
+            .map_err(|_| CryptoError::KeyExhausted { purpose, version })?;
+        let nonce = aead::random_nonce()?;
+        let mut out = Vec::with_capacity(HEADER_LEN + plaintext.len() + TAG_LEN);
+        out.extend_from_slice(&header_prefix(purpose, version));
+        out.extend_from_slice(&nonce);
+        let aad = build_aad(purpose, version, ctx);
+        entry.aead.seal_append(&nonce, &aad, plaintext, &mut out)?;
+        Ok(out)
+    }
+
+    /// Decrypts an envelope produced by [`Keyring::encrypt`] for the same
+    /// `purpose` and `ctx`, with the key version its header names.
+    ///
+    /// # Errors
+    /// Parse errors, [`CryptoError::WrongPurpose`],
+    /// [`CryptoError::UnknownKeyVersion`], [`CryptoError::Decrypt`].
+    pub fn decrypt(
+        &self,
+        purpose: Purpose,
+        ctx: &AadContext<'_>,
+        ciphertext: &[u8],
+    ) -> Result<Zeroizing<Vec<u8>>> {
+        let env = Envelope::parse(ciphertext)?;
+        if env.purpose != purpose {
+            return Err(CryptoError::WrongPurpose {
+                expected: purpose,
+                found: env.purpose,
+            });
+        }
+        let entry = {
+            let keys = self.keys.read();
+            keys.get(&purpose)
+                .and_then(|pk| pk.versions.get(&env.key_version))
+                .map(Arc::clone)
+                .ok_or(CryptoError::UnknownKeyVersion {
+                    purpose,
+                    version: env.key_version,
+                })?
+        };
+        entry
+            .aead
+            .open(&env.nonce, &env.aad(ctx), env.ciphertext_and_tag)
+    }
+}

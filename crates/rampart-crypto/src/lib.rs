@@ -1,0 +1,34 @@
+//! Rampart key hierarchy and encryption at rest.
+//!
+//! This crate owns every secret-key operation of Rampart: the key providers
+//! that hold the root key ([`local`], later PKCS#11), the data keys (DEKs)
+//! per [`Purpose`] that the root key wraps, and the AES-256-GCM envelope
+//! format that binds each encrypted field to its record ([`envelope`]).
+//!
+//! ```text
+//! root key (provider: local file, sealed by argon2id passphrase | HSM)
+//!   └─ wraps ─ DEK(purpose, version)   e.g. api-secrets v1, v2 …
+//!                └─ seals ─ field envelope, AAD = record type ‖ id ‖ field ‖ purpose ‖ version
+//! ```
+//!
+//! It must never: log, print or return key material or plaintext in any
+//! `Debug`, `Display` or error; panic on attacker-controlled bytes (every
+//! parser returns [`CryptoError`]); reuse a nonce (all nonces are random and
+//! each data key refuses to seal past its limit); or pull in a second crypto
+//! library (aws-lc-rs only; `ring` and `openssl` are banned).
+
+pub mod aead;
+pub mod envelope;
+pub mod error;
+pub mod keyring;
+pub mod local;
+pub mod provider;
+pub mod purpose;
+
+pub use envelope::{AadContext, Envelope};
+pub use error::{CryptoError, Result};
+pub use keyring::{DataKeyStatus, Keyring, KeyringLimits, WrappedDataKey};
+pub use local::{KdfParams, LocalKeyProvider};
+pub use provider::{DataKey, KeyProvider, ProviderHealth};
+pub use purpose::Purpose;
+pub use secrecy::SecretString;
