@@ -1,0 +1,268 @@
+//! The keyring: rotation, persistence through wrapped keys, encryption limits.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    reason = "test code"
+)]
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use rampart_crypto::keyring::{DEFAULT_HARD_LIMIT, DEFAULT_ROTATE_AFTER};
+use rampart_crypto::{
+    AadContext, CryptoError, DataKey, Envelope, KdfParams, Keyring, KeyringLimits,
+    LocalKeyProvider, Purpose,
+};
+
+const CTX: AadContext<'static> = AadContext::new("mfa_enrolment", "acct-7", "totp_seed");
+
+fn provider() -> (tempfile::TempDir, PathBuf, Arc<LocalKeyProvider>) {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let p = LocalKeyProvider::create(&data, None, KdfParams::default()).unwrap();
+    (dir, data, Arc::new(p))
+}
+
+#[test]
+fn default_limits_stay_below_the_random_nonce_bound() {
+    const { assert!(DEFAULT_ROTATE_AFTER == 1 << 31) };
+    const { assert!(DEFAULT_ROTATE_AFTER < DEFAULT_HARD_LIMIT) };
+    const { assert!(DEFAULT_HARD_LIMIT < 1 << 32) };
+}
+
+#[test]
+fn no_data_key_until_first_rotation() {
+    let (_t, _d, p) = provider();
+    let ring = Keyring::new(p);
+    assert!(matches!(
+        ring.encrypt(Purpose::MfaSeeds, &CTX, b"x"),
+        Err(CryptoError::NoDataKey(Purpose::MfaSeeds))
+    ));
+    assert_eq!(ring.current_version(Purpose::MfaSeeds), None);
+    assert!(!ring.rotation_due(Purpose::MfaSeeds));
+}
+
+#[test]
+fn rotation_makes_a_new_version_and_old_ciphertexts_still_decrypt() {
+    let (_t, _d, p) = provider();
+    let ring = Keyring::new(p);
+    let w1 = ring.rotate(Purpose::MfaSeeds).unwrap();
+    assert_eq!(
+        (w1.purpose, w1.version, w1.root_key_version),
+        (Purpose::MfaSeeds, 1, 1)
+    );
+    let old = ring.encrypt(Purpose::MfaSeeds, &CTX, b"seed-v1").unwrap();
+
+    let w2 = ring.rotate(Purpose::MfaSeeds).unwrap();
+    assert_eq!(w2.version, 2);
+    assert_ne!(w1.wrapped, w2.wrapped);
+    assert_eq!(ring.current_version(Purpose::MfaSeeds), Some(2));
+    let new = ring.encrypt(Purpose::MfaSeeds, &CTX, b"seed-v2").unwrap();
+    assert_eq!(Envelope::parse(&new).unwrap().key_version, 2);
+
+    assert_eq!(
+        ring.decrypt(Purpose::MfaSeeds, &CTX, &old)
+            .unwrap()
+            .as_slice(),
+        b"seed-v1"
+    );
+    assert_eq!(
+        ring.decrypt(Purpose::MfaSeeds, &CTX, &new)
+            .unwrap()
+            .as_slice(),
+        b"seed-v2"
+    );
+    // Other purposes are independent.
+    assert_eq!(ring.current_version(Purpose::ApiSecrets), None);
+
+    let status = ring.status();
+    assert_eq!(status.len(), 2);
+    assert!(!status[0].current && status[0].encryptions == 1);
+    assert!(status[1].current && status[1].version == 2 && status[1].encryptions == 1);
+}
+
+#[test]
+fn wrapped_keys_reload_after_restart() {
+    let (_t, data, p) = provider();
+    let ring = Keyring::new(p);
+    let wrapped = [
+        ring.rotate(Purpose::ApiSecrets).unwrap(),
+        ring.rotate(Purpose::ApiSecrets).unwrap(),
+    ];
+    let ct_v2 = ring
+        .encrypt(Purpose::ApiSecrets, &CTX, b"api-secret")
+        .unwrap();
+    let count = ring.status()[1].encryptions;
+    drop(ring);
+
+    let reopened = Arc::new(LocalKeyProvider::open(&data, None).unwrap());
+    let ring = Keyring::new(reopened);
+    for w in &wrapped {
+        ring.load(w, if w.version == 2 { count } else { 0 })
+            .unwrap();
+    }
+    // Loading the same key again is idempotent.
+    ring.load(&wrapped[0], 0).unwrap();
+    assert_eq!(ring.current_version(Purpose::ApiSecrets), Some(2));
+    assert_eq!(ring.status()[1].encryptions, 1);
+    assert_eq!(
+        ring.decrypt(Purpose::ApiSecrets, &CTX, &ct_v2)
+            .unwrap()
+            .as_slice(),
+        b"api-secret"
+    );
+}
+
+#[test]
+fn wrong_root_key_cannot_load_or_decrypt() {
+    let (_t, _d, p) = provider();
+    let ring = Keyring::new(p);
+    let w = ring.rotate(Purpose::AuditFields).unwrap();
+    let ct = ring.encrypt(Purpose::AuditFields, &CTX, b"x").unwrap();
+
+    let (_t2, _d2, other) = provider();
+    let other_ring = Keyring::new(other);
+    assert!(matches!(
+        other_ring.load(&w, 0),
+        Err(CryptoError::Unwrap { .. })
+    ));
+    assert!(matches!(
+        other_ring.decrypt(Purpose::AuditFields, &CTX, &ct),
+        Err(CryptoError::UnknownKeyVersion { version: 1, .. })
+    ));
+    // A different key under the same purpose and version cannot decrypt either,
+    // and is refused if loaded next to the real one.
+    let w_other = other_ring.rotate(Purpose::AuditFields).unwrap();
+    assert!(matches!(
+        other_ring.decrypt(Purpose::AuditFields, &CTX, &ct),
+        Err(CryptoError::Decrypt)
+    ));
+    let mut conflicting = w.clone();
+    let fresh = DataKey::generate().unwrap();
+    conflicting.wrapped = ring
+        .provider()
+        .wrap_data_key(Purpose::AuditFields, 1, &fresh)
+        .unwrap();
+    assert!(matches!(
+        ring.load(&conflicting, 0),
+        Err(CryptoError::ConflictingDataKey { .. })
+    ));
+    assert_ne!(w_other.wrapped, w.wrapped);
+}
+
+#[test]
+fn counts_encryptions_reports_rotation_and_enforces_the_limit() {
+    let (_t, _d, p) = provider();
+    let ring = Keyring::with_limits(
+        p,
+        KeyringLimits {
+            rotate_after: 3,
+            hard_limit: 5,
+        },
+    );
+    ring.rotate(Purpose::ApiSecrets).unwrap();
+    ring.rotate(Purpose::MfaSeeds).unwrap();
+    for i in 0..5 {
+        assert_eq!(ring.rotation_due(Purpose::ApiSecrets), i >= 3, "after {i}");
+        ring.encrypt(Purpose::ApiSecrets, &CTX, b"x").unwrap();
+    }
+    assert_eq!(ring.due_rotations(), vec![Purpose::ApiSecrets]);
+    let err = ring.encrypt(Purpose::ApiSecrets, &CTX, b"x").unwrap_err();
+    assert!(
+        matches!(
+            err,
+            CryptoError::KeyExhausted {
+                purpose: Purpose::ApiSecrets,
+                version: 1
+            }
+        ),
+        "{err}"
+    );
+
+    let rotated = ring.rotate_due().unwrap();
+    assert_eq!(rotated.len(), 1);
+    assert_eq!(
+        (rotated[0].purpose, rotated[0].version),
+        (Purpose::ApiSecrets, 2)
+    );
+    assert!(ring.due_rotations().is_empty());
+    ring.encrypt(Purpose::ApiSecrets, &CTX, b"x").unwrap();
+    assert_eq!(
+        ring.status()
+            .iter()
+            .find(|s| s.version == 1 && s.purpose == Purpose::ApiSecrets)
+            .unwrap()
+            .encryptions,
+        5
+    );
+}
+
+#[test]
+fn exhausted_key_still_decrypts() {
+    let (_t, _d, p) = provider();
+    let ring = Keyring::with_limits(
+        p,
+        KeyringLimits {
+            rotate_after: 1,
+            hard_limit: 1,
+        },
+    );
+    ring.rotate(Purpose::ApiSecrets).unwrap();
+    let ct = ring.encrypt(Purpose::ApiSecrets, &CTX, b"last").unwrap();
+    assert!(ring.encrypt(Purpose::ApiSecrets, &CTX, b"x").is_err());
+    assert_eq!(
+        ring.decrypt(Purpose::ApiSecrets, &CTX, &ct)
+            .unwrap()
+            .as_slice(),
+        b"last"
+    );
+}
+
+#[test]
+fn concurrent_encryptions_are_all_counted() {
+    let (_t, _d, p) = provider();
+    let ring = Arc::new(Keyring::new(p));
+    ring.rotate(Purpose::AuditFields).unwrap();
+    let handles: Vec<_> = (0..4)
+        .map(|t| {
+            let ring = Arc::clone(&ring);
+            std::thread::spawn(move || {
+                for i in 0..250 {
+                    let id = format!("{t}-{i}");
+                    let ctx = AadContext::new("audit", &id, "amount");
+                    let ct = ring
+                        .encrypt(Purpose::AuditFields, &ctx, id.as_bytes())
+                        .unwrap();
+                    assert_eq!(
+                        ring.decrypt(Purpose::AuditFields, &ctx, &ct)
+                            .unwrap()
+                            .as_slice(),
+                        id.as_bytes()
+                    );
+                    if i == 100 && t == 0 {
+                        ring.rotate(Purpose::AuditFields).unwrap();
+                    }
+                }
+            })
+        })
+        .collect();
+    for h in handles {
+        h.join().unwrap();
+    }
+    let total: u64 = ring.status().iter().map(|s| s.encryptions).sum();
+    assert_eq!(total, 1000);
+}
+
+#[test]
+fn debug_shows_versions_not_keys() {
+    let (_t, _d, p) = provider();
+    let ring = Keyring::new(p);
+    ring.rotate(Purpose::MfaSeeds).unwrap();
+    let debug = format!("{ring:?}");
+    assert!(
+        debug.contains("MfaSeeds") && debug.contains("REDACTED"),
+        "{debug}"
+    );
+}
