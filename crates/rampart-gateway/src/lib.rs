@@ -36,18 +36,7 @@ pub struct Running {
 /// Binds the configured listeners and starts serving in the background.
 pub async fn start(cfg: rampart_core::config::Config) -> Result<Running, GatewayError> {
     let listen = cfg.server.listen;
-    let admin = cfg.admin.clone();
-    let admin_tls = match &admin {
-        Some(a) => match a.tls.as_ref().or(cfg.server.tls.as_ref()) {
-            Some(t) => Some(tokio_rustls::TlsAcceptor::from(tls::server_config(t)?)),
-            None => None,
-        },
-        None => None,
-    };
-    if admin.is_some() {
-        // Install the recorder before the first request caches its handles.
-        let _ = admin::metrics_handle();
-    }
+    let admin = prepare_admin(&cfg)?;
     let gateway = Gateway::new(cfg)?;
     let listener = tokio::net::TcpListener::bind(listen)
         .await
@@ -59,17 +48,7 @@ pub async fn start(cfg: rampart_core::config::Config) -> Result<Running, Gateway
         addr: listen,
         source,
     })?;
-    let mut admin_addr = None;
-    if let Some(a) = admin {
-        let l = tokio::net::TcpListener::bind(a.listen)
-            .await
-            .map_err(|source| GatewayError::Bind {
-                addr: a.listen,
-                source,
-            })?;
-        admin_addr = l.local_addr().ok();
-        tokio::spawn(admin::serve(gateway.clone(), l, admin_tls));
-    }
+    let admin_addr = serve_admin(&gateway, admin).await?;
     tokio::spawn(listener::serve(gateway.clone(), listener));
     tracing::info!(%addr, admin = ?admin_addr, "rampart listening");
     Ok(Running {
@@ -90,17 +69,7 @@ pub async fn start_sharded(
     let workers = workers.clamp(1, 256);
     upstream::set_max_workers(workers);
     let listen = cfg.server.listen;
-    let admin = cfg.admin.clone();
-    let admin_tls = match &admin {
-        Some(a) => match a.tls.as_ref().or(cfg.server.tls.as_ref()) {
-            Some(t) => Some(tokio_rustls::TlsAcceptor::from(tls::server_config(t)?)),
-            None => None,
-        },
-        None => None,
-    };
-    if admin.is_some() {
-        let _ = admin::metrics_handle();
-    }
+    let admin = prepare_admin(&cfg)?;
     let gateway = Gateway::new(cfg)?;
     let bind_err = |source| GatewayError::Bind {
         addr: listen,
@@ -141,17 +110,7 @@ pub async fn start_sharded(
             })
             .map_err(bind_err)?;
     }
-    let mut admin_addr = None;
-    if let Some(a) = admin {
-        let l = tokio::net::TcpListener::bind(a.listen)
-            .await
-            .map_err(|source| GatewayError::Bind {
-                addr: a.listen,
-                source,
-            })?;
-        admin_addr = l.local_addr().ok();
-        tokio::spawn(admin::serve(gateway.clone(), l, admin_tls));
-    }
+    let admin_addr = serve_admin(&gateway, admin).await?;
     tracing::info!(%addr, admin = ?admin_addr, workers, "rampart listening");
     Ok(Running {
         gateway,
@@ -169,4 +128,49 @@ fn reuseport_listener(addr: SocketAddr) -> std::io::Result<std::net::TcpListener
     s.bind(&addr.into())?;
     s.listen(4096)?;
     Ok(s.into())
+}
+
+/// The admin listener's settings and TLS acceptor, resolved before any port is
+/// bound. Installs the metrics recorder before the first request caches its
+/// handles.
+fn prepare_admin(
+    cfg: &rampart_core::config::Config,
+) -> Result<
+    Option<(
+        rampart_core::config::AdminConfig,
+        Option<tokio_rustls::TlsAcceptor>,
+    )>,
+    GatewayError,
+> {
+    let Some(a) = cfg.admin.clone() else {
+        return Ok(None);
+    };
+    let acceptor = match a.tls.as_ref().or(cfg.server.tls.as_ref()) {
+        Some(t) => Some(tokio_rustls::TlsAcceptor::from(tls::server_config(t)?)),
+        None => None,
+    };
+    let _ = admin::metrics_handle();
+    Ok(Some((a, acceptor)))
+}
+
+/// Binds the admin listener (if configured) and serves it on the current runtime.
+async fn serve_admin(
+    gateway: &Arc<Gateway>,
+    admin: Option<(
+        rampart_core::config::AdminConfig,
+        Option<tokio_rustls::TlsAcceptor>,
+    )>,
+) -> Result<Option<SocketAddr>, GatewayError> {
+    let Some((a, acceptor)) = admin else {
+        return Ok(None);
+    };
+    let l = tokio::net::TcpListener::bind(a.listen)
+        .await
+        .map_err(|source| GatewayError::Bind {
+            addr: a.listen,
+            source,
+        })?;
+    let addr = l.local_addr().ok();
+    tokio::spawn(admin::serve(gateway.clone(), l, acceptor));
+    Ok(addr)
 }
