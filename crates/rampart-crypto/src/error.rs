@@ -39,6 +39,26 @@ pub enum CryptoError {
         /// Version of the missing key.
         version: u32,
     },
+    /// The envelope names a data-key version retired after a completed rewrap.
+    #[error("data key `{purpose}` version {version} is retired (minimum version {min_version}); the record was not rewrapped")]
+    RetiredKeyVersion {
+        /// Purpose of the key.
+        purpose: Purpose,
+        /// Version named by the ciphertext.
+        version: u32,
+        /// Oldest version still accepted.
+        min_version: u32,
+    },
+    /// Retiring would remove the current version, or go backwards.
+    #[error("cannot set minimum version of `{purpose}` to {min_version}: it must be between the present minimum and the current version {current}")]
+    InvalidRetirement {
+        /// Purpose of the keys.
+        purpose: Purpose,
+        /// Requested minimum version.
+        min_version: u32,
+        /// Current (newest) version, 0 if none.
+        current: u32,
+    },
     /// Authentication failed: wrong key, tampered bytes or another record's context.
     #[error("decryption failed: ciphertext, key or record context do not match")]
     Decrypt,

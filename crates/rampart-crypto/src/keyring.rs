@@ -79,6 +79,8 @@ struct DekEntry {
 #[derive(Default)]
 struct PurposeKeys {
     versions: BTreeMap<u32, Arc<DekEntry>>,
+    /// Versions below this are retired: dropped from memory, refused on decrypt.
+    min_version: u32,
 }
 
 impl PurposeKeys {
@@ -187,6 +189,13 @@ impl Keyring {
         let aead = Aes256GcmKey::new(dek.expose())?;
         let mut keys = self.keys.write();
         let entry = keys.entry(wrapped.purpose).or_default();
+        if wrapped.version < entry.min_version {
+            return Err(CryptoError::RetiredKeyVersion {
+                purpose: wrapped.purpose,
+                version: wrapped.version,
+                min_version: entry.min_version,
+            });
+        }
         if let Some(existing) = entry.versions.get(&wrapped.version) {
             if bool::from(existing.raw.ct_eq(&dek)) {
                 existing
@@ -324,8 +333,16 @@ impl Keyring {
         }
         let entry = {
             let keys = self.keys.read();
-            keys.get(&purpose)
-                .and_then(|pk| pk.versions.get(&env.key_version))
+            let pk = keys.get(&purpose);
+            let min_version = pk.map_or(0, |pk| pk.min_version);
+            if env.key_version < min_version {
+                return Err(CryptoError::RetiredKeyVersion {
+                    purpose,
+                    version: env.key_version,
+                    min_version,
+                });
+            }
+            pk.and_then(|pk| pk.versions.get(&env.key_version))
                 .map(Arc::clone)
                 .ok_or(CryptoError::UnknownKeyVersion {
                     purpose,
@@ -335,5 +352,73 @@ impl Keyring {
         entry
             .aead
             .open(&env.nonce, &env.aad(ctx), env.ciphertext_and_tag)
+    }
+
+    /// Whether `ciphertext` was sealed with an older version than the
+    /// current one of its purpose (a rewrap candidate). Unparseable input
+    /// is reported as an error, not as "needs rewrap".
+    ///
+    /// # Errors
+    /// Envelope parse errors; [`CryptoError::NoDataKey`].
+    pub fn needs_rewrap(&self, ciphertext: &[u8]) -> Result<bool> {
+        let env = Envelope::parse(ciphertext)?;
+        let current = self
+            .current_version(env.purpose)
+            .ok_or(CryptoError::NoDataKey(env.purpose))?;
+        Ok(env.key_version < current)
+    }
+
+    /// Re-encrypts a record with the current version of `purpose` if it is on
+    /// an older one: the building block of online rewrap. Returns `None` when
+    /// the ciphertext is already current. The plaintext only lives in a
+    /// zeroizing buffer between the two operations.
+    ///
+    /// # Errors
+    /// As [`Keyring::decrypt`] and [`Keyring::encrypt`].
+    pub fn reencrypt(
+        &self,
+        purpose: Purpose,
+        ctx: &AadContext<'_>,
+        ciphertext: &[u8],
+    ) -> Result<Option<Vec<u8>>> {
+        let plain = self.decrypt(purpose, ctx, ciphertext)?;
+        if !self.needs_rewrap(ciphertext)? {
+            return Ok(None);
+        }
+        self.encrypt(purpose, ctx, &plain).map(Some)
+    }
+
+    /// Retires every version of `purpose` below `min_version`: their keys are
+    /// dropped from memory and their ciphertexts refused. Call only after a
+    /// completed rewrap; the store persists `min_version`. Returns how many
+    /// versions were dropped.
+    ///
+    /// # Errors
+    /// [`CryptoError::InvalidRetirement`] if `min_version` is above the
+    /// current version or below the present minimum.
+    pub fn retire_below(&self, purpose: Purpose, min_version: u32) -> Result<usize> {
+        let mut keys = self.keys.write();
+        let pk = keys.entry(purpose).or_default();
+        let current = pk.newest().map_or(0, |(v, _)| v);
+        if min_version > current || min_version < pk.min_version {
+            return Err(CryptoError::InvalidRetirement {
+                purpose,
+                min_version,
+                current,
+            });
+        }
+        let kept = pk.versions.split_off(&min_version);
+        let dropped = std::mem::replace(&mut pk.versions, kept).len();
+        pk.min_version = min_version;
+        Ok(dropped)
+    }
+
+    /// Oldest version of `purpose` still accepted for decryption (0 if none retired).
+    #[must_use]
+    pub fn min_version(&self, purpose: Purpose) -> u32 {
+        self.keys
+            .read()
+            .get(&purpose)
+            .map_or(0, |pk| pk.min_version)
     }
 }

@@ -266,3 +266,79 @@ fn debug_shows_versions_not_keys() {
         "{debug}"
     );
 }
+
+#[test]
+fn reencrypt_moves_records_to_the_current_version_then_old_versions_retire() {
+    let (_t, _d, p) = provider();
+    let ring = Keyring::new(p);
+    let w1 = ring.rotate(Purpose::ApiSecrets).unwrap();
+    let ids: Vec<String> = (0..20).map(|i| format!("key-{i}")).collect();
+    let mut records: Vec<Vec<u8>> = ids
+        .iter()
+        .map(|id| {
+            let ctx = AadContext::new("api_key", id, "secret");
+            ring.encrypt(Purpose::ApiSecrets, &ctx, id.as_bytes())
+                .unwrap()
+        })
+        .collect();
+    ring.rotate(Purpose::ApiSecrets).unwrap();
+    assert!(matches!(
+        ring.retire_below(Purpose::ApiSecrets, 3),
+        Err(CryptoError::InvalidRetirement { current: 2, .. })
+    ));
+
+    let mut rewrapped = 0;
+    for (id, record) in ids.iter().zip(records.iter_mut()) {
+        let ctx = AadContext::new("api_key", id, "secret");
+        assert!(ring.needs_rewrap(record).unwrap());
+        if let Some(new) = ring.reencrypt(Purpose::ApiSecrets, &ctx, record).unwrap() {
+            *record = new;
+            rewrapped += 1;
+        }
+        // Already current: nothing to do (resuming a rewrap is idempotent).
+        assert_eq!(
+            ring.reencrypt(Purpose::ApiSecrets, &ctx, record).unwrap(),
+            None
+        );
+    }
+    assert_eq!(rewrapped, 20);
+
+    let old = {
+        let ctx = AadContext::new("api_key", "stale", "secret");
+        // A record still on v1 (e.g. written by a node that missed the rotation).
+        let fresh = Keyring::new(Arc::clone(ring.provider()));
+        fresh.load(&w1, 0).unwrap();
+        (
+            fresh.encrypt(Purpose::ApiSecrets, &ctx, b"stale").unwrap(),
+            ctx,
+        )
+    };
+    assert_eq!(ring.retire_below(Purpose::ApiSecrets, 2).unwrap(), 1);
+    assert_eq!(ring.min_version(Purpose::ApiSecrets), 2);
+    assert!(matches!(
+        ring.decrypt(Purpose::ApiSecrets, &old.1, &old.0),
+        Err(CryptoError::RetiredKeyVersion {
+            version: 1,
+            min_version: 2,
+            ..
+        })
+    ));
+    assert!(matches!(
+        ring.load(&w1, 0),
+        Err(CryptoError::RetiredKeyVersion { .. })
+    ));
+    assert!(matches!(
+        ring.retire_below(Purpose::ApiSecrets, 1),
+        Err(CryptoError::InvalidRetirement { .. })
+    ));
+    for (id, record) in ids.iter().zip(&records) {
+        let ctx = AadContext::new("api_key", id, "secret");
+        assert_eq!(
+            ring.decrypt(Purpose::ApiSecrets, &ctx, record)
+                .unwrap()
+                .as_slice(),
+            id.as_bytes()
+        );
+    }
+    assert_eq!(ring.status().len(), 1);
+}
