@@ -14,6 +14,7 @@ use crate::aead::TAG_LEN;
 use crate::aead::{self, Aes256GcmKey};
 use crate::envelope::{build_aad, header_prefix, AadContext, Envelope, HEADER_LEN};
 use crate::error::{CryptoError, Result};
+use crate::events::{KeyEvent, KeyEventSink, LogSink};
 use crate::provider::{DataKey, KeyProvider};
 use crate::purpose::Purpose;
 
@@ -97,6 +98,7 @@ pub struct Keyring {
     provider: Arc<dyn KeyProvider>,
     limits: KeyringLimits,
     keys: RwLock<HashMap<Purpose, PurposeKeys>>,
+    events: Arc<dyn KeyEventSink>,
 }
 
 impl fmt::Debug for Keyring {
@@ -111,6 +113,7 @@ impl fmt::Debug for Keyring {
             .field("provider", &self.provider)
             .field("limits", &self.limits)
             .field("versions", &versions)
+            .field("events", &self.events)
             .finish()
     }
 }
@@ -129,7 +132,15 @@ impl Keyring {
             provider,
             limits,
             keys: RwLock::new(HashMap::new()),
+            events: Arc::new(LogSink),
         }
+    }
+
+    /// Sends key events to `sink` instead of the log.
+    #[must_use]
+    pub fn with_event_sink(mut self, sink: Arc<dyn KeyEventSink>) -> Self {
+        self.events = sink;
+        self
     }
 
     /// The key provider holding the root key.
@@ -167,10 +178,17 @@ impl Keyring {
                 encryptions: AtomicU64::new(0),
             }),
         );
+        drop(keys);
+        let root_key_version = self.provider.root_key_version();
+        self.events.record(&KeyEvent::DataKeyCreated {
+            purpose,
+            version,
+            root_key_version,
+        });
         Ok(WrappedDataKey {
             purpose,
             version,
-            root_key_version: self.provider.root_key_version(),
+            root_key_version,
             wrapped,
         })
     }
@@ -183,9 +201,15 @@ impl Keyring {
     /// [`CryptoError::Unwrap`] if the provider cannot unwrap it;
     /// [`CryptoError::ConflictingDataKey`] as above.
     pub fn load(&self, wrapped: &WrappedDataKey, encryptions: u64) -> Result<()> {
-        let dek =
-            self.provider
-                .unwrap_data_key(wrapped.purpose, wrapped.version, &wrapped.wrapped)?;
+        let dek = self
+            .provider
+            .unwrap_data_key(wrapped.purpose, wrapped.version, &wrapped.wrapped)
+            .inspect_err(|_| {
+                self.events.record(&KeyEvent::UnwrapFailed {
+                    purpose: wrapped.purpose,
+                    version: wrapped.version,
+                });
+            })?;
         let aead = Aes256GcmKey::new(dek.expose())?;
         let mut keys = self.keys.write();
         let entry = keys.entry(wrapped.purpose).or_default();
@@ -410,6 +434,12 @@ impl Keyring {
         let kept = pk.versions.split_off(&min_version);
         let dropped = std::mem::replace(&mut pk.versions, kept).len();
         pk.min_version = min_version;
+        drop(keys);
+        self.events.record(&KeyEvent::DataKeysRetired {
+            purpose,
+            min_version,
+            dropped,
+        });
         Ok(dropped)
     }
 

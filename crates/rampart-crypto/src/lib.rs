@@ -20,6 +20,7 @@
 pub mod aead;
 pub mod envelope;
 pub mod error;
+pub mod events;
 pub mod keyring;
 pub mod local;
 pub mod provider;
@@ -27,6 +28,7 @@ pub mod purpose;
 
 pub use envelope::{AadContext, Envelope};
 pub use error::{CryptoError, Result};
+pub use events::{KeyEvent, KeyEventSink, LogSink};
 pub use keyring::{DataKeyStatus, Keyring, KeyringLimits, WrappedDataKey};
 pub use local::{KdfParams, LocalKeyProvider};
 pub use provider::{DataKey, KeyProvider, ProviderHealth};

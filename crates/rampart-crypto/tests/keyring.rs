@@ -342,3 +342,53 @@ fn reencrypt_moves_records_to_the_current_version_then_old_versions_retire() {
     }
     assert_eq!(ring.status().len(), 1);
 }
+
+#[derive(Debug, Default)]
+struct Recorder(parking_lot::Mutex<Vec<rampart_crypto::KeyEvent>>);
+
+impl rampart_crypto::KeyEventSink for Recorder {
+    fn record(&self, event: &rampart_crypto::KeyEvent) {
+        self.0.lock().push(event.clone());
+    }
+}
+
+#[test]
+fn key_operations_emit_events() {
+    use rampart_crypto::KeyEvent;
+    let (_t, _d, p) = provider();
+    let rec = Arc::new(Recorder::default());
+    let ring =
+        Keyring::new(p).with_event_sink(Arc::clone(&rec) as Arc<dyn rampart_crypto::KeyEventSink>);
+    ring.rotate(Purpose::MfaSeeds).unwrap();
+    let w2 = ring.rotate(Purpose::MfaSeeds).unwrap();
+    ring.retire_below(Purpose::MfaSeeds, 2).unwrap();
+    let mut bad = w2.clone();
+    bad.version = 3;
+    assert!(ring.load(&bad, 0).is_err());
+    let events = rec.0.lock().clone();
+    assert_eq!(
+        events,
+        vec![
+            KeyEvent::DataKeyCreated {
+                purpose: Purpose::MfaSeeds,
+                version: 1,
+                root_key_version: 1
+            },
+            KeyEvent::DataKeyCreated {
+                purpose: Purpose::MfaSeeds,
+                version: 2,
+                root_key_version: 1
+            },
+            KeyEvent::DataKeysRetired {
+                purpose: Purpose::MfaSeeds,
+                min_version: 2,
+                dropped: 1
+            },
+            KeyEvent::UnwrapFailed {
+                purpose: Purpose::MfaSeeds,
+                version: 3
+            },
+        ]
+    );
+    assert_eq!(events[3].name(), "key.unwrap_failed");
+}
