@@ -17,7 +17,7 @@
 //!
 //! Wrapped data keys: `format 1 ‖ root key version (u32 BE) ‖ nonce (12) ‖
 //! AES-256-GCM(root key, DEK) ‖ tag`, with associated data
-//! [`dek_aad`](crate::provider::dek_aad) (`"rampart-dek" ‖ purpose ‖ version`).
+//! [`dek_aad`] (`"rampart-dek" ‖ purpose ‖ version`).
 
 use std::fmt;
 use std::fs::{self, DirBuilder, OpenOptions};
