@@ -1,0 +1,28 @@
+//! Rampart durable store.
+//!
+//! This crate owns Rampart's durable state: accounts and sub-accounts, API
+//! keys, MFA enrolments and the keyring's data-key metadata (later also
+//! policies). Callers use the backend-neutral [`Store`] trait; the embedded
+//! backend is [`SqliteStore`] (one SQLite file under the data dir, WAL,
+//! foreign keys on, schema from embedded migrations). A PostgreSQL backend
+//! can be added behind the same trait without touching callers, and must
+//! pass the same conformance suite (the `conformance` feature exposes
+//! `rampart_store::conformance`).
+//!
+//! It must never: store or see a plaintext secret (API secrets, MFA seeds
+//! and data keys arrive already sealed by rampart-crypto as opaque bytes
+//! and leave the same way); print those bytes in any `Debug` output; put
+//! stored values into error messages; or panic on anything read back from
+//! the database (malformed rows are a [`StoreError::Backend`]).
+
+#[cfg(feature = "conformance")]
+pub mod conformance;
+pub mod error;
+pub mod model;
+pub mod sqlite;
+pub mod store;
+
+pub use error::{Result, StoreError};
+pub use model::{Account, ApiKey, DekState, KeyMetadata, KeyState, MfaEnrolment};
+pub use sqlite::SqliteStore;
+pub use store::Store;

@@ -1,0 +1,193 @@
+//! Records the store keeps. Times are Unix milliseconds chosen by the
+//! caller (so tests can run on a fake clock); secret-bearing fields are
+//! opaque ciphertext produced by rampart-crypto.
+
+use std::fmt;
+
+/// An account or sub-account: the owner of API keys and MFA enrolments.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Account {
+    /// Stable account id, unique across the store.
+    pub id: String,
+    /// Human-readable name.
+    pub name: String,
+    /// The parent account when this is a sub-account.
+    pub parent_id: Option<String>,
+    /// Creation time, Unix milliseconds.
+    pub created_at_ms: i64,
+}
+
+/// Lifecycle state of an API key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KeyState {
+    /// The key may authenticate requests.
+    Enabled,
+    /// The key is revoked for good; it never authenticates again.
+    Revoked,
+}
+
+impl KeyState {
+    /// The stored spelling of the state.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Enabled => "enabled",
+            Self::Revoked => "revoked",
+        }
+    }
+
+    /// Parses the stored spelling; `None` for anything else.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "enabled" => Some(Self::Enabled),
+            "revoked" => Some(Self::Revoked),
+            _ => None,
+        }
+    }
+}
+
+/// An API key. `key_id` is public; the secret (if the scheme has one) is
+/// only ever held here as ciphertext sealed by rampart-crypto.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ApiKey {
+    /// Public key id, unique across the store.
+    pub key_id: String,
+    /// Owning account.
+    pub account_id: String,
+    /// Authentication scheme name (for example `hmac-sha256`, `ed25519`).
+    pub scheme: String,
+    /// Granted scopes, in the order given.
+    pub scopes: Vec<String>,
+    /// Allowed client networks in CIDR notation; empty means any.
+    pub allowed_cidrs: Vec<String>,
+    /// Expiry time, Unix milliseconds, if the key expires.
+    pub expires_at_ms: Option<i64>,
+    /// Fingerprint of the client certificate the key is bound to (mTLS).
+    pub cert_fingerprint: Option<String>,
+    /// Exchange-compatible signing profile name, if any.
+    pub profile: Option<String>,
+    /// Enabled or revoked.
+    pub state: KeyState,
+    /// Revocation time, Unix milliseconds, once revoked.
+    pub revoked_at_ms: Option<i64>,
+    /// The key's secret, sealed by rampart-crypto; never plaintext.
+    pub secret_ciphertext: Option<Vec<u8>>,
+    /// The key's public key (asymmetric schemes).
+    pub public_key: Option<Vec<u8>>,
+    /// Creation time, Unix milliseconds.
+    pub created_at_ms: i64,
+}
+
+impl fmt::Debug for ApiKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ApiKey")
+            .field("key_id", &self.key_id)
+            .field("account_id", &self.account_id)
+            .field("scheme", &self.scheme)
+            .field("scopes", &self.scopes)
+            .field("allowed_cidrs", &self.allowed_cidrs)
+            .field("expires_at_ms", &self.expires_at_ms)
+            .field("cert_fingerprint", &self.cert_fingerprint)
+            .field("profile", &self.profile)
+            .field("state", &self.state)
+            .field("revoked_at_ms", &self.revoked_at_ms)
+            .field(
+                "secret_ciphertext",
+                &self.secret_ciphertext.as_ref().map(|c| Redacted(c.len())),
+            )
+            .field("public_key", &self.public_key.as_ref().map(Vec::len))
+            .field("created_at_ms", &self.created_at_ms)
+            .finish()
+    }
+}
+
+/// An MFA enrolment of an account (one per account and kind).
+#[derive(Clone, PartialEq, Eq)]
+pub struct MfaEnrolment {
+    /// Enrolled account.
+    pub account_id: String,
+    /// MFA kind (for example `totp`).
+    pub kind: String,
+    /// The MFA seed, sealed by rampart-crypto; never plaintext.
+    pub seed_ciphertext: Vec<u8>,
+    /// Enrolment time, Unix milliseconds.
+    pub created_at_ms: i64,
+}
+
+impl fmt::Debug for MfaEnrolment {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MfaEnrolment")
+            .field("account_id", &self.account_id)
+            .field("kind", &self.kind)
+            .field("seed_ciphertext", &Redacted(self.seed_ciphertext.len()))
+            .field("created_at_ms", &self.created_at_ms)
+            .finish()
+    }
+}
+
+/// State of a data-key version in the keyring.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DekState {
+    /// New writes may use this version.
+    Active,
+    /// Kept for decryption only.
+    Retired,
+}
+
+impl DekState {
+    /// The stored spelling of the state.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Active => "active",
+            Self::Retired => "retired",
+        }
+    }
+
+    /// Parses the stored spelling; `None` for anything else.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "active" => Some(Self::Active),
+            "retired" => Some(Self::Retired),
+            _ => None,
+        }
+    }
+}
+
+/// Metadata of one data-key (DEK) version of a purpose, as the keyring
+/// persists it. The DEK itself is only stored wrapped by the root key.
+#[derive(Clone, PartialEq, Eq)]
+pub struct KeyMetadata {
+    /// Purpose name (for example `api-secrets`).
+    pub purpose: String,
+    /// Version within the purpose.
+    pub version: u32,
+    /// The DEK wrapped by the root key; opaque bytes.
+    pub wrapped_dek: Vec<u8>,
+    /// How many encryptions this version has performed.
+    pub encryptions: u64,
+    /// Active or retired.
+    pub state: DekState,
+    /// Creation time, Unix milliseconds.
+    pub created_at_ms: i64,
+}
+
+impl fmt::Debug for KeyMetadata {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KeyMetadata")
+            .field("purpose", &self.purpose)
+            .field("version", &self.version)
+            .field("wrapped_dek", &Redacted(self.wrapped_dek.len()))
+            .field("encryptions", &self.encryptions)
+            .field("state", &self.state)
+            .field("created_at_ms", &self.created_at_ms)
+            .finish()
+    }
+}
+
+/// Prints only the length of an opaque byte field.
+struct Redacted(usize);
+
+impl fmt::Debug for Redacted {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "<{} bytes>", self.0)
+    }
+}

@@ -1,0 +1,579 @@
+//! The embedded SQLite backend (sqlx): one database file under the data
+//! dir, WAL journal, foreign keys enforced, schema from embedded migrations.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use sqlx::error::ErrorKind;
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
+    SqliteSynchronous,
+};
+use sqlx::Row;
+
+use crate::error::{Result, StoreError};
+use crate::model::{Account, ApiKey, DekState, KeyMetadata, KeyState, MfaEnrolment};
+use crate::store::Store;
+
+/// File name of the database inside the data dir.
+pub const DB_FILE_NAME: &str = "rampart.sqlite3";
+
+/// How long a connection waits for another writer before failing.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Connections of a file-backed pool (one writer at a time, readers in
+/// parallel thanks to WAL).
+const FILE_POOL_SIZE: u32 = 4;
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+const ACCOUNT_COLUMNS: &str = "id, name, parent_id, created_at_ms";
+const API_KEY_COLUMNS: &str = "key_id, account_id, scheme, scopes, allowed_cidrs, \
+     expires_at_ms, cert_fingerprint, profile, state, secret_ciphertext, public_key, \
+     created_at_ms, revoked_at_ms";
+const MFA_COLUMNS: &str = "account_id, kind, seed_ciphertext, created_at_ms";
+const KEY_META_COLUMNS: &str = "purpose, version, wrapped_dek, encryptions, state, created_at_ms";
+
+/// The SQLite implementation of [`Store`].
+#[derive(Clone, Debug)]
+pub struct SqliteStore {
+    pool: SqlitePool,
+    path: Option<PathBuf>,
+}
+
+impl SqliteStore {
+    /// Opens (creating if missing) the database file at `path`, creating its
+    /// parent directories (mode 0700 on Unix) and running pending
+    /// migrations. The file is restricted to its owner (0600) on Unix.
+    pub async fn open(path: impl AsRef<Path>) -> Result<Self> {
+        let path = path.as_ref();
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            create_private_dir(parent)?;
+        }
+        let options = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .foreign_keys(true)
+            .busy_timeout(BUSY_TIMEOUT);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(FILE_POOL_SIZE)
+            .connect_with(options)
+            .await
+            .map_err(|e| backend("open database", &e))?;
+        restrict_file(path)?;
+        let store = Self {
+            pool,
+            path: Some(path.to_path_buf()),
+        };
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    /// Opens the database [`DB_FILE_NAME`] inside `data_dir`, creating the
+    /// directory if missing.
+    pub async fn open_in_dir(data_dir: impl AsRef<Path>) -> Result<Self> {
+        Self::open(data_dir.as_ref().join(DB_FILE_NAME)).await
+    }
+
+    /// Opens a private in-memory database (one connection, gone on drop);
+    /// for tests.
+    pub async fn open_in_memory() -> Result<Self> {
+        let options = SqliteConnectOptions::new()
+            .in_memory(true)
+            .foreign_keys(true)
+            .busy_timeout(BUSY_TIMEOUT);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(1)
+            .min_connections(1)
+            .idle_timeout(None)
+            .max_lifetime(None)
+            .connect_with(options)
+            .await
+            .map_err(|e| backend("open in-memory database", &e))?;
+        let store = Self { pool, path: None };
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    /// The database file, `None` when in memory.
+    pub fn path(&self) -> Option<&Path> {
+        self.path.as_deref()
+    }
+
+    /// Closes every connection, checkpointing the WAL.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    async fn migrate(&self) -> Result<()> {
+        MIGRATOR
+            .run(&self.pool)
+            .await
+            .map_err(|e| StoreError::Backend(format!("migration failed: {e}")))
+    }
+}
+
+fn create_private_dir(dir: &Path) -> Result<()> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        builder.mode(0o700);
+    }
+    builder
+        .create(dir)
+        .map_err(|e| StoreError::Backend(format!("cannot create data dir: {e}")))
+}
+
+fn restrict_file(path: &Path) -> Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+            .map_err(|e| StoreError::Backend(format!("cannot restrict database file: {e}")))?;
+    }
+    #[cfg(not(unix))]
+    let _ = path;
+    Ok(())
+}
+
+/// Maps a sqlx error to a [`StoreError`] for a record kind, keeping values
+/// out of the message.
+fn map_err(entity: &'static str, e: &sqlx::Error) -> StoreError {
+    match e {
+        sqlx::Error::RowNotFound => StoreError::NotFound(entity),
+        sqlx::Error::Database(db) => match db.kind() {
+            ErrorKind::UniqueViolation => StoreError::Conflict(entity),
+            ErrorKind::ForeignKeyViolation => StoreError::MissingReference(entity),
+            _ => StoreError::Backend(format!(
+                "{entity}: database error {}: {}",
+                db.code().unwrap_or_default(),
+                db.message()
+            )),
+        },
+        other => backend(entity, other),
+    }
+}
+
+fn backend(what: &str, e: &sqlx::Error) -> StoreError {
+    StoreError::Backend(format!("{what}: {e}"))
+}
+
+fn corrupt(what: &str) -> StoreError {
+    StoreError::Backend(format!("stored {what} is malformed"))
+}
+
+fn to_i64(v: u64, what: &str) -> Result<i64> {
+    i64::try_from(v).map_err(|_| StoreError::Backend(format!("{what} out of range")))
+}
+
+fn account_from(row: &SqliteRow) -> std::result::Result<Account, sqlx::Error> {
+    Ok(Account {
+        id: row.try_get("id")?,
+        name: row.try_get("name")?,
+        parent_id: row.try_get("parent_id")?,
+        created_at_ms: row.try_get("created_at_ms")?,
+    })
+}
+
+fn string_list(json: &str, what: &str) -> Result<Vec<String>> {
+    serde_json::from_str(json).map_err(|_| corrupt(what))
+}
+
+fn api_key_from(row: &SqliteRow) -> Result<ApiKey> {
+    let e = |e: sqlx::Error| map_err("api key", &e);
+    let scopes: String = row.try_get("scopes").map_err(e)?;
+    let cidrs: String = row.try_get("allowed_cidrs").map_err(e)?;
+    let state: String = row.try_get("state").map_err(e)?;
+    Ok(ApiKey {
+        key_id: row.try_get("key_id").map_err(e)?,
+        account_id: row.try_get("account_id").map_err(e)?,
+        scheme: row.try_get("scheme").map_err(e)?,
+        scopes: string_list(&scopes, "api key scopes")?,
+        allowed_cidrs: string_list(&cidrs, "api key cidrs")?,
+        expires_at_ms: row.try_get("expires_at_ms").map_err(e)?,
+        cert_fingerprint: row.try_get("cert_fingerprint").map_err(e)?,
+        profile: row.try_get("profile").map_err(e)?,
+        state: KeyState::parse(&state).ok_or_else(|| corrupt("api key state"))?,
+        revoked_at_ms: row.try_get("revoked_at_ms").map_err(e)?,
+        secret_ciphertext: row.try_get("secret_ciphertext").map_err(e)?,
+        public_key: row.try_get("public_key").map_err(e)?,
+        created_at_ms: row.try_get("created_at_ms").map_err(e)?,
+    })
+}
+
+fn mfa_from(row: &SqliteRow) -> std::result::Result<MfaEnrolment, sqlx::Error> {
+    Ok(MfaEnrolment {
+        account_id: row.try_get("account_id")?,
+        kind: row.try_get("kind")?,
+        seed_ciphertext: row.try_get("seed_ciphertext")?,
+        created_at_ms: row.try_get("created_at_ms")?,
+    })
+}
+
+fn key_meta_from(row: &SqliteRow) -> Result<KeyMetadata> {
+    let e = |e: sqlx::Error| map_err("key metadata", &e);
+    let version: i64 = row.try_get("version").map_err(e)?;
+    let encryptions: i64 = row.try_get("encryptions").map_err(e)?;
+    let state: String = row.try_get("state").map_err(e)?;
+    Ok(KeyMetadata {
+        purpose: row.try_get("purpose").map_err(e)?,
+        version: u32::try_from(version).map_err(|_| corrupt("key version"))?,
+        wrapped_dek: row.try_get("wrapped_dek").map_err(e)?,
+        encryptions: u64::try_from(encryptions).map_err(|_| corrupt("encryption count"))?,
+        state: DekState::parse(&state).ok_or_else(|| corrupt("key state"))?,
+        created_at_ms: row.try_get("created_at_ms").map_err(e)?,
+    })
+}
+
+fn json_list(list: &[String]) -> Result<String> {
+    serde_json::to_string(list).map_err(|_| StoreError::Backend("cannot encode list".into()))
+}
+
+impl Store for SqliteStore {
+    async fn create_account(&self, account: &Account) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO accounts (id, name, parent_id, created_at_ms) VALUES (?, ?, ?, ?)",
+        )
+        .bind(&account.id)
+        .bind(&account.name)
+        .bind(&account.parent_id)
+        .bind(account.created_at_ms)
+        .execute(&self.pool)
+        .await
+        .map_err(|e| map_err("account", &e))?;
+        Ok(())
+    }
+
+    async fn get_account(&self, id: &str) -> Result<Account> {
+        let sql = format!("SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE id = ?");
+        let row = sqlx::query(&sql)
+            .bind(id)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(|e| map_err("account", &e))?;
+        account_from(&row).map_err(|e| map_err("account", &e))
+    }
+
+    async fn list_sub_accounts(&self, parent_id: &str) -> Result<Vec<Account>> {
+        let sql = format!("SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE parent_id = ? ORDER BY id");
+        let rows = sqlx::query(&sql)
+            .bind(parent_id)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(|e| map_err("account", &e))?;
+        rows.iter()
+            .map(|r| account_from(r).map_err(|e| map_err("account", &e)))
+            .collect()
+    }
+
+    async fn create_api_key(&self, key: &ApiKey) -> Result<()> {
+        let sql = format!(
+            "INSERT INTO api_keys ({API_KEY_COLUMNS}) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+        );
+        sqlx::query(&sql)
+            .bind(&key.key_id)
+            .bind(&key.account_id)
+            .bind(&key.scheme)
+            .bind(json_list(&key.scopes)?)
+            .bind(json_list(&key.allowed_cidrs)?)
+            .bind(key.expires_at_ms)
+            .bind(&key.cert_fingerprint)
+            .bind(&key.profile)
+            .bind(key.state.as_str())
+            .bind(&key.secret_ciphertext)
+            .bind(&key.public_key)
+            .bind(key.created_at_ms)
+            .bind(key.revoked_at_ms)
+            .execute(&self.pool)
+            .await
+            .map_err(|e| map_err("api key", &e))?;
+        Ok(())
+    }
+
+    async fn get_api_key(&self, key_id: &str) -> Result<ApiKey> {
+        let sql = format!("SELECT {API_KEY_COLUMNS} FROM api_keys WHERE key_id = ?");
+        let row = sqlx::query(&sql)
+            .bind(key_id)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(|e| map_err("api key", &e))?;
+        api_key_from(&row)
+    }
+
+    async fn list_api_keys(&self, account_id: &str) -> Result<Vec<ApiKey>> {
+        let sql =
+            format!("SELECT {API_KEY_COLUMNS} FROM api_keys WHERE account_id = ? ORDER BY key_id");
+        let rows = sqlx::query(&sql)
+            .bind(account_id)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(|e| map_err("api key", &e))?;
+        rows.iter().map(api_key_from).collect()
+    }
+
+    async fn revoke_api_key(&self, key_id: &str, at_ms: i64) -> Result<()> {
+        let done = sqlx::query(
+            "UPDATE api_keys SET state = 'revoked', revoked_at_ms = COALESCE(revoked_at_ms, ?) \
+             WHERE key_id = ?",
+        )
+        .bind(at_ms)
+        .bind(key_id)
+        .execute(&self.pool)
+        .await
+        .map_err(|e| map_err("api key", &e))?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound("api key"));
+        }
+        Ok(())
+    }
+
+    async fn put_mfa(&self, enrolment: &MfaEnrolment) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO mfa_enrolments (account_id, kind, seed_ciphertext, created_at_ms) \
+             VALUES (?, ?, ?, ?) \
+             ON CONFLICT (account_id, kind) DO UPDATE SET \
+             seed_ciphertext = excluded.seed_ciphertext, created_at_ms = excluded.created_at_ms",
+        )
+        .bind(&enrolment.account_id)
+        .bind(&enrolment.kind)
+        .bind(&enrolment.seed_ciphertext)
+        .bind(enrolment.created_at_ms)
+        .execute(&self.pool)
+        .await
+        .map_err(|e| map_err("mfa enrolment", &e))?;
+        Ok(())
+    }
+
+    async fn get_mfa(&self, account_id: &str, kind: &str) -> Result<MfaEnrolment> {
+        let sql =
+            format!("SELECT {MFA_COLUMNS} FROM mfa_enrolments WHERE account_id = ? AND kind = ?");
+        let row = sqlx::query(&sql)
+            .bind(account_id)
+            .bind(kind)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(|e| map_err("mfa enrolment", &e))?;
+        mfa_from(&row).map_err(|e| map_err("mfa enrolment", &e))
+    }
+
+    async fn list_mfa(&self, account_id: &str) -> Result<Vec<MfaEnrolment>> {
+        let sql =
+            format!("SELECT {MFA_COLUMNS} FROM mfa_enrolments WHERE account_id = ? ORDER BY kind");
+        let rows = sqlx::query(&sql)
+            .bind(account_id)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(|e| map_err("mfa enrolment", &e))?;
+        rows.iter()
+            .map(|r| mfa_from(r).map_err(|e| map_err("mfa enrolment", &e)))
+            .collect()
+    }
+
+    async fn put_key_metadata(&self, meta: &KeyMetadata) -> Result<()> {
+        let sql =
+            format!("INSERT INTO key_metadata ({KEY_META_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)");
+        sqlx::query(&sql)
+            .bind(&meta.purpose)
+            .bind(i64::from(meta.version))
+            .bind(&meta.wrapped_dek)
+            .bind(to_i64(meta.encryptions, "encryption count")?)
+            .bind(meta.state.as_str())
+            .bind(meta.created_at_ms)
+            .execute(&self.pool)
+            .await
+            .map_err(|e| map_err("key metadata", &e))?;
+        Ok(())
+    }
+
+    async fn list_key_metadata(&self, purpose: &str) -> Result<Vec<KeyMetadata>> {
+        let sql = format!(
+            "SELECT {KEY_META_COLUMNS} FROM key_metadata WHERE purpose = ? ORDER BY version"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(purpose)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(|e| map_err("key metadata", &e))?;
+        rows.iter().map(key_meta_from).collect()
+    }
+
+    async fn add_encryptions(&self, purpose: &str, version: u32, by: u64) -> Result<u64> {
+        let by = to_i64(by, "encryption increment")?;
+        // The guard keeps SQLite from overflowing the integer into a float.
+        let row = sqlx::query(
+            "UPDATE key_metadata SET encryptions = encryptions + ?1 \
+             WHERE purpose = ?2 AND version = ?3 AND encryptions <= 9223372036854775807 - ?1 \
+             RETURNING encryptions",
+        )
+        .bind(by)
+        .bind(purpose)
+        .bind(i64::from(version))
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(|e| map_err("key metadata", &e))?;
+        match row {
+            Some(row) => {
+                let n: i64 = row
+                    .try_get("encryptions")
+                    .map_err(|e| map_err("key metadata", &e))?;
+                u64::try_from(n).map_err(|_| corrupt("encryption count"))
+            }
+            None => {
+                let exists =
+                    sqlx::query("SELECT 1 FROM key_metadata WHERE purpose = ? AND version = ?")
+                        .bind(purpose)
+                        .bind(i64::from(version))
+                        .fetch_optional(&self.pool)
+                        .await
+                        .map_err(|e| map_err("key metadata", &e))?;
+                Err(match exists {
+                    Some(_) => StoreError::Conflict("encryption count"),
+                    None => StoreError::NotFound("key metadata"),
+                })
+            }
+        }
+    }
+
+    async fn set_key_state(&self, purpose: &str, version: u32, state: DekState) -> Result<()> {
+        let done =
+            sqlx::query("UPDATE key_metadata SET state = ? WHERE purpose = ? AND version = ?")
+                .bind(state.as_str())
+                .bind(purpose)
+                .bind(i64::from(version))
+                .execute(&self.pool)
+                .await
+                .map_err(|e| map_err("key metadata", &e))?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound("key metadata"));
+        }
+        Ok(())
+    }
+
+    async fn set_min_decrypt_version(&self, purpose: &str, version: u32) -> Result<()> {
+        let done = sqlx::query(
+            "INSERT INTO key_min_versions (purpose, min_version) VALUES (?, ?) \
+             ON CONFLICT (purpose) DO UPDATE SET min_version = excluded.min_version \
+             WHERE excluded.min_version >= key_min_versions.min_version",
+        )
+        .bind(purpose)
+        .bind(i64::from(version))
+        .execute(&self.pool)
+        .await
+        .map_err(|e| map_err("minimum decryption version", &e))?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::Conflict("minimum decryption version"));
+        }
+        Ok(())
+    }
+
+    async fn min_decrypt_version(&self, purpose: &str) -> Result<Option<u32>> {
+        let row = sqlx::query("SELECT min_version FROM key_min_versions WHERE purpose = ?")
+            .bind(purpose)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(|e| map_err("minimum decryption version", &e))?;
+        match row {
+            None => Ok(None),
+            Some(row) => {
+                let v: i64 = row
+                    .try_get("min_version")
+                    .map_err(|e| map_err("minimum decryption version", &e))?;
+                u32::try_from(v)
+                    .map(Some)
+                    .map_err(|_| corrupt("minimum decryption version"))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::indexing_slicing,
+        reason = "test code"
+    )]
+
+    use super::*;
+
+    async fn pragma(store: &SqliteStore, name: &str) -> String {
+        let row = sqlx::query(&format!("PRAGMA {name}"))
+            .fetch_one(&store.pool)
+            .await
+            .unwrap();
+        match row.try_get::<String, _>(0) {
+            Ok(s) => s,
+            Err(_) => row.try_get::<i64, _>(0).unwrap().to_string(),
+        }
+    }
+
+    #[tokio::test]
+    async fn file_store_uses_wal_and_foreign_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open_in_dir(dir.path()).await.unwrap();
+        assert_eq!(store.path(), Some(dir.path().join(DB_FILE_NAME).as_path()));
+        assert_eq!(pragma(&store, "journal_mode").await, "wal");
+        assert_eq!(pragma(&store, "foreign_keys").await, "1");
+    }
+
+    #[tokio::test]
+    async fn memory_store_enforces_foreign_keys() {
+        let store = SqliteStore::open_in_memory().await.unwrap();
+        assert_eq!(store.path(), None);
+        assert_eq!(pragma(&store, "foreign_keys").await, "1");
+    }
+
+    #[tokio::test]
+    async fn migrations_are_recorded_and_rerun_is_a_no_op() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db.sqlite3");
+        let store = SqliteStore::open(&path).await.unwrap();
+        store.close().await;
+        let store = SqliteStore::open(&path).await.unwrap();
+        let row = sqlx::query("SELECT COUNT(*) FROM _sqlx_migrations WHERE success = 1")
+            .fetch_one(&store.pool)
+            .await
+            .unwrap();
+        assert_eq!(row.try_get::<i64, _>(0).unwrap(), 1);
+    }
+
+    #[tokio::test]
+    async fn malformed_row_is_a_backend_error_not_a_panic() {
+        let store = SqliteStore::open_in_memory().await.unwrap();
+        sqlx::query("INSERT INTO key_metadata VALUES ('p', 1, x'00', 0, 'active', 0)")
+            .execute(&store.pool)
+            .await
+            .unwrap();
+        sqlx::query("PRAGMA ignore_check_constraints = ON")
+            .execute(&store.pool)
+            .await
+            .unwrap();
+        sqlx::query("UPDATE key_metadata SET state = 'bogus'")
+            .execute(&store.pool)
+            .await
+            .unwrap();
+        assert_eq!(
+            store.list_key_metadata("p").await,
+            Err(StoreError::Backend("stored key state is malformed".into()))
+        );
+    }
+
+    #[cfg(unix)]
+    #[tokio::test]
+    async fn data_dir_and_file_are_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("a").join("b");
+        let store = SqliteStore::open_in_dir(&data).await.unwrap();
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&data), 0o700);
+        assert_eq!(mode(store.path().unwrap()), 0o600);
+    }
+}
