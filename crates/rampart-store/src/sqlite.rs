@@ -128,12 +128,25 @@ fn create_private_dir(dir: &Path) -> Result<()> {
         .map_err(|e| StoreError::Backend(format!("cannot create data dir: {e}")))
 }
 
+/// Restricts the database file and its WAL companions (`-wal`, `-shm`,
+/// when present) to their owner.
 fn restrict_file(path: &Path) -> Result<()> {
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
-            .map_err(|e| StoreError::Backend(format!("cannot restrict database file: {e}")))?;
+        let mut files = vec![path.to_path_buf()];
+        for suffix in ["-wal", "-shm"] {
+            let mut companion = path.as_os_str().to_owned();
+            companion.push(suffix);
+            let companion = PathBuf::from(companion);
+            if companion.exists() {
+                files.push(companion);
+            }
+        }
+        for file in files {
+            std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600))
+                .map_err(|e| StoreError::Backend(format!("cannot restrict database file: {e}")))?;
+        }
     }
     #[cfg(not(unix))]
     let _ = path;
@@ -574,6 +587,15 @@ mod tests {
         let store = SqliteStore::open_in_dir(&data).await.unwrap();
         let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode(&data), 0o700);
-        assert_eq!(mode(store.path().unwrap()), 0o600);
+        let db = store.path().unwrap();
+        assert_eq!(mode(db), 0o600);
+        for suffix in ["-wal", "-shm"] {
+            let mut companion = db.as_os_str().to_owned();
+            companion.push(suffix);
+            let companion = PathBuf::from(companion);
+            if companion.exists() {
+                assert_eq!(mode(&companion), 0o600, "{}", companion.display());
+            }
+        }
     }
 }

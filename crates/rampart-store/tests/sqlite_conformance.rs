@@ -85,3 +85,56 @@ async fn debug_never_prints_opaque_bytes() {
     assert!(meta.contains("wrapped_dek: <60 bytes>"), "{meta}");
     assert!(!meta.contains("[3"), "{meta}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_writers_on_one_file_all_land() {
+    let (_dir, store) = fresh().await;
+    store
+        .create_account(&conformance::account("busy", None))
+        .await
+        .unwrap();
+    let mut tasks = Vec::new();
+    for i in 0..64 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            store
+                .create_api_key(&conformance::api_key(&format!("kid-busy-{i:02}"), "busy"))
+                .await
+                .unwrap();
+            store
+                .get_api_key(&format!("kid-busy-{i:02}"))
+                .await
+                .unwrap()
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let keys = store.list_api_keys("busy").await.unwrap();
+    assert_eq!(keys.len(), 64);
+    assert_eq!(keys[0].key_id, "kid-busy-00");
+    assert_eq!(keys[63].key_id, "kid-busy-63");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_encryption_counts_are_never_lost() {
+    let (_dir, store) = fresh().await;
+    store
+        .put_key_metadata(&conformance::key_meta("cnt", 1))
+        .await
+        .unwrap();
+    let mut tasks = Vec::new();
+    for _ in 0..32 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            for _ in 0..10 {
+                store.add_encryptions("cnt", 1, 3).await.unwrap();
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let meta = store.list_key_metadata("cnt").await.unwrap();
+    assert_eq!(meta[0].encryptions, 32 * 10 * 3);
+}
