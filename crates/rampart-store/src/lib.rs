@@ -17,11 +17,13 @@
 
 #[cfg(feature = "conformance")]
 pub mod conformance;
+pub mod dyn_store;
 pub mod error;
 pub mod model;
 pub mod sqlite;
 pub mod store;
 
+pub use dyn_store::{AnyStore, DynStore};
 pub use error::{Result, StoreError};
 pub use model::{Account, ApiKey, DekState, KeyMetadata, KeyState, MfaEnrolment};
 pub use sqlite::SqliteStore;

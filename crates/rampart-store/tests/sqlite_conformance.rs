@@ -138,3 +138,15 @@ async fn concurrent_encryption_counts_are_never_lost() {
     let meta = store.list_key_metadata("cnt").await.unwrap();
     assert_eq!(meta[0].encryptions, 32 * 10 * 3);
 }
+
+#[tokio::test]
+async fn run_all_through_dyn_any_store() {
+    let (_dir, store) = fresh().await;
+    let any = rampart_store::AnyStore::new(store);
+    conformance::run_all(&any).await.unwrap();
+    let shared = any.clone();
+    assert_eq!(
+        shared.get_account("acc-rt").await.unwrap().name,
+        "name of acc-rt"
+    );
+}

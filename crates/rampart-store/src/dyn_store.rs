@@ -1,0 +1,214 @@
+//! A dyn-compatible face of [`Store`], for choosing the backend at run
+//! time (from configuration) without making every caller generic.
+//!
+//! [`DynStore`] is implemented for every [`Store`] by boxing its futures;
+//! [`AnyStore`] wraps an `Arc<dyn DynStore>` and implements [`Store`] again,
+//! so generic code (and the conformance suite) accepts it unchanged.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use crate::error::Result;
+use crate::model::{Account, ApiKey, DekState, KeyMetadata, MfaEnrolment};
+use crate::store::Store;
+
+/// A boxed, sendable future borrowing from `'a`.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// [`Store`] with boxed futures, so it can be used as `dyn DynStore`.
+/// Each method means exactly what the [`Store`] method of the same name
+/// means.
+pub trait DynStore: Send + Sync {
+    /// See [`Store::create_account`].
+    fn create_account<'a>(&'a self, account: &'a Account) -> BoxFuture<'a, Result<()>>;
+    /// See [`Store::get_account`].
+    fn get_account<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<Account>>;
+    /// See [`Store::list_sub_accounts`].
+    fn list_sub_accounts<'a>(&'a self, parent_id: &'a str) -> BoxFuture<'a, Result<Vec<Account>>>;
+    /// See [`Store::create_api_key`].
+    fn create_api_key<'a>(&'a self, key: &'a ApiKey) -> BoxFuture<'a, Result<()>>;
+    /// See [`Store::get_api_key`].
+    fn get_api_key<'a>(&'a self, key_id: &'a str) -> BoxFuture<'a, Result<ApiKey>>;
+    /// See [`Store::list_api_keys`].
+    fn list_api_keys<'a>(&'a self, account_id: &'a str) -> BoxFuture<'a, Result<Vec<ApiKey>>>;
+    /// See [`Store::revoke_api_key`].
+    fn revoke_api_key<'a>(&'a self, key_id: &'a str, at_ms: i64) -> BoxFuture<'a, Result<()>>;
+    /// See [`Store::put_mfa`].
+    fn put_mfa<'a>(&'a self, enrolment: &'a MfaEnrolment) -> BoxFuture<'a, Result<()>>;
+    /// See [`Store::get_mfa`].
+    fn get_mfa<'a>(
+        &'a self,
+        account_id: &'a str,
+        kind: &'a str,
+    ) -> BoxFuture<'a, Result<MfaEnrolment>>;
+    /// See [`Store::list_mfa`].
+    fn list_mfa<'a>(&'a self, account_id: &'a str) -> BoxFuture<'a, Result<Vec<MfaEnrolment>>>;
+    /// See [`Store::put_key_metadata`].
+    fn put_key_metadata<'a>(&'a self, meta: &'a KeyMetadata) -> BoxFuture<'a, Result<()>>;
+    /// See [`Store::list_key_metadata`].
+    fn list_key_metadata<'a>(&'a self, purpose: &'a str)
+        -> BoxFuture<'a, Result<Vec<KeyMetadata>>>;
+    /// See [`Store::add_encryptions`].
+    fn add_encryptions<'a>(
+        &'a self,
+        purpose: &'a str,
+        version: u32,
+        by: u64,
+    ) -> BoxFuture<'a, Result<u64>>;
+    /// See [`Store::set_key_state`].
+    fn set_key_state<'a>(
+        &'a self,
+        purpose: &'a str,
+        version: u32,
+        state: DekState,
+    ) -> BoxFuture<'a, Result<()>>;
+    /// See [`Store::set_min_decrypt_version`].
+    fn set_min_decrypt_version<'a>(
+        &'a self,
+        purpose: &'a str,
+        version: u32,
+    ) -> BoxFuture<'a, Result<()>>;
+    /// See [`Store::min_decrypt_version`].
+    fn min_decrypt_version<'a>(&'a self, purpose: &'a str) -> BoxFuture<'a, Result<Option<u32>>>;
+}
+
+impl<S: Store> DynStore for S {
+    fn create_account<'a>(&'a self, account: &'a Account) -> BoxFuture<'a, Result<()>> {
+        Box::pin(Store::create_account(self, account))
+    }
+    fn get_account<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<Account>> {
+        Box::pin(Store::get_account(self, id))
+    }
+    fn list_sub_accounts<'a>(&'a self, parent_id: &'a str) -> BoxFuture<'a, Result<Vec<Account>>> {
+        Box::pin(Store::list_sub_accounts(self, parent_id))
+    }
+    fn create_api_key<'a>(&'a self, key: &'a ApiKey) -> BoxFuture<'a, Result<()>> {
+        Box::pin(Store::create_api_key(self, key))
+    }
+    fn get_api_key<'a>(&'a self, key_id: &'a str) -> BoxFuture<'a, Result<ApiKey>> {
+        Box::pin(Store::get_api_key(self, key_id))
+    }
+    fn list_api_keys<'a>(&'a self, account_id: &'a str) -> BoxFuture<'a, Result<Vec<ApiKey>>> {
+        Box::pin(Store::list_api_keys(self, account_id))
+    }
+    fn revoke_api_key<'a>(&'a self, key_id: &'a str, at_ms: i64) -> BoxFuture<'a, Result<()>> {
+        Box::pin(Store::revoke_api_key(self, key_id, at_ms))
+    }
+    fn put_mfa<'a>(&'a self, enrolment: &'a MfaEnrolment) -> BoxFuture<'a, Result<()>> {
+        Box::pin(Store::put_mfa(self, enrolment))
+    }
+    fn get_mfa<'a>(
+        &'a self,
+        account_id: &'a str,
+        kind: &'a str,
+    ) -> BoxFuture<'a, Result<MfaEnrolment>> {
+        Box::pin(Store::get_mfa(self, account_id, kind))
+    }
+    fn list_mfa<'a>(&'a self, account_id: &'a str) -> BoxFuture<'a, Result<Vec<MfaEnrolment>>> {
+        Box::pin(Store::list_mfa(self, account_id))
+    }
+    fn put_key_metadata<'a>(&'a self, meta: &'a KeyMetadata) -> BoxFuture<'a, Result<()>> {
+        Box::pin(Store::put_key_metadata(self, meta))
+    }
+    fn list_key_metadata<'a>(
+        &'a self,
+        purpose: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<KeyMetadata>>> {
+        Box::pin(Store::list_key_metadata(self, purpose))
+    }
+    fn add_encryptions<'a>(
+        &'a self,
+        purpose: &'a str,
+        version: u32,
+        by: u64,
+    ) -> BoxFuture<'a, Result<u64>> {
+        Box::pin(Store::add_encryptions(self, purpose, version, by))
+    }
+    fn set_key_state<'a>(
+        &'a self,
+        purpose: &'a str,
+        version: u32,
+        state: DekState,
+    ) -> BoxFuture<'a, Result<()>> {
+        Box::pin(Store::set_key_state(self, purpose, version, state))
+    }
+    fn set_min_decrypt_version<'a>(
+        &'a self,
+        purpose: &'a str,
+        version: u32,
+    ) -> BoxFuture<'a, Result<()>> {
+        Box::pin(Store::set_min_decrypt_version(self, purpose, version))
+    }
+    fn min_decrypt_version<'a>(&'a self, purpose: &'a str) -> BoxFuture<'a, Result<Option<u32>>> {
+        Box::pin(Store::min_decrypt_version(self, purpose))
+    }
+}
+
+/// A shared handle on any backend, chosen at run time. Cloning is cheap.
+#[derive(Clone)]
+pub struct AnyStore(Arc<dyn DynStore>);
+
+impl AnyStore {
+    /// Wraps a backend.
+    pub fn new(store: impl Store + 'static) -> Self {
+        Self(Arc::new(store))
+    }
+}
+
+impl std::fmt::Debug for AnyStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AnyStore")
+    }
+}
+
+impl Store for AnyStore {
+    async fn create_account(&self, account: &Account) -> Result<()> {
+        DynStore::create_account(&*self.0, account).await
+    }
+    async fn get_account(&self, id: &str) -> Result<Account> {
+        DynStore::get_account(&*self.0, id).await
+    }
+    async fn list_sub_accounts(&self, parent_id: &str) -> Result<Vec<Account>> {
+        DynStore::list_sub_accounts(&*self.0, parent_id).await
+    }
+    async fn create_api_key(&self, key: &ApiKey) -> Result<()> {
+        DynStore::create_api_key(&*self.0, key).await
+    }
+    async fn get_api_key(&self, key_id: &str) -> Result<ApiKey> {
+        DynStore::get_api_key(&*self.0, key_id).await
+    }
+    async fn list_api_keys(&self, account_id: &str) -> Result<Vec<ApiKey>> {
+        DynStore::list_api_keys(&*self.0, account_id).await
+    }
+    async fn revoke_api_key(&self, key_id: &str, at_ms: i64) -> Result<()> {
+        DynStore::revoke_api_key(&*self.0, key_id, at_ms).await
+    }
+    async fn put_mfa(&self, enrolment: &MfaEnrolment) -> Result<()> {
+        DynStore::put_mfa(&*self.0, enrolment).await
+    }
+    async fn get_mfa(&self, account_id: &str, kind: &str) -> Result<MfaEnrolment> {
+        DynStore::get_mfa(&*self.0, account_id, kind).await
+    }
+    async fn list_mfa(&self, account_id: &str) -> Result<Vec<MfaEnrolment>> {
+        DynStore::list_mfa(&*self.0, account_id).await
+    }
+    async fn put_key_metadata(&self, meta: &KeyMetadata) -> Result<()> {
+        DynStore::put_key_metadata(&*self.0, meta).await
+    }
+    async fn list_key_metadata(&self, purpose: &str) -> Result<Vec<KeyMetadata>> {
+        DynStore::list_key_metadata(&*self.0, purpose).await
+    }
+    async fn add_encryptions(&self, purpose: &str, version: u32, by: u64) -> Result<u64> {
+        DynStore::add_encryptions(&*self.0, purpose, version, by).await
+    }
+    async fn set_key_state(&self, purpose: &str, version: u32, state: DekState) -> Result<()> {
+        DynStore::set_key_state(&*self.0, purpose, version, state).await
+    }
+    async fn set_min_decrypt_version(&self, purpose: &str, version: u32) -> Result<()> {
+        DynStore::set_min_decrypt_version(&*self.0, purpose, version).await
+    }
+    async fn min_decrypt_version(&self, purpose: &str) -> Result<Option<u32>> {
+        DynStore::min_decrypt_version(&*self.0, purpose).await
+    }
+}
