@@ -1,4 +1,6 @@
 -- Rampart durable store, first schema.
+-- Never edit a migration once released (sqlx checks its checksum): add a
+-- new numbered file instead.
 -- Secret-bearing columns (secret_ciphertext, seed_ciphertext, wrapped_dek)
 -- only ever hold bytes already sealed by rampart-crypto; never plaintext.
 

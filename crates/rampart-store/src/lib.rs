@@ -14,6 +14,20 @@
 //! and leave the same way); print those bytes in any `Debug` output; put
 //! stored values into error messages; or panic on anything read back from
 //! the database (malformed rows are a [`StoreError::Backend`]).
+//!
+//! ```
+//! use rampart_store::{Account, SqliteStore, Store, StoreError};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), StoreError> {
+//! let store = SqliteStore::open_in_memory().await?; // `open_in_dir(data_dir)` in production
+//! let desk = Account { id: "desk".into(), name: "Desk".into(), parent_id: None, created_at_ms: 0 };
+//! store.create_account(&desk).await?;
+//! assert_eq!(store.get_account("desk").await?, desk);
+//! assert_eq!(store.get_account("nobody").await, Err(StoreError::NotFound("account")));
+//! # Ok(())
+//! # }
+//! ```
 
 #[cfg(feature = "conformance")]
 pub mod conformance;
