@@ -53,11 +53,6 @@ pub fn worker_id() -> usize {
     WORKER.with(std::cell::Cell::get)
 }
 
-fn unreachable_client() -> &'static UpstreamClient {
-    static FALLBACK: std::sync::OnceLock<UpstreamClient> = std::sync::OnceLock::new();
-    FALLBACK.get_or_init(|| Client::builder(TokioExecutor::new()).build(HttpConnector::new()))
-}
-
 /// One upstream endpoint and its health state.
 #[derive(Debug)]
 pub struct Endpoint {
@@ -139,6 +134,8 @@ pub struct Pool {
     /// worker thread so a pooled connection is driven by the thread that
     /// uses it (no cross-thread wakeups); see [`worker_id`].
     clients: Vec<UpstreamClient>,
+    /// Client for a thread whose worker id is out of range (never expected).
+    fallback: UpstreamClient,
     rr: AtomicUsize,
     /// Requests in flight to the pool (circuit breaker).
     pub in_flight: AtomicUsize,
@@ -179,6 +176,7 @@ impl Pool {
             clients: (0..=max_workers())
                 .map(|_| build_client(cfg, cfg.protocol == UpstreamProtocol::H2))
                 .collect(),
+            fallback: build_client(cfg, cfg.protocol == UpstreamProtocol::H2),
             cfg: cfg.clone(),
             rr: AtomicUsize::new(0),
             in_flight: AtomicUsize::new(0),
@@ -187,13 +185,9 @@ impl Pool {
 
     /// The calling worker thread's client.
     pub fn client(&self) -> &UpstreamClient {
-        let i = worker_id();
         // INVARIANT: clients has max_workers() + 1 entries and worker ids are
-        // clamped to that range; fall back to the first client regardless.
-        self.clients
-            .get(i)
-            .or_else(|| self.clients.first())
-            .unwrap_or_else(|| unreachable_client())
+        // clamped to that range, so the fallback is not reached.
+        self.clients.get(worker_id()).unwrap_or(&self.fallback)
     }
 
     /// Picks the next admissible endpoint round-robin, skipping `tried`.
