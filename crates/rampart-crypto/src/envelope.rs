@@ -4,7 +4,8 @@
 //! ```text
 //! offset  size  field
 //! 0       2     magic "RE"  (0x52 0x45)
-//! 2       1     format version (1)
+//! 2       1     format: 1 = sealed with the purpose's data key,
+//!                       2 = sealed with an account key derived from it
 //! 3       1     purpose id (see Purpose::id)
 //! 4       4     data-key version, u32 big-endian
 //! 8       12    random nonce
@@ -28,8 +29,30 @@ use crate::purpose::Purpose;
 
 /// Magic bytes that open every envelope.
 pub const MAGIC: [u8; 2] = *b"RE";
-/// The only format version this build writes.
+/// Format byte of an envelope sealed directly with a purpose data key.
 pub const FORMAT_V1: u8 = 1;
+/// Format byte of an envelope sealed with an account-scoped key, derived
+/// from the purpose data key and the account's shred handle (see
+/// [`crate::account`]).
+pub const FORMAT_ACCOUNT_V1: u8 = 2;
+
+/// Which key sealed an envelope.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Scope {
+    /// The purpose's data key itself (format 1).
+    Purpose,
+    /// A per-account key derived from the data key (format 2).
+    Account,
+}
+
+impl Scope {
+    const fn format(self) -> u8 {
+        match self {
+            Scope::Purpose => FORMAT_V1,
+            Scope::Account => FORMAT_ACCOUNT_V1,
+        }
+    }
+}
 /// Bytes of the header before the nonce (magic, version, purpose, key version).
 pub const PREFIX_LEN: usize = 8;
 /// Total bytes before the ciphertext.
@@ -66,6 +89,8 @@ impl<'a> AadContext<'a> {
 /// authenticity is checked on decryption.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Envelope<'a> {
+    /// Which kind of key sealed it.
+    pub scope: Scope,
     /// Purpose of the data key that sealed it.
     pub purpose: Purpose,
     /// Version of that data key.
@@ -92,9 +117,11 @@ impl<'a> Envelope<'a> {
         let (&version, rest) = rest
             .split_first()
             .ok_or(CryptoError::Malformed("shorter than its header"))?;
-        if version != FORMAT_V1 {
-            return Err(CryptoError::UnsupportedVersion(version));
-        }
+        let scope = match version {
+            FORMAT_V1 => Scope::Purpose,
+            FORMAT_ACCOUNT_V1 => Scope::Account,
+            other => return Err(CryptoError::UnsupportedVersion(other)),
+        };
         let (&purpose_id, rest) = rest
             .split_first()
             .ok_or(CryptoError::Malformed("shorter than its header"))?;
@@ -109,6 +136,7 @@ impl<'a> Envelope<'a> {
             return Err(CryptoError::Malformed("shorter than an authentication tag"));
         }
         Ok(Self {
+            scope,
             purpose,
             key_version: u32::from_be_bytes(*key_version),
             nonce: *nonce,
@@ -119,22 +147,27 @@ impl<'a> Envelope<'a> {
     /// The associated data for this envelope in `ctx`.
     #[must_use]
     pub fn aad(&self, ctx: &AadContext<'_>) -> Vec<u8> {
-        build_aad(self.purpose, self.key_version, ctx)
+        build_aad(self.scope, self.purpose, self.key_version, ctx)
     }
 }
 
-/// The 8-byte header prefix (magic, format version, purpose, key version).
+/// The 8-byte header prefix (magic, format, purpose, key version).
 #[must_use]
-pub fn header_prefix(purpose: Purpose, key_version: u32) -> [u8; PREFIX_LEN] {
+pub fn header_prefix(scope: Scope, purpose: Purpose, key_version: u32) -> [u8; PREFIX_LEN] {
     let v = key_version.to_be_bytes();
     let [m0, m1] = MAGIC;
     let [v0, v1, v2, v3] = v;
-    [m0, m1, FORMAT_V1, purpose.id(), v0, v1, v2, v3]
+    [m0, m1, scope.format(), purpose.id(), v0, v1, v2, v3]
 }
 
 /// The associated data binding a ciphertext to `ctx`, its purpose and key version.
 #[must_use]
-pub fn build_aad(purpose: Purpose, key_version: u32, ctx: &AadContext<'_>) -> Vec<u8> {
+pub fn build_aad(
+    scope: Scope,
+    purpose: Purpose,
+    key_version: u32,
+    ctx: &AadContext<'_>,
+) -> Vec<u8> {
     let mut aad = Vec::with_capacity(
         AAD_LABEL.len()
             + PREFIX_LEN
@@ -144,7 +177,7 @@ pub fn build_aad(purpose: Purpose, key_version: u32, ctx: &AadContext<'_>) -> Ve
             + ctx.field.len(),
     );
     aad.extend_from_slice(AAD_LABEL);
-    aad.extend_from_slice(&header_prefix(purpose, key_version));
+    aad.extend_from_slice(&header_prefix(scope, purpose, key_version));
     for part in [ctx.record_type, ctx.record_id, ctx.field] {
         push_len_prefixed(&mut aad, part.as_bytes());
     }

@@ -162,6 +162,30 @@ pub enum CryptoError {
     /// The system random number generator failed.
     #[error("system random number generator failed")]
     Rng,
+    /// A key provider (HSM, token) failed. `message` names the operation and
+    /// the provider's reason, never key material.
+    #[error("{provider} key provider: {message}")]
+    Provider {
+        /// Provider kind, e.g. `pkcs11`.
+        provider: &'static str,
+        /// What failed and what to do about it.
+        message: String,
+    },
+    /// A root key version outside the held range was requested.
+    #[error("root key version {requested} is invalid: the current root key version is {current}")]
+    InvalidRootVersion {
+        /// Requested version.
+        requested: u32,
+        /// Current version.
+        current: u32,
+    },
+    /// The account's key was shredded: its encrypted fields are unrecoverable.
+    #[error("the account's key was shredded; its encrypted fields are unrecoverable")]
+    Shredded,
+    /// An account-scoped ciphertext was opened without its account key, or a
+    /// purpose-scoped one with an account key.
+    #[error("ciphertext scope mismatch: {0}")]
+    ScopeMismatch(&'static str),
     /// An internal invariant was violated; stands where others would panic.
     #[error("internal error: {0}")]
     Unreachable(&'static str),

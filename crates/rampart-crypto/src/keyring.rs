@@ -10,9 +10,10 @@ use parking_lot::RwLock;
 use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
 
+use crate::account::AccountKey;
 use crate::aead::TAG_LEN;
 use crate::aead::{self, Aes256GcmKey};
-use crate::envelope::{build_aad, header_prefix, AadContext, Envelope, HEADER_LEN};
+use crate::envelope::{build_aad, header_prefix, AadContext, Envelope, Scope, HEADER_LEN};
 use crate::error::{CryptoError, Result};
 use crate::events::{KeyEvent, KeyEventSink, LogSink};
 use crate::provider::{DataKey, KeyProvider};
@@ -75,7 +76,28 @@ struct DekEntry {
     raw: DataKey,
     aead: Aes256GcmKey,
     encryptions: AtomicU64,
+    /// Value of `encryptions` at the last [`Keyring::take_encryption_deltas`].
+    flushed: AtomicU64,
 }
+
+impl DekEntry {
+    fn new(raw: DataKey, aead: Aes256GcmKey, encryptions: u64) -> Self {
+        Self {
+            raw,
+            aead,
+            encryptions: AtomicU64::new(encryptions),
+            flushed: AtomicU64::new(encryptions),
+        }
+    }
+}
+
+/// Cached account-scoped keys: (account, purpose, version) → derived key,
+/// with the account secret it was derived from (compared on lookup, so a
+/// replaced account secret never hits a stale entry).
+type DerivedCache = HashMap<(String, Purpose, u32), (Zeroizing<[u8; 32]>, Arc<Aes256GcmKey>)>;
+
+/// Most derived account keys kept in memory; the cache is emptied when full.
+const DERIVED_CACHE_MAX: usize = 4096;
 
 #[derive(Default)]
 struct PurposeKeys {
@@ -98,6 +120,7 @@ pub struct Keyring {
     provider: Arc<dyn KeyProvider>,
     limits: KeyringLimits,
     keys: RwLock<HashMap<Purpose, PurposeKeys>>,
+    derived: RwLock<DerivedCache>,
     events: Arc<dyn KeyEventSink>,
 }
 
@@ -132,6 +155,7 @@ impl Keyring {
             provider,
             limits,
             keys: RwLock::new(HashMap::new()),
+            derived: RwLock::new(HashMap::new()),
             events: Arc::new(LogSink),
         }
     }
@@ -170,14 +194,9 @@ impl Keyring {
                 .ok_or(CryptoError::Unreachable("data key versions exhausted"))?,
         };
         let wrapped = self.provider.wrap_data_key(purpose, version, &dek)?;
-        entry.versions.insert(
-            version,
-            Arc::new(DekEntry {
-                raw: dek,
-                aead,
-                encryptions: AtomicU64::new(0),
-            }),
-        );
+        entry
+            .versions
+            .insert(version, Arc::new(DekEntry::new(dek, aead, 0)));
         drop(keys);
         let root_key_version = self.provider.root_key_version();
         self.events.record(&KeyEvent::DataKeyCreated {
@@ -234,13 +253,108 @@ impl Keyring {
         }
         entry.versions.insert(
             wrapped.version,
-            Arc::new(DekEntry {
-                raw: dek,
-                aead,
-                encryptions: AtomicU64::new(encryptions),
-            }),
+            Arc::new(DekEntry::new(dek, aead, encryptions)),
         );
         Ok(())
+    }
+
+    /// Creates and wraps a new data key for `purpose` with the next version
+    /// number, *without* making it current. The caller persists it and then
+    /// [`Keyring::load`]s it; if persisting fails because another node
+    /// created that version first, the caller loads that node's key instead.
+    /// This is how a fleet sharing one store rotates without two different
+    /// keys under one version.
+    ///
+    /// # Errors
+    /// RNG or provider errors.
+    pub fn prepare_rotation(&self, purpose: Purpose) -> Result<WrappedDataKey> {
+        let version = match self.current_version(purpose) {
+            None => 1,
+            Some(v) => v
+                .checked_add(1)
+                .ok_or(CryptoError::Unreachable("data key versions exhausted"))?,
+        };
+        let dek = DataKey::generate()?;
+        let wrapped = self.provider.wrap_data_key(purpose, version, &dek)?;
+        Ok(WrappedDataKey {
+            purpose,
+            version,
+            root_key_version: self.provider.root_key_version(),
+            wrapped,
+        })
+    }
+
+    /// Reports a data key created through [`Keyring::prepare_rotation`] and
+    /// persisted by this node.
+    pub fn record_created(&self, wrapped: &WrappedDataKey) {
+        self.events.record(&KeyEvent::DataKeyCreated {
+            purpose: wrapped.purpose,
+            version: wrapped.version,
+            root_key_version: wrapped.root_key_version,
+        });
+    }
+
+    /// Re-wraps the loaded data key `purpose`/`version` with the provider's
+    /// current root key (after a root rotation). The caller persists it.
+    ///
+    /// # Errors
+    /// [`CryptoError::UnknownKeyVersion`] if the key is not loaded; provider errors.
+    pub fn rewrap_data_key(&self, purpose: Purpose, version: u32) -> Result<WrappedDataKey> {
+        let entry = self
+            .keys
+            .read()
+            .get(&purpose)
+            .and_then(|pk| pk.versions.get(&version))
+            .map(Arc::clone)
+            .ok_or(CryptoError::UnknownKeyVersion { purpose, version })?;
+        let wrapped = self.provider.wrap_data_key(purpose, version, &entry.raw)?;
+        let root_key_version = self.provider.wrapped_root_version(&wrapped)?;
+        Ok(WrappedDataKey {
+            purpose,
+            version,
+            root_key_version,
+            wrapped,
+        })
+    }
+
+    /// Encryptions performed since the previous call, per loaded key, for
+    /// adding to the store's counters: `(purpose, version, delta)` for every
+    /// key with a non-zero delta.
+    #[must_use]
+    pub fn take_encryption_deltas(&self) -> Vec<(Purpose, u32, u64)> {
+        let keys = self.keys.read();
+        let mut out = Vec::new();
+        for (purpose, pk) in keys.iter() {
+            for (version, entry) in &pk.versions {
+                let now = entry.encryptions.load(Ordering::Relaxed);
+                let before = entry.flushed.swap(now, Ordering::Relaxed);
+                if now > before {
+                    out.push((*purpose, *version, now - before));
+                }
+            }
+        }
+        out.sort_unstable();
+        out
+    }
+
+    /// Raises the local counter of a key to `total`, the count the store
+    /// holds across every node sharing it, so rotation triggers on the
+    /// fleet-wide count. Never lowers a counter.
+    pub fn observe_total(&self, purpose: Purpose, version: u32, total: u64) {
+        if let Some(entry) = self
+            .keys
+            .read()
+            .get(&purpose)
+            .and_then(|pk| pk.versions.get(&version))
+        {
+            entry.encryptions.fetch_max(total, Ordering::Relaxed);
+            entry.flushed.fetch_max(total, Ordering::Relaxed);
+        }
+    }
+
+    /// Forgets every cached derived key of `account_id` (after shredding).
+    pub fn forget_account(&self, account_id: &str) {
+        self.derived.write().retain(|(a, _, _), _| a != account_id);
     }
 
     /// The newest version of `purpose`, if any.
@@ -312,28 +426,81 @@ impl Keyring {
         ctx: &AadContext<'_>,
         plaintext: &[u8],
     ) -> Result<Vec<u8>> {
-        let (version, entry) = {
-            let keys = self.keys.read();
-            let (v, e) = keys
-                .get(&purpose)
-                .and_then(PurposeKeys::newest)
-                .ok_or(CryptoError::NoDataKey(purpose))?;
-            (v, Arc::clone(e))
-        };
+        let (version, entry) = self.current_entry(purpose)?;
+        self.count_encryption(purpose, version, &entry)?;
+        seal(
+            &entry.aead,
+            Scope::Purpose,
+            purpose,
+            version,
+            ctx,
+            plaintext,
+        )
+    }
+
+    /// Encrypts `plaintext` of `account` for `ctx` with the account key
+    /// derived from the newest data key of `purpose` (format 2). Shredding
+    /// the account key makes the result unrecoverable.
+    ///
+    /// # Errors
+    /// As [`Keyring::encrypt`].
+    pub fn encrypt_for(
+        &self,
+        purpose: Purpose,
+        account: &AccountKey,
+        ctx: &AadContext<'_>,
+        plaintext: &[u8],
+    ) -> Result<Vec<u8>> {
+        let (version, entry) = self.current_entry(purpose)?;
+        self.count_encryption(purpose, version, &entry)?;
+        let key = self.derived_key(purpose, version, &entry, account)?;
+        seal(&key, Scope::Account, purpose, version, ctx, plaintext)
+    }
+
+    fn current_entry(&self, purpose: Purpose) -> Result<(u32, Arc<DekEntry>)> {
+        let keys = self.keys.read();
+        let (v, e) = keys
+            .get(&purpose)
+            .and_then(PurposeKeys::newest)
+            .ok_or(CryptoError::NoDataKey(purpose))?;
+        Ok((v, Arc::clone(e)))
+    }
+
+    fn count_encryption(&self, purpose: Purpose, version: u32, entry: &DekEntry) -> Result<()> {
         let hard_limit = self.limits.hard_limit;
         entry
             .encryptions
             .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
                 (n < hard_limit).then_some(n.saturating_add(1))
             })
-            .map_err(|_| CryptoError::KeyExhausted { purpose, version })?;
-        let nonce = aead::random_nonce()?;
-        let mut out = Vec::with_capacity(HEADER_LEN + plaintext.len() + TAG_LEN);
-        out.extend_from_slice(&header_prefix(purpose, version));
-        out.extend_from_slice(&nonce);
-        let aad = build_aad(purpose, version, ctx);
-        entry.aead.seal_append(&nonce, &aad, plaintext, &mut out)?;
-        Ok(out)
+            .map(|_| ())
+            .map_err(|_| CryptoError::KeyExhausted { purpose, version })
+    }
+
+    fn derived_key(
+        &self,
+        purpose: Purpose,
+        version: u32,
+        entry: &DekEntry,
+        account: &AccountKey,
+    ) -> Result<Arc<Aes256GcmKey>> {
+        let cache_key = (account.account_id().to_owned(), purpose, version);
+        if let Some((secret, key)) = self.derived.read().get(&cache_key) {
+            if bool::from(secret.as_slice().ct_eq(account.expose().as_slice())) {
+                return Ok(Arc::clone(key));
+            }
+        }
+        let raw = account.derive(purpose, version, entry.raw.expose())?;
+        let key = Arc::new(Aes256GcmKey::new(raw.as_slice())?);
+        let mut cache = self.derived.write();
+        if cache.len() >= DERIVED_CACHE_MAX {
+            cache.clear();
+        }
+        cache.insert(
+            cache_key,
+            (Zeroizing::new(*account.expose()), Arc::clone(&key)),
+        );
+        Ok(key)
     }
 
     /// Decrypts an envelope produced by [`Keyring::encrypt`] for the same
@@ -341,6 +508,7 @@ impl Keyring {
     ///
     /// # Errors
     /// Parse errors, [`CryptoError::WrongPurpose`],
+    /// [`CryptoError::ScopeMismatch`] for an account-scoped envelope,
     /// [`CryptoError::UnknownKeyVersion`], [`CryptoError::Decrypt`].
     pub fn decrypt(
         &self,
@@ -349,33 +517,64 @@ impl Keyring {
         ciphertext: &[u8],
     ) -> Result<Zeroizing<Vec<u8>>> {
         let env = Envelope::parse(ciphertext)?;
+        if env.scope != Scope::Purpose {
+            return Err(CryptoError::ScopeMismatch(
+                "account-scoped ciphertext needs its account key",
+            ));
+        }
+        let entry = self.entry_for(purpose, &env)?;
+        entry
+            .aead
+            .open(&env.nonce, &env.aad(ctx), env.ciphertext_and_tag)
+    }
+
+    /// Decrypts an envelope produced by [`Keyring::encrypt_for`] with the
+    /// same `purpose`, `account` and `ctx`.
+    ///
+    /// # Errors
+    /// As [`Keyring::decrypt`]; [`CryptoError::ScopeMismatch`] for a
+    /// purpose-scoped envelope.
+    pub fn decrypt_for(
+        &self,
+        purpose: Purpose,
+        account: &AccountKey,
+        ctx: &AadContext<'_>,
+        ciphertext: &[u8],
+    ) -> Result<Zeroizing<Vec<u8>>> {
+        let env = Envelope::parse(ciphertext)?;
+        if env.scope != Scope::Account {
+            return Err(CryptoError::ScopeMismatch(
+                "purpose-scoped ciphertext opened with an account key",
+            ));
+        }
+        let entry = self.entry_for(purpose, &env)?;
+        let key = self.derived_key(purpose, env.key_version, &entry, account)?;
+        key.open(&env.nonce, &env.aad(ctx), env.ciphertext_and_tag)
+    }
+
+    fn entry_for(&self, purpose: Purpose, env: &Envelope<'_>) -> Result<Arc<DekEntry>> {
         if env.purpose != purpose {
             return Err(CryptoError::WrongPurpose {
                 expected: purpose,
                 found: env.purpose,
             });
         }
-        let entry = {
-            let keys = self.keys.read();
-            let pk = keys.get(&purpose);
-            let min_version = pk.map_or(0, |pk| pk.min_version);
-            if env.key_version < min_version {
-                return Err(CryptoError::RetiredKeyVersion {
-                    purpose,
-                    version: env.key_version,
-                    min_version,
-                });
-            }
-            pk.and_then(|pk| pk.versions.get(&env.key_version))
-                .map(Arc::clone)
-                .ok_or(CryptoError::UnknownKeyVersion {
-                    purpose,
-                    version: env.key_version,
-                })?
-        };
-        entry
-            .aead
-            .open(&env.nonce, &env.aad(ctx), env.ciphertext_and_tag)
+        let keys = self.keys.read();
+        let pk = keys.get(&purpose);
+        let min_version = pk.map_or(0, |pk| pk.min_version);
+        if env.key_version < min_version {
+            return Err(CryptoError::RetiredKeyVersion {
+                purpose,
+                version: env.key_version,
+                min_version,
+            });
+        }
+        pk.and_then(|pk| pk.versions.get(&env.key_version))
+            .map(Arc::clone)
+            .ok_or(CryptoError::UnknownKeyVersion {
+                purpose,
+                version: env.key_version,
+            })
     }
 
     /// Whether `ciphertext` was sealed with an older version than the
@@ -412,6 +611,24 @@ impl Keyring {
         self.encrypt(purpose, ctx, &plain).map(Some)
     }
 
+    /// [`Keyring::reencrypt`] for an account-scoped envelope.
+    ///
+    /// # Errors
+    /// As [`Keyring::decrypt_for`] and [`Keyring::encrypt_for`].
+    pub fn reencrypt_for(
+        &self,
+        purpose: Purpose,
+        account: &AccountKey,
+        ctx: &AadContext<'_>,
+        ciphertext: &[u8],
+    ) -> Result<Option<Vec<u8>>> {
+        let plain = self.decrypt_for(purpose, account, ctx, ciphertext)?;
+        if !self.needs_rewrap(ciphertext)? {
+            return Ok(None);
+        }
+        self.encrypt_for(purpose, account, ctx, &plain).map(Some)
+    }
+
     /// Retires every version of `purpose` below `min_version`: their keys are
     /// dropped from memory and their ciphertexts refused. Call only after a
     /// completed rewrap; the store persists `min_version`. Returns how many
@@ -435,6 +652,9 @@ impl Keyring {
         let dropped = std::mem::replace(&mut pk.versions, kept).len();
         pk.min_version = min_version;
         drop(keys);
+        self.derived
+            .write()
+            .retain(|(_, p, v), _| *p != purpose || *v >= min_version);
         self.events.record(&KeyEvent::DataKeysRetired {
             purpose,
             min_version,
@@ -451,4 +671,21 @@ impl Keyring {
             .get(&purpose)
             .map_or(0, |pk| pk.min_version)
     }
+}
+
+fn seal(
+    key: &Aes256GcmKey,
+    scope: Scope,
+    purpose: Purpose,
+    version: u32,
+    ctx: &AadContext<'_>,
+    plaintext: &[u8],
+) -> Result<Vec<u8>> {
+    let nonce = aead::random_nonce()?;
+    let mut out = Vec::with_capacity(HEADER_LEN + plaintext.len() + TAG_LEN);
+    out.extend_from_slice(&header_prefix(scope, purpose, version));
+    out.extend_from_slice(&nonce);
+    let aad = build_aad(scope, purpose, version, ctx);
+    key.seal_append(&nonce, &aad, plaintext, &mut out)?;
+    Ok(out)
 }

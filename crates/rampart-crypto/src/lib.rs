@@ -8,7 +8,8 @@
 //! ```text
 //! root key (provider: local file, sealed by argon2id passphrase | HSM)
 //!   └─ wraps ─ DEK(purpose, version)   e.g. api-secrets v1, v2 …
-//!                └─ seals ─ field envelope, AAD = record type ‖ id ‖ field ‖ purpose ‖ version
+//!                ├─ seals ─ field envelope (format 1), AAD = record type ‖ id ‖ field ‖ purpose ‖ version
+//!                └─ HKDF with the account's shred handle ─ account key ─ seals ─ field envelope (format 2)
 //! ```
 //!
 //! It must never: log, print or return key material or plaintext in any
@@ -17,6 +18,7 @@
 //! each data key refuses to seal past its limit); or pull in a second crypto
 //! library (aws-lc-rs only; `ring` and `openssl` are banned).
 
+pub mod account;
 pub mod aead;
 pub mod envelope;
 pub mod error;
@@ -26,11 +28,12 @@ pub mod local;
 pub mod provider;
 pub mod purpose;
 
-pub use envelope::{AadContext, Envelope};
+pub use account::AccountKey;
+pub use envelope::{AadContext, Envelope, Scope};
 pub use error::{CryptoError, Result};
 pub use events::{KeyEvent, KeyEventSink, LogSink};
 pub use keyring::{DataKeyStatus, Keyring, KeyringLimits, WrappedDataKey};
-pub use local::{KdfParams, LocalKeyProvider};
+pub use local::{wrapped_root_version, KdfParams, LocalKeyProvider};
 pub use provider::{DataKey, KeyProvider, ProviderHealth};
 pub use purpose::Purpose;
 pub use secrecy::SecretString;

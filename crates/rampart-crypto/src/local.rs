@@ -2,7 +2,9 @@
 //! optionally sealed with a passphrase.
 //!
 //! Root key file `root.key` (mode 0600, in a data directory without world
-//! permission bits):
+//! permission bits); during a root rotation also `root.key.next` (the next
+//! version, same format); and the Ed25519 signing key `signing.key` (same
+//! format with magic `"RMSK"`, body = the 32-byte seed):
 //!
 //! ```text
 //! "RMPK" ‖ format 1 ‖ kind ‖ root key version (u32 BE) ‖ body
@@ -18,6 +20,13 @@
 //! Wrapped data keys: `format 1 ‖ root key version (u32 BE) ‖ nonce (12) ‖
 //! AES-256-GCM(root key, DEK) ‖ tag`, with associated data
 //! [`dek_aad`] (`"rampart-dek" ‖ purpose ‖ version`).
+//!
+//! Root rotation: [`KeyProvider::rotate_root`] writes `root.key.next`
+//! (version + 1, sealed like the current file) and wraps with it from then
+//! on; once every data key is re-wrapped,
+//! [`KeyProvider::destroy_root_versions_below`] overwrites `root.key` with
+//! zeros and renames `root.key.next` over it. A crash in between leaves both
+//! files, and [`LocalKeyProvider::open`] loads both, so nothing is lost.
 
 use std::fmt;
 use std::fs::{self, DirBuilder, OpenOptions};
@@ -25,6 +34,10 @@ use std::io::{Read, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
+use std::collections::BTreeMap;
+
+use aws_lc_rs::signature::{Ed25519KeyPair, KeyPair};
+use parking_lot::{RwLock, RwLockReadGuard};
 use secrecy::{ExposeSecret, SecretString};
 use zeroize::Zeroizing;
 
@@ -35,8 +48,13 @@ use crate::purpose::Purpose;
 
 /// File name of the root key inside the data directory.
 pub const ROOT_KEY_FILE: &str = "root.key";
+/// File name of the next root key while a root rotation is in progress.
+pub const NEXT_ROOT_KEY_FILE: &str = "root.key.next";
+/// File name of the Ed25519 signing key inside the data directory.
+pub const SIGNING_KEY_FILE: &str = "signing.key";
 
 const FILE_MAGIC: [u8; 4] = *b"RMPK";
+const SIGNING_MAGIC: [u8; 4] = *b"RMSK";
 const FILE_FORMAT_V1: u8 = 1;
 const KIND_PLAIN: u8 = 0;
 const KIND_SEALED: u8 = 1;
@@ -52,8 +70,8 @@ const WRAP_FORMAT_V1: u8 = 1;
 /// Length of a wrapped data key produced by this provider.
 pub const WRAPPED_LEN: usize = 1 + 4 + NONCE_LEN + KEY_LEN + TAG_LEN;
 
-/// Version of the root key this build creates. `rotate-root` will add more.
-const ROOT_KEY_VERSION: u32 = 1;
+/// Version of the first root key.
+const FIRST_ROOT_KEY_VERSION: u32 = 1;
 
 /// argon2id cost parameters for sealing the root key with a passphrase.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -119,16 +137,20 @@ impl Default for KdfParams {
 
 /// Root key held in a file under the data directory.
 pub struct LocalKeyProvider {
-    root: Aes256GcmKey,
+    roots: RwLock<BTreeMap<u32, Aes256GcmKey>>,
+    signing: Ed25519KeyPair,
+    data_dir: PathBuf,
     path: PathBuf,
-    sealed: bool,
+    passphrase: Option<SecretString>,
+    kdf: KdfParams,
 }
 
 impl fmt::Debug for LocalKeyProvider {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("LocalKeyProvider")
             .field("path", &self.path)
-            .field("sealed", &self.sealed)
+            .field("sealed", &self.passphrase.is_some())
+            .field("root_versions", &self.root_key_versions())
             .field("root", &"**REDACTED**")
             .finish()
     }
@@ -154,26 +176,36 @@ impl LocalKeyProvider {
         kdf: KdfParams,
     ) -> Result<Self> {
         ensure_data_dir(data_dir)?;
+        let kdf = kdf.check_bounds()?;
         let path = root_key_path(data_dir);
         let root_bytes = aead::random_key()?;
-        let file = match passphrase {
-            None => {
-                let mut file = Zeroizing::new(Vec::with_capacity(PLAIN_FILE_LEN));
-                file.extend_from_slice(&file_header(KIND_PLAIN));
-                file.extend_from_slice(root_bytes.as_slice());
-                file
-            }
-            Some(pass) => seal_root_key(&root_bytes, pass, kdf.check_bounds()?)?,
-        };
+        let file = encode_key_file(
+            FILE_MAGIC,
+            FIRST_ROOT_KEY_VERSION,
+            &root_bytes,
+            passphrase,
+            kdf,
+        )?;
         write_new_private_file(&path, &file)?;
+        let mut roots = BTreeMap::new();
+        roots.insert(
+            FIRST_ROOT_KEY_VERSION,
+            Aes256GcmKey::new(root_bytes.as_slice())?,
+        );
+        let signing = open_or_create_signing_key(data_dir, passphrase, kdf)?;
         Ok(Self {
-            root: Aes256GcmKey::new(root_bytes.as_slice())?,
+            roots: RwLock::new(roots),
+            signing,
+            data_dir: data_dir.to_path_buf(),
             path,
-            sealed: passphrase.is_some(),
+            passphrase: passphrase.cloned(),
+            kdf,
         })
     }
 
-    /// Opens the existing root key file in `data_dir`.
+    /// Opens the existing root key file in `data_dir` (and `root.key.next`
+    /// if a root rotation was interrupted), and the signing key (created on
+    /// first use).
     ///
     /// # Errors
     /// [`CryptoError::MissingRootKey`], [`CryptoError::InsecurePermissions`],
@@ -182,27 +214,31 @@ impl LocalKeyProvider {
     pub fn open(data_dir: &Path, passphrase: Option<&SecretString>) -> Result<Self> {
         check_data_dir(data_dir)?;
         let path = root_key_path(data_dir);
-        let bytes = read_private_file(&path)?;
-        let (kind, body) = parse_file_header(&path, &bytes)?;
-        let root = match (kind, passphrase) {
-            (KIND_PLAIN, None) => {
-                if bytes.len() != PLAIN_FILE_LEN {
-                    return Err(malformed(&path, "wrong length for a plain root key"));
+        let mut roots = BTreeMap::new();
+        let (version, root, kdf) = read_key_file(&path, FILE_MAGIC, passphrase)?;
+        roots.insert(version, Aes256GcmKey::new(root.as_slice())?);
+        let next_path = data_dir.join(NEXT_ROOT_KEY_FILE);
+        match read_key_file(&next_path, FILE_MAGIC, passphrase) {
+            Ok((next_version, next, _)) => {
+                if next_version <= version {
+                    return Err(malformed(
+                        &next_path,
+                        "next root key version is not above the current one",
+                    ));
                 }
-                Aes256GcmKey::new(body)?
+                roots.insert(next_version, Aes256GcmKey::new(next.as_slice())?);
             }
-            (KIND_PLAIN, Some(_)) => return Err(CryptoError::NotSealed { path }),
-            (KIND_SEALED, None) => return Err(CryptoError::PassphraseRequired { path }),
-            (KIND_SEALED, Some(pass)) => {
-                let root_bytes = unseal_root_key(&path, &bytes, pass)?;
-                Aes256GcmKey::new(root_bytes.as_slice())?
-            }
-            _ => return Err(malformed(&path, "unknown key file kind")),
-        };
+            Err(CryptoError::MissingRootKey { .. }) => {}
+            Err(e) => return Err(e),
+        }
+        let signing = open_or_create_signing_key(data_dir, passphrase, kdf)?;
         Ok(Self {
-            root,
-            sealed: kind == KIND_SEALED,
+            roots: RwLock::new(roots),
+            signing,
+            data_dir: data_dir.to_path_buf(),
             path,
+            passphrase: passphrase.cloned(),
+            kdf,
         })
     }
 
@@ -230,19 +266,35 @@ impl LocalKeyProvider {
     /// Whether the root key file is sealed with a passphrase.
     #[must_use]
     pub fn is_sealed(&self) -> bool {
-        self.sealed
+        self.passphrase.is_some()
+    }
+
+    fn current(&self) -> Result<(u32, parking_lot::MappedRwLockReadGuard<'_, Aes256GcmKey>)> {
+        let roots = self.roots.read();
+        let version = roots
+            .keys()
+            .next_back()
+            .copied()
+            .ok_or(CryptoError::Unreachable("local provider holds no root key"))?;
+        let key = RwLockReadGuard::try_map(roots, |r| r.get(&version))
+            .map_err(|_| CryptoError::Unreachable("local provider holds no root key"))?;
+        Ok((version, key))
     }
 }
 
 impl KeyProvider for LocalKeyProvider {
+    fn kind(&self) -> &'static str {
+        "local"
+    }
+
     fn wrap_data_key(&self, purpose: Purpose, version: u32, dek: &DataKey) -> Result<Vec<u8>> {
+        let (root_version, root) = self.current()?;
         let nonce = aead::random_nonce()?;
         let mut out = Vec::with_capacity(WRAPPED_LEN);
         out.push(WRAP_FORMAT_V1);
-        out.extend_from_slice(&ROOT_KEY_VERSION.to_be_bytes());
+        out.extend_from_slice(&root_version.to_be_bytes());
         out.extend_from_slice(&nonce);
-        self.root
-            .seal_append(&nonce, &dek_aad(purpose, version), dek.expose(), &mut out)?;
+        root.seal_append(&nonce, &dek_aad(purpose, version), dek.expose(), &mut out)?;
         Ok(out)
     }
 
@@ -254,21 +306,91 @@ impl KeyProvider for LocalKeyProvider {
         let Some((root_version, rest)) = rest.split_first_chunk::<4>() else {
             return Err(fail);
         };
-        if u32::from_be_bytes(*root_version) != ROOT_KEY_VERSION {
-            return Err(fail);
-        }
         let Some((nonce, ct)) = rest.split_first_chunk::<NONCE_LEN>() else {
             return Err(fail);
         };
-        let plain = self
-            .root
+        let roots = self.roots.read();
+        let Some(root) = roots.get(&u32::from_be_bytes(*root_version)) else {
+            return Err(fail);
+        };
+        let plain = root
             .open(nonce, &dek_aad(purpose, version), ct)
             .map_err(|_| CryptoError::Unwrap { purpose, version })?;
         DataKey::from_slice(&plain).map_err(|_| CryptoError::Unwrap { purpose, version })
     }
 
+    fn wrapped_root_version(&self, wrapped: &[u8]) -> Result<u32> {
+        wrapped_root_version(wrapped)
+    }
+
     fn root_key_version(&self) -> u32 {
-        ROOT_KEY_VERSION
+        self.roots.read().keys().next_back().copied().unwrap_or(0)
+    }
+
+    fn root_key_versions(&self) -> Vec<u32> {
+        self.roots.read().keys().copied().collect()
+    }
+
+    fn rotate_root(&self) -> Result<u32> {
+        let mut roots = self.roots.write();
+        let current = roots.keys().next_back().copied().unwrap_or(0);
+        if roots.len() > 1 {
+            // An earlier rotation has not finished: root.key.next already
+            // holds the newest version; keep using it.
+            return Ok(current);
+        }
+        let next = current
+            .checked_add(1)
+            .ok_or(CryptoError::Unreachable("root key versions exhausted"))?;
+        let bytes = aead::random_key()?;
+        let file = encode_key_file(FILE_MAGIC, next, &bytes, self.passphrase.as_ref(), self.kdf)?;
+        let next_path = self.data_dir.join(NEXT_ROOT_KEY_FILE);
+        write_new_private_file(&next_path, &file)?;
+        sync_dir(&self.data_dir)?;
+        roots.insert(next, Aes256GcmKey::new(bytes.as_slice())?);
+        Ok(next)
+    }
+
+    fn destroy_root_versions_below(&self, version: u32) -> Result<usize> {
+        let mut roots = self.roots.write();
+        let current = roots.keys().next_back().copied().unwrap_or(0);
+        if version > current {
+            return Err(CryptoError::InvalidRootVersion {
+                requested: version,
+                current,
+            });
+        }
+        let doomed = roots.range(..version).count();
+        if doomed == 0 {
+            return Ok(0);
+        }
+        let next_path = self.data_dir.join(NEXT_ROOT_KEY_FILE);
+        if next_path.exists() {
+            // Overwrite the old root key in place before replacing it, so its
+            // bytes do not linger in a freed block of the same file.
+            overwrite_with_zeros(&self.path)?;
+            fs::rename(&next_path, &self.path).map_err(io_err(&self.path))?;
+            sync_dir(&self.data_dir)?;
+        }
+        let kept = roots.split_off(&version);
+        *roots = kept;
+        Ok(doomed)
+    }
+
+    fn signing_public_key(&self) -> Result<[u8; 32]> {
+        self.signing
+            .public_key()
+            .as_ref()
+            .try_into()
+            .map_err(|_| CryptoError::Unreachable("Ed25519 public key is not 32 bytes"))
+    }
+
+    fn sign(&self, message: &[u8]) -> Result<[u8; 64]> {
+        self.signing
+            .sign(message)
+            .as_ref()
+            .try_into()
+            .map_err(|_| CryptoError::Unreachable("Ed25519 signature is not 64 bytes"))
     }
 
     fn health(&self) -> ProviderHealth {
@@ -282,11 +404,46 @@ impl KeyProvider for LocalKeyProvider {
         };
         ProviderHealth {
             kind: "local",
-            root_key_version: ROOT_KEY_VERSION,
+            root_key_version: self.root_key_version(),
             healthy,
             detail,
         }
     }
+}
+
+/// Root key version recorded in a wrapped data key of the `local` (and
+/// `pkcs11`) blob layout: `format 1 ‖ root key version (u32 BE) ‖ …`.
+///
+/// # Errors
+/// [`CryptoError::Malformed`] if the blob is too short or of another format.
+pub fn wrapped_root_version(wrapped: &[u8]) -> Result<u32> {
+    match wrapped.split_first() {
+        Some((&WRAP_FORMAT_V1, rest)) => rest
+            .split_first_chunk::<4>()
+            .map(|(v, _)| u32::from_be_bytes(*v))
+            .ok_or(CryptoError::Malformed("wrapped data key too short")),
+        _ => Err(CryptoError::Malformed("unknown wrapped data key format")),
+    }
+}
+
+fn open_or_create_signing_key(
+    data_dir: &Path,
+    passphrase: Option<&SecretString>,
+    kdf: KdfParams,
+) -> Result<Ed25519KeyPair> {
+    let path = data_dir.join(SIGNING_KEY_FILE);
+    let seed = match read_key_file(&path, SIGNING_MAGIC, passphrase) {
+        Ok((_, seed, _)) => seed,
+        Err(CryptoError::MissingRootKey { .. }) => {
+            let seed = aead::random_key()?;
+            let file = encode_key_file(SIGNING_MAGIC, 1, &seed, passphrase, kdf)?;
+            write_new_private_file(&path, &file)?;
+            Zeroizing::new(seed.to_vec())
+        }
+        Err(e) => return Err(e),
+    };
+    Ed25519KeyPair::from_seed_unchecked(&seed)
+        .map_err(|_| malformed(&path, "not a valid Ed25519 seed"))
 }
 
 fn malformed(path: &Path, reason: &'static str) -> CryptoError {
@@ -303,19 +460,23 @@ fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> CryptoError + '_ {
     }
 }
 
-fn file_header(kind: u8) -> [u8; FILE_HEADER_LEN] {
-    let [m0, m1, m2, m3] = FILE_MAGIC;
-    let [v0, v1, v2, v3] = ROOT_KEY_VERSION.to_be_bytes();
+fn file_header(magic: [u8; 4], kind: u8, version: u32) -> [u8; FILE_HEADER_LEN] {
+    let [m0, m1, m2, m3] = magic;
+    let [v0, v1, v2, v3] = version.to_be_bytes();
     [m0, m1, m2, m3, FILE_FORMAT_V1, kind, v0, v1, v2, v3]
 }
 
-/// Returns the kind byte and the body after the header.
-fn parse_file_header<'a>(path: &Path, bytes: &'a [u8]) -> Result<(u8, &'a [u8])> {
-    let Some((magic, rest)) = bytes.split_first_chunk::<4>() else {
+/// Returns the kind byte, the key version and the body after the header.
+fn parse_file_header<'a>(
+    path: &Path,
+    magic: [u8; 4],
+    bytes: &'a [u8],
+) -> Result<(u8, u32, &'a [u8])> {
+    let Some((found_magic, rest)) = bytes.split_first_chunk::<4>() else {
         return Err(malformed(path, "too short"));
     };
-    if *magic != FILE_MAGIC {
-        return Err(malformed(path, "not a rampart root key file"));
+    if *found_magic != magic {
+        return Err(malformed(path, "not a rampart key file of this kind"));
     }
     let Some((&format, rest)) = rest.split_first() else {
         return Err(malformed(path, "too short"));
@@ -329,13 +490,65 @@ fn parse_file_header<'a>(path: &Path, bytes: &'a [u8]) -> Result<(u8, &'a [u8])>
     let Some((version, body)) = rest.split_first_chunk::<4>() else {
         return Err(malformed(path, "too short"));
     };
-    if u32::from_be_bytes(*version) != ROOT_KEY_VERSION {
-        return Err(malformed(path, "unsupported root key version"));
+    Ok((kind, u32::from_be_bytes(*version), body))
+}
+
+/// Encodes a key file, plain or sealed with `passphrase`.
+fn encode_key_file(
+    magic: [u8; 4],
+    version: u32,
+    key: &[u8; KEY_LEN],
+    passphrase: Option<&SecretString>,
+    kdf: KdfParams,
+) -> Result<Zeroizing<Vec<u8>>> {
+    match passphrase {
+        None => {
+            let mut file = Zeroizing::new(Vec::with_capacity(PLAIN_FILE_LEN));
+            file.extend_from_slice(&file_header(magic, KIND_PLAIN, version));
+            file.extend_from_slice(key.as_slice());
+            Ok(file)
+        }
+        Some(pass) => seal_root_key(
+            file_header(magic, KIND_SEALED, version),
+            key,
+            pass,
+            kdf.check_bounds()?,
+        ),
     }
-    Ok((kind, body))
+}
+
+/// Reads a key file: returns its version, the 32 key bytes and the KDF
+/// parameters it was sealed with (the defaults for a plain file).
+fn read_key_file(
+    path: &Path,
+    magic: [u8; 4],
+    passphrase: Option<&SecretString>,
+) -> Result<(u32, Zeroizing<Vec<u8>>, KdfParams)> {
+    let bytes = read_private_file(path)?;
+    let (kind, version, body) = parse_file_header(path, magic, &bytes)?;
+    match (kind, passphrase) {
+        (KIND_PLAIN, None) => {
+            if bytes.len() != PLAIN_FILE_LEN {
+                return Err(malformed(path, "wrong length for a plain key file"));
+            }
+            Ok((version, Zeroizing::new(body.to_vec()), KdfParams::default()))
+        }
+        (KIND_PLAIN, Some(_)) => Err(CryptoError::NotSealed {
+            path: path.to_path_buf(),
+        }),
+        (KIND_SEALED, None) => Err(CryptoError::PassphraseRequired {
+            path: path.to_path_buf(),
+        }),
+        (KIND_SEALED, Some(pass)) => {
+            let (key, kdf) = unseal_root_key(path, &bytes, pass)?;
+            Ok((version, key, kdf))
+        }
+        _ => Err(malformed(path, "unknown key file kind")),
+    }
 }
 
 fn seal_root_key(
+    header: [u8; FILE_HEADER_LEN],
     root: &[u8; KEY_LEN],
     passphrase: &SecretString,
     kdf: KdfParams,
@@ -343,7 +556,7 @@ fn seal_root_key(
     let mut salt = [0u8; SALT_LEN];
     aead::fill_random(&mut salt)?;
     let mut file = Zeroizing::new(Vec::with_capacity(SEALED_FILE_LEN));
-    file.extend_from_slice(&file_header(KIND_SEALED));
+    file.extend_from_slice(&header);
     file.extend_from_slice(&kdf.m_cost_kib.to_be_bytes());
     file.extend_from_slice(&kdf.t_cost.to_be_bytes());
     file.extend_from_slice(&kdf.p_cost.to_be_bytes());
@@ -360,7 +573,7 @@ fn unseal_root_key(
     path: &Path,
     bytes: &[u8],
     passphrase: &SecretString,
-) -> Result<Zeroizing<Vec<u8>>> {
+) -> Result<(Zeroizing<Vec<u8>>, KdfParams)> {
     if bytes.len() != SEALED_FILE_LEN {
         return Err(malformed(path, "wrong length for a sealed root key"));
     }
@@ -389,10 +602,12 @@ fn unseal_root_key(
         return Err(malformed(path, "too short"));
     };
     let kek = Aes256GcmKey::new(kdf.derive_kek(passphrase, salt)?.as_slice())?;
-    kek.open(nonce, aad, ct)
+    let key = kek
+        .open(nonce, aad, ct)
         .map_err(|_| CryptoError::WrongPassphrase {
             path: path.to_path_buf(),
-        })
+        })?;
+    Ok((key, kdf))
 }
 
 /// Creates `dir` with mode 0700 if missing, then checks it.
@@ -445,6 +660,25 @@ fn write_new_private_file(path: &Path, bytes: &[u8]) -> Result<()> {
     file.write_all(bytes).map_err(io_err(path))?;
     file.sync_all().map_err(io_err(path))?;
     Ok(())
+}
+
+/// Overwrites an existing file's bytes with zeros and syncs it.
+fn overwrite_with_zeros(path: &Path) -> Result<()> {
+    let len = fs::metadata(path).map_err(io_err(path))?.len();
+    let zeros = vec![0u8; usize::try_from(len.min(MAX_FILE_LEN)).unwrap_or(0)];
+    let mut file = OpenOptions::new()
+        .write(true)
+        .open(path)
+        .map_err(io_err(path))?;
+    file.write_all(&zeros).map_err(io_err(path))?;
+    file.sync_all().map_err(io_err(path))
+}
+
+/// Makes renames and creations in `dir` durable.
+fn sync_dir(dir: &Path) -> Result<()> {
+    fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io_err(dir))
 }
 
 /// Reads a key file after checking it is a regular file (not a symlink) with

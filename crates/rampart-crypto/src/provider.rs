@@ -69,24 +69,74 @@ pub struct ProviderHealth {
 /// Holds the root key (key-encryption key) and wraps data keys with it.
 ///
 /// Implementations must bind the wrapped bytes to `purpose` and `version` so
-/// a wrapped key cannot be replayed under another purpose or version.
+/// a wrapped key cannot be replayed under another purpose or version, and
+/// must record in the wrapped bytes which root-key version wrapped them, so
+/// that during a root rotation both the old and the new root key unwrap.
+///
+/// A provider also holds one Ed25519 signing key (audit checkpoints), which
+/// never leaves it either.
 pub trait KeyProvider: Send + Sync + fmt::Debug {
-    /// Wraps (encrypts) `dek` for `purpose` version `version`.
+    /// Provider kind, e.g. `local` or `pkcs11`.
+    fn kind(&self) -> &'static str;
+
+    /// Wraps (encrypts) `dek` for `purpose` version `version` with the
+    /// current root key version.
     ///
     /// # Errors
     /// Provider-specific; never includes key material.
     fn wrap_data_key(&self, purpose: Purpose, version: u32, dek: &DataKey) -> Result<Vec<u8>>;
 
     /// Unwraps a key produced by [`KeyProvider::wrap_data_key`] with the same
-    /// `purpose` and `version`.
+    /// `purpose` and `version`, with whichever held root key version wrapped it.
     ///
     /// # Errors
-    /// [`CryptoError::Unwrap`] on a wrong root key, a tampered blob or a
-    /// mismatched purpose or version.
+    /// [`CryptoError::Unwrap`] on a wrong or destroyed root key, a tampered
+    /// blob or a mismatched purpose or version.
     fn unwrap_data_key(&self, purpose: Purpose, version: u32, wrapped: &[u8]) -> Result<DataKey>;
+
+    /// Root key version that wrapped `wrapped` (read from its header), without
+    /// unwrapping it.
+    ///
+    /// # Errors
+    /// [`CryptoError::Malformed`] if the blob is not this provider's format.
+    fn wrapped_root_version(&self, wrapped: &[u8]) -> Result<u32>;
 
     /// Version of the root key new wraps use.
     fn root_key_version(&self) -> u32;
+
+    /// Every root key version the provider holds, ascending.
+    fn root_key_versions(&self) -> Vec<u32>;
+
+    /// Creates a new root key version (current + 1) and makes it the one new
+    /// wraps use. Earlier versions keep unwrapping until
+    /// [`KeyProvider::destroy_root_versions_below`]. Durable before it
+    /// returns (a crash afterwards leaves both versions usable).
+    ///
+    /// # Errors
+    /// Provider-specific.
+    fn rotate_root(&self) -> Result<u32>;
+
+    /// Destroys every root key version below `version` (irreversible: data
+    /// keys still wrapped by them become unrecoverable). Returns how many
+    /// versions were destroyed. `version` must not exceed the current one.
+    ///
+    /// # Errors
+    /// Provider-specific; [`CryptoError::InvalidRootVersion`] if `version`
+    /// is above the current version.
+    fn destroy_root_versions_below(&self, version: u32) -> Result<usize>;
+
+    /// The Ed25519 public key of the provider's signing key (32 bytes).
+    ///
+    /// # Errors
+    /// Provider-specific.
+    fn signing_public_key(&self) -> Result<[u8; 32]>;
+
+    /// Signs `message` with the provider's Ed25519 signing key (pure
+    /// Ed25519, RFC 8032).
+    ///
+    /// # Errors
+    /// Provider-specific.
+    fn sign(&self, message: &[u8]) -> Result<[u8; 64]>;
 
     /// Checks that the provider works (a wrap/unwrap round trip).
     fn health(&self) -> ProviderHealth;

@@ -168,11 +168,11 @@ fn header_errors_are_typed() {
         Envelope::parse(&[0u8; 64]),
         Err(CryptoError::Malformed(_))
     ));
-    let mut v2 = vec![b'R', b'E', 2];
-    v2.resize(64, 0);
+    let mut v3 = vec![b'R', b'E', 3];
+    v3.resize(64, 0);
     assert!(matches!(
-        Envelope::parse(&v2),
-        Err(CryptoError::UnsupportedVersion(2))
+        Envelope::parse(&v3),
+        Err(CryptoError::UnsupportedVersion(3))
     ));
     let mut unknown = vec![b'R', b'E', 1, 99];
     unknown.resize(64, 0);

@@ -392,3 +392,103 @@ fn key_operations_emit_events() {
     );
     assert_eq!(events[3].name(), "key.unwrap_failed");
 }
+
+#[test]
+fn account_scoped_fields_rotate_rewrap_and_shred() {
+    use rampart_crypto::{AccountKey, Scope};
+    let (_t, _d, p) = provider();
+    let ring = Keyring::new(p);
+    ring.rotate(Purpose::ApiSecrets).unwrap();
+    let alice = AccountKey::generate("alice").unwrap();
+    let bob = AccountKey::generate("bob").unwrap();
+    let ctx = AadContext::new("api_key", "k1", "secret");
+    let ct = ring
+        .encrypt_for(Purpose::ApiSecrets, &alice, &ctx, b"alice-secret")
+        .unwrap();
+    assert_eq!(Envelope::parse(&ct).unwrap().scope, Scope::Account);
+    assert_eq!(
+        &ring
+            .decrypt_for(Purpose::ApiSecrets, &alice, &ctx, &ct)
+            .unwrap()[..],
+        b"alice-secret"
+    );
+    // Another account's key, a replaced secret, or no account key: all fail.
+    assert!(matches!(
+        ring.decrypt_for(Purpose::ApiSecrets, &bob, &ctx, &ct),
+        Err(CryptoError::Decrypt)
+    ));
+    let alice_other = AccountKey::generate("alice").unwrap();
+    assert!(matches!(
+        ring.decrypt_for(Purpose::ApiSecrets, &alice_other, &ctx, &ct),
+        Err(CryptoError::Decrypt)
+    ));
+    assert!(matches!(
+        ring.decrypt(Purpose::ApiSecrets, &ctx, &ct),
+        Err(CryptoError::ScopeMismatch(_))
+    ));
+    let plain_ct = ring.encrypt(Purpose::ApiSecrets, &ctx, b"x").unwrap();
+    assert!(matches!(
+        ring.decrypt_for(Purpose::ApiSecrets, &alice, &ctx, &plain_ct),
+        Err(CryptoError::ScopeMismatch(_))
+    ));
+    // Flipping the format byte (scope) fails authentication, never panics.
+    let mut flipped = ct.clone();
+    flipped[2] = 1;
+    assert!(ring.decrypt(Purpose::ApiSecrets, &ctx, &flipped).is_err());
+
+    // Rotate and rewrap: same account key, new data-key version.
+    ring.rotate(Purpose::ApiSecrets).unwrap();
+    let ct2 = ring
+        .reencrypt_for(Purpose::ApiSecrets, &alice, &ctx, &ct)
+        .unwrap()
+        .unwrap();
+    assert_eq!(Envelope::parse(&ct2).unwrap().key_version, 2);
+    assert!(ring
+        .reencrypt_for(Purpose::ApiSecrets, &alice, &ctx, &ct2)
+        .unwrap()
+        .is_none());
+    ring.retire_below(Purpose::ApiSecrets, 2).unwrap();
+    assert_eq!(
+        &ring
+            .decrypt_for(Purpose::ApiSecrets, &alice, &ctx, &ct2)
+            .unwrap()[..],
+        b"alice-secret"
+    );
+    // Shredding = losing the account secret: the cache must not keep it alive.
+    ring.forget_account("alice");
+    let restored = AccountKey::from_bytes("alice", alice.expose()).unwrap();
+    assert!(ring
+        .decrypt_for(Purpose::ApiSecrets, &restored, &ctx, &ct2)
+        .is_ok());
+}
+
+#[test]
+fn prepared_rotation_is_not_current_until_loaded_and_counters_flush() {
+    let (_t, _d, p) = provider();
+    let ring = Keyring::new(p);
+    let w1 = ring.prepare_rotation(Purpose::MfaSeeds).unwrap();
+    assert_eq!(w1.version, 1);
+    assert_eq!(ring.current_version(Purpose::MfaSeeds), None);
+    ring.load(&w1, 10).unwrap();
+    assert_eq!(ring.current_version(Purpose::MfaSeeds), Some(1));
+    assert!(ring.take_encryption_deltas().is_empty());
+    for _ in 0..3 {
+        ring.encrypt(Purpose::MfaSeeds, &CTX, b"s").unwrap();
+    }
+    assert_eq!(
+        ring.take_encryption_deltas(),
+        vec![(Purpose::MfaSeeds, 1, 3)]
+    );
+    assert!(ring.take_encryption_deltas().is_empty());
+    ring.observe_total(Purpose::MfaSeeds, 1, 1_000);
+    assert!(ring.take_encryption_deltas().is_empty());
+    assert_eq!(ring.status()[0].encryptions, 1_000);
+    // Root rotation: the data key re-wraps under the new root version.
+    ring.provider().rotate_root().unwrap();
+    let rw = ring.rewrap_data_key(Purpose::MfaSeeds, 1).unwrap();
+    assert_eq!(rw.root_key_version, 2);
+    ring.provider().destroy_root_versions_below(2).unwrap();
+    let fresh = Keyring::new(Arc::clone(ring.provider()));
+    assert!(fresh.load(&w1, 0).is_err());
+    fresh.load(&rw, 0).unwrap();
+}

@@ -265,3 +265,99 @@ fn sealed_file_parameters_are_authenticated() {
     fs::write(&key, &good).unwrap();
     LocalKeyProvider::open(&data, Some(&pass("pw"))).unwrap();
 }
+
+#[test]
+fn root_rotation_keeps_old_wraps_until_destroyed_and_survives_a_crash() {
+    let (_t, data) = data_dir();
+    let p = LocalKeyProvider::create(&data, Some(&pass("pw")), FAST).unwrap();
+    let dek = DataKey::generate().unwrap();
+    let w1 = p.wrap_data_key(Purpose::ApiSecrets, 1, &dek).unwrap();
+    assert_eq!(p.wrapped_root_version(&w1).unwrap(), 1);
+
+    assert_eq!(p.rotate_root().unwrap(), 2);
+    let next = data.join(rampart_crypto::local::NEXT_ROOT_KEY_FILE);
+    assert_eq!(mode(&next), 0o600);
+    let w2 = p.wrap_data_key(Purpose::ApiSecrets, 1, &dek).unwrap();
+    assert_eq!(p.wrapped_root_version(&w2).unwrap(), 2);
+    assert_eq!(p.root_key_versions(), vec![1, 2]);
+    // A second rotate_root before the first finished keeps the pending version.
+    assert_eq!(p.rotate_root().unwrap(), 2);
+
+    // "Crash": reopen with both files present; both versions unwrap.
+    drop(p);
+    let p = LocalKeyProvider::open(&data, Some(&pass("pw"))).unwrap();
+    assert_eq!(p.root_key_versions(), vec![1, 2]);
+    assert_eq!(p.root_key_version(), 2);
+    assert!(p.unwrap_data_key(Purpose::ApiSecrets, 1, &w1).is_ok());
+    assert!(p.unwrap_data_key(Purpose::ApiSecrets, 1, &w2).is_ok());
+
+    assert!(matches!(
+        p.destroy_root_versions_below(3),
+        Err(CryptoError::InvalidRootVersion {
+            requested: 3,
+            current: 2
+        })
+    ));
+    let old_bytes = fs::read(root_key_path(&data)).unwrap();
+    assert_eq!(p.destroy_root_versions_below(2).unwrap(), 1);
+    assert!(!next.exists());
+    assert_eq!(mode(&root_key_path(&data)), 0o600);
+    assert_ne!(fs::read(root_key_path(&data)).unwrap(), old_bytes);
+    assert!(matches!(
+        p.unwrap_data_key(Purpose::ApiSecrets, 1, &w1),
+        Err(CryptoError::Unwrap { .. })
+    ));
+    assert!(p.unwrap_data_key(Purpose::ApiSecrets, 1, &w2).is_ok());
+    assert_eq!(p.destroy_root_versions_below(2).unwrap(), 0);
+
+    drop(p);
+    let p = LocalKeyProvider::open(&data, Some(&pass("pw"))).unwrap();
+    assert_eq!(p.root_key_versions(), vec![2]);
+    assert!(p.unwrap_data_key(Purpose::ApiSecrets, 1, &w1).is_err());
+    assert_eq!(
+        p.unwrap_data_key(Purpose::ApiSecrets, 1, &w2)
+            .unwrap()
+            .expose(),
+        dek.expose()
+    );
+}
+
+#[test]
+fn signing_key_is_stable_private_and_verifies() {
+    use aws_lc_rs::signature::{UnparsedPublicKey, ED25519};
+    let (_t, data) = data_dir();
+    let p = LocalKeyProvider::create(&data, None, FAST).unwrap();
+    let pk = p.signing_public_key().unwrap();
+    let sig = p.sign(b"checkpoint body").unwrap();
+    UnparsedPublicKey::new(&ED25519, pk)
+        .verify(b"checkpoint body", &sig)
+        .unwrap();
+    assert!(UnparsedPublicKey::new(&ED25519, pk)
+        .verify(b"other body", &sig)
+        .is_err());
+    let file = data.join(rampart_crypto::local::SIGNING_KEY_FILE);
+    assert_eq!(mode(&file), 0o600);
+    // Survives a root rotation and a reopen.
+    p.rotate_root().unwrap();
+    p.destroy_root_versions_below(2).unwrap();
+    drop(p);
+    let p = LocalKeyProvider::open(&data, None).unwrap();
+    assert_eq!(p.signing_public_key().unwrap(), pk);
+}
+
+#[test]
+fn sealed_signing_key_needs_the_passphrase() {
+    let (_t, data) = data_dir();
+    let p = LocalKeyProvider::create(&data, Some(&pass("pw")), FAST).unwrap();
+    let pk = p.signing_public_key().unwrap();
+    let file = fs::read(data.join(rampart_crypto::local::SIGNING_KEY_FILE)).unwrap();
+    assert_eq!(&file[..4], b"RMSK");
+    assert_eq!(file[5], 1, "sealed kind");
+    drop(p);
+    assert!(matches!(
+        LocalKeyProvider::open(&data, Some(&pass("wrong"))),
+        Err(CryptoError::WrongPassphrase { .. })
+    ));
+    let p = LocalKeyProvider::open(&data, Some(&pass("pw"))).unwrap();
+    assert_eq!(p.signing_public_key().unwrap(), pk);
+}
