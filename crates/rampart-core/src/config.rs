@@ -72,6 +72,81 @@ pub struct Config {
     pub upstreams: BTreeMap<String, UpstreamConfig>,
     /// Routes in file order.
     pub routes: Vec<RouteConfig>,
+    /// Where durable state lives.
+    pub storage: StorageConfig,
+    /// The key hierarchy: root key provider and data-key rotation.
+    pub keys: KeysConfig,
+}
+
+/// Where durable state lives.
+#[derive(Debug, Clone)]
+pub struct StorageConfig {
+    /// Data directory (root key file, database). Relative paths are
+    /// resolved against the configuration file's directory. Must not be
+    /// world-accessible.
+    pub data_dir: PathBuf,
+}
+
+/// Where a secret (passphrase, PIN) is read from at start. The value itself
+/// never appears in the configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SecretSource {
+    /// An environment variable of the process.
+    Env(String),
+    /// A file (first line, trailing newline removed); must be readable by
+    /// its owner only.
+    File(PathBuf),
+}
+
+/// Which provider holds the root key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeyProviderConfig {
+    /// A root key file under the data dir, optionally sealed with a
+    /// passphrase (argon2id).
+    Local {
+        /// Where the passphrase comes from; `None` = unsealed file.
+        passphrase: Option<SecretSource>,
+    },
+    /// A PKCS#11 token (HSM); the root key never leaves it.
+    Pkcs11 {
+        /// Path of the PKCS#11 module (`.so`).
+        module: PathBuf,
+        /// Token label.
+        token: String,
+        /// Where the user PIN comes from.
+        pin: SecretSource,
+        /// Label prefix of Rampart's objects in the token.
+        label: String,
+    },
+}
+
+/// The key hierarchy settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeysConfig {
+    /// Root key provider.
+    pub provider: KeyProviderConfig,
+    /// Rotate a data key after this many encryptions (at most 2^31).
+    pub rotate_after_encryptions: u64,
+    /// Rotate a data key once it is this old.
+    pub max_data_key_age: Duration,
+    /// How often the gateway flushes encryption counters, picks up new
+    /// key versions and rotates due keys.
+    pub refresh_interval: Duration,
+}
+
+/// Most encryptions a data key may be configured to perform before rotation:
+/// half the 2^32 NIST SP 800-38D bound for random 96-bit nonces.
+pub const MAX_ROTATE_AFTER_ENCRYPTIONS: u64 = 1 << 31;
+
+impl Default for KeysConfig {
+    fn default() -> Self {
+        Self {
+            provider: KeyProviderConfig::Local { passphrase: None },
+            rotate_after_encryptions: MAX_ROTATE_AFTER_ENCRYPTIONS,
+            max_data_key_age: Duration::from_secs(90 * 24 * 3600),
+            refresh_interval: Duration::from_secs(5),
+        }
+    }
 }
 
 /// Public listener settings.
@@ -312,6 +387,34 @@ fn d_level() -> String {
 struct RawDangerous {
     #[serde(default)]
     plaintext: bool,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawStorage {
+    data_dir: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawKeys {
+    provider: Option<String>,
+    passphrase_env: Option<String>,
+    passphrase_file: Option<String>,
+    rotate_after_encryptions: Option<u64>,
+    max_data_key_age: Option<String>,
+    refresh_interval: Option<String>,
+    pkcs11: Option<RawPkcs11>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPkcs11 {
+    module: String,
+    token: String,
+    pin_env: Option<String>,
+    pin_file: Option<String>,
+    label: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -700,7 +803,183 @@ pub fn parse_template(t: &str) -> Result<Vec<TemplateSeg>, String> {
     Ok(out)
 }
 
-const KNOWN_SECTIONS: [&str; 6] = ["server", "admin", "log", "dangerous", "upstreams", "routes"];
+const KNOWN_SECTIONS: [&str; 8] = [
+    "server",
+    "admin",
+    "log",
+    "dangerous",
+    "upstreams",
+    "routes",
+    "storage",
+    "keys",
+];
+
+impl Compiler<'_> {
+    fn path_in_base(&self, s: &str) -> PathBuf {
+        let p = Path::new(s);
+        if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            self.base_dir.join(p)
+        }
+    }
+
+    fn secret_source(
+        &mut self,
+        env: Option<String>,
+        file: Option<String>,
+        path: &[Seg],
+        env_key: &str,
+        file_key: &str,
+    ) -> Option<SecretSource> {
+        match (env, file) {
+            (None, None) => None,
+            (Some(_), Some(_)) => {
+                let mut p = path.to_vec();
+                p.push(k(file_key));
+                self.err(
+                    &p,
+                    format!("set either `{env_key}` or `{file_key}`, not both"),
+                );
+                None
+            }
+            (Some(name), None) => {
+                if name.is_empty() || name.contains('=') || name.contains('\0') {
+                    let mut p = path.to_vec();
+                    p.push(k(env_key));
+                    self.err(&p, "must be an environment variable name");
+                }
+                Some(SecretSource::Env(name))
+            }
+            (None, Some(f)) => Some(SecretSource::File(self.path_in_base(&f))),
+        }
+    }
+
+    fn storage(&mut self, table: &toml::Table) -> StorageConfig {
+        let raw = match table.get("storage") {
+            Some(v) => self
+                .de::<RawStorage>(v.clone(), &[k("storage")])
+                .unwrap_or_default(),
+            None => RawStorage::default(),
+        };
+        let data_dir = raw.data_dir.unwrap_or_else(|| "rampart-data".to_owned());
+        if data_dir.is_empty() {
+            self.err(&[k("storage"), k("data_dir")], "must not be empty");
+        }
+        StorageConfig {
+            data_dir: self.path_in_base(&data_dir),
+        }
+    }
+
+    fn keys(&mut self, table: &toml::Table) -> KeysConfig {
+        let base = [k("keys")];
+        let raw = match table.get("keys") {
+            Some(v) => self.de::<RawKeys>(v.clone(), &base).unwrap_or_default(),
+            None => RawKeys::default(),
+        };
+        let defaults = KeysConfig::default();
+        let p = |n: &str| [k("keys"), k(n)];
+        let passphrase = self.secret_source(
+            raw.passphrase_env,
+            raw.passphrase_file,
+            &base,
+            "passphrase_env",
+            "passphrase_file",
+        );
+        let provider = match raw.provider.as_deref().unwrap_or("local") {
+            "local" => {
+                if raw.pkcs11.is_some() {
+                    self.err(
+                        &p("pkcs11"),
+                        "`[keys.pkcs11]` is only used with `provider = \"pkcs11\"`",
+                    );
+                }
+                KeyProviderConfig::Local { passphrase }
+            }
+            "pkcs11" => {
+                if passphrase.is_some() {
+                    self.err(
+                        &p("provider"),
+                        "`passphrase_env`/`passphrase_file` apply to the local provider only",
+                    );
+                }
+                match raw.pkcs11 {
+                    None => {
+                        self.err(
+                            &p("pkcs11"),
+                            "missing: `provider = \"pkcs11\"` needs a `[keys.pkcs11]` table",
+                        );
+                        KeyProviderConfig::Local { passphrase: None }
+                    }
+                    Some(hsm) => {
+                        let hb = [k("keys"), k("pkcs11")];
+                        let module = self.file(&hsm.module, &[k("keys"), k("pkcs11"), k("module")]);
+                        if hsm.token.is_empty() {
+                            self.err(&[k("keys"), k("pkcs11"), k("token")], "must not be empty");
+                        }
+                        let pin = self.secret_source(
+                            hsm.pin_env,
+                            hsm.pin_file,
+                            &hb,
+                            "pin_env",
+                            "pin_file",
+                        );
+                        let pin = pin.unwrap_or_else(|| {
+                            self.err(
+                                &[k("keys"), k("pkcs11"), k("pin_env")],
+                                "missing: set `pin_env` or `pin_file`",
+                            );
+                            SecretSource::Env(String::new())
+                        });
+                        KeyProviderConfig::Pkcs11 {
+                            module,
+                            token: hsm.token,
+                            pin,
+                            label: hsm.label.unwrap_or_else(|| "rampart".to_owned()),
+                        }
+                    }
+                }
+            }
+            other => {
+                self.err(
+                    &p("provider"),
+                    format!("unknown key provider `{other}`, expected `local` or `pkcs11`"),
+                );
+                KeyProviderConfig::Local { passphrase: None }
+            }
+        };
+        let rotate_after_encryptions = raw
+            .rotate_after_encryptions
+            .unwrap_or(defaults.rotate_after_encryptions);
+        if rotate_after_encryptions == 0 || rotate_after_encryptions > MAX_ROTATE_AFTER_ENCRYPTIONS
+        {
+            self.err(
+                &p("rotate_after_encryptions"),
+                format!("must be between 1 and {MAX_ROTATE_AFTER_ENCRYPTIONS} (2^31, half the AES-GCM random-nonce bound)"),
+            );
+        }
+        let max_data_key_age = raw.max_data_key_age.map_or(defaults.max_data_key_age, |s| {
+            self.duration(&s, &p("max_data_key_age"))
+        });
+        if max_data_key_age < Duration::from_secs(60) {
+            self.err(&p("max_data_key_age"), "must be at least 1 minute");
+        }
+        let refresh_interval = raw.refresh_interval.map_or(defaults.refresh_interval, |s| {
+            self.duration(&s, &p("refresh_interval"))
+        });
+        if refresh_interval < Duration::from_millis(100)
+            || refresh_interval > Duration::from_secs(300)
+        {
+            self.err(&p("refresh_interval"), "must be between 100ms and 5m");
+        }
+        KeysConfig {
+            provider,
+            rotate_after_encryptions,
+            max_data_key_age,
+            refresh_interval,
+        }
+    }
+}
 
 /// Reads and compiles a configuration file. Relative file paths inside it are
 /// resolved against the file's directory.
@@ -761,6 +1040,9 @@ pub fn parse(text: &str, base_dir: &Path) -> Result<Config, ConfigErrors> {
     let dangerous = DangerousConfig {
         plaintext: dangerous.plaintext,
     };
+
+    let storage = c.storage(&table);
+    let keys = c.keys(&table);
 
     // [log]
     let log = match table.get("log") {
@@ -873,6 +1155,8 @@ pub fn parse(text: &str, base_dir: &Path) -> Result<Config, ConfigErrors> {
             dangerous,
             upstreams,
             routes,
+            storage,
+            keys,
         }),
         _ => Err(ConfigErrors(c.errors)),
     }

@@ -25,6 +25,7 @@ pub mod error;
 pub mod events;
 pub mod keyring;
 pub mod local;
+pub mod pkcs11;
 pub mod provider;
 pub mod purpose;
 
@@ -34,6 +35,7 @@ pub use error::{CryptoError, Result};
 pub use events::{KeyEvent, KeyEventSink, LogSink};
 pub use keyring::{DataKeyStatus, Keyring, KeyringLimits, WrappedDataKey};
 pub use local::{wrapped_root_version, KdfParams, LocalKeyProvider};
+pub use pkcs11::{Pkcs11Config, Pkcs11KeyProvider};
 pub use provider::{DataKey, KeyProvider, ProviderHealth};
 pub use purpose::Purpose;
 pub use secrecy::SecretString;

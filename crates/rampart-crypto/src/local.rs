@@ -251,8 +251,13 @@ impl LocalKeyProvider {
         passphrase: Option<&SecretString>,
         kdf: KdfParams,
     ) -> Result<Self> {
+        if !data_dir.exists() {
+            return Self::create(data_dir, passphrase, kdf);
+        }
         match Self::open(data_dir, passphrase) {
-            Err(CryptoError::MissingRootKey { .. }) => Self::create(data_dir, passphrase, kdf),
+            Err(CryptoError::MissingRootKey { path }) if path == root_key_path(data_dir) => {
+                Self::create(data_dir, passphrase, kdf)
+            }
             other => other,
         }
     }

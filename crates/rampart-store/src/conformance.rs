@@ -9,8 +9,13 @@
 use std::fmt;
 use std::future::Future;
 
+use zeroize::Zeroizing;
+
 use crate::error::StoreError;
-use crate::model::{Account, ApiKey, DekState, KeyMetadata, KeyState, MfaEnrolment};
+use crate::model::{
+    Account, AccountKey, ApiKey, CipherRef, CipherSwap, DekState, KeyMetadata, KeyState,
+    MfaEnrolment, StoredCiphertext,
+};
 use crate::store::Store;
 
 /// A conformance case that did not hold, with what was expected.
@@ -87,6 +92,74 @@ pub fn key_meta(purpose: &str, version: u32) -> KeyMetadata {
         encryptions: 0,
         state: DekState::Active,
         created_at_ms: 1_700_000_000_000 + i64::from(version),
+        root_key_version: 1,
+    }
+}
+
+/// A sample MFA enrolment.
+pub fn mfa(account_id: &str, kind: &str, seed_ciphertext: Vec<u8>) -> MfaEnrolment {
+    MfaEnrolment {
+        account_id: account_id.to_owned(),
+        kind: kind.to_owned(),
+        seed_ciphertext,
+        created_at_ms: 1_700_000_000_456,
+    }
+}
+
+/// A sample live shred handle with a 32-byte secret.
+pub fn account_key(account_id: &str) -> AccountKey {
+    AccountKey {
+        account_id: account_id.to_owned(),
+        secret: Some(Zeroizing::new(vec![0x5a; 32])),
+        created_at_ms: 1_700_000_000_789,
+        shredded_at_ms: None,
+    }
+}
+
+/// The location of an API key's secret.
+pub fn key_ref(key_id: &str) -> CipherRef {
+    CipherRef::ApiKeySecret {
+        key_id: key_id.to_owned(),
+    }
+}
+
+/// The location of an MFA seed.
+pub fn mfa_ref(account_id: &str, kind: &str) -> CipherRef {
+    CipherRef::MfaSeed {
+        account_id: account_id.to_owned(),
+        kind: kind.to_owned(),
+    }
+}
+
+/// Walks every stored encrypted field with [`Store::scan_ciphertexts`] in
+/// pages of `page` (at least 1), checking that no page is longer than asked
+/// and that locations strictly increase across the whole walk.
+pub async fn scan_all(store: &impl Store, page: u32) -> Result<Vec<StoredCiphertext>, Failure> {
+    let page = page.max(1);
+    let mut all: Vec<StoredCiphertext> = Vec::new();
+    loop {
+        let after = all.last().map(|c| c.location.clone());
+        let next = store.scan_ciphertexts(after.as_ref(), page).await?;
+        if next.is_empty() {
+            return Ok(all);
+        }
+        if next.len() > usize::try_from(page).unwrap_or(usize::MAX) {
+            return Err(Failure(format!(
+                "scan page of {} entries, asked for at most {page}",
+                next.len()
+            )));
+        }
+        for entry in next {
+            if let Some(last) = all.last() {
+                if entry.location <= last.location {
+                    return Err(Failure(format!(
+                        "scan order: {:?} came after {:?}",
+                        entry.location, last.location
+                    )));
+                }
+            }
+            all.push(entry);
+        }
     }
 }
 
@@ -206,6 +279,110 @@ pub async fn api_key_id_unique(store: &impl Store) -> Outcome {
         store.list_api_keys("key-uq-2").await?.len(),
         0,
         "no key under second account"
+    );
+    Ok(())
+}
+
+/// Many keys are created in one transaction: all of them, or none when
+/// one of them is a duplicate (of a stored key or within the batch) or
+/// names an unknown account.
+pub async fn api_keys_batch_create(store: &impl Store) -> Outcome {
+    store.create_account(&account("bat", None)).await?;
+    store.create_api_keys(&[]).await?;
+    let batch = vec![
+        api_key("kid-bat-1", "bat"),
+        api_key("kid-bat-2", "bat"),
+        ApiKey {
+            secret_ciphertext: None,
+            ..api_key("kid-bat-3", "bat")
+        },
+    ];
+    store.create_api_keys(&batch).await?;
+    check_eq!(store.list_api_keys("bat").await?, batch, "batch stored");
+
+    let mut clash = api_key("kid-bat-1", "bat");
+    clash.scheme = "ed25519".to_owned();
+    check_eq!(
+        store
+            .create_api_keys(&[
+                api_key("kid-bat-4", "bat"),
+                api_key("kid-bat-5", "bat"),
+                clash
+            ])
+            .await,
+        Err(StoreError::Conflict("api key")),
+        "batch with an existing key id"
+    );
+    check_eq!(
+        store
+            .create_api_keys(&[api_key("kid-bat-6", "bat"), api_key("kid-bat-6", "bat")])
+            .await,
+        Err(StoreError::Conflict("api key")),
+        "batch repeating a key id"
+    );
+    check_eq!(
+        store
+            .create_api_keys(&[
+                api_key("kid-bat-7", "bat"),
+                api_key("kid-bat-8", "bat-nobody")
+            ])
+            .await,
+        Err(StoreError::MissingReference("api key")),
+        "batch with an unknown account"
+    );
+    for refused in [
+        "kid-bat-4",
+        "kid-bat-5",
+        "kid-bat-6",
+        "kid-bat-7",
+        "kid-bat-8",
+    ] {
+        check_eq!(
+            store.get_api_key(refused).await,
+            Err(StoreError::NotFound("api key")),
+            format!("{refused} of a refused batch not stored")
+        );
+    }
+    check_eq!(
+        store.list_api_keys("bat").await?,
+        batch,
+        "refused batches changed nothing"
+    );
+    Ok(())
+}
+
+/// The secret ciphertext of a key can be replaced (or set when it had
+/// none), leaving every other field alone; an unknown key is not found.
+pub async fn api_key_set_secret(store: &impl Store) -> Outcome {
+    store.create_account(&account("key-ss", None)).await?;
+    let key = api_key("kid-ss", "key-ss");
+    let bare = ApiKey {
+        secret_ciphertext: None,
+        ..api_key("kid-ss-bare", "key-ss")
+    };
+    store.create_api_keys(&[key.clone(), bare.clone()]).await?;
+    store.set_api_key_secret("kid-ss", &[7, 0, 7, 255]).await?;
+    check_eq!(
+        store.get_api_key("kid-ss").await?,
+        ApiKey {
+            secret_ciphertext: Some(vec![7, 0, 7, 255]),
+            ..key
+        },
+        "secret replaced, rest kept"
+    );
+    store.set_api_key_secret("kid-ss-bare", &[1; 48]).await?;
+    check_eq!(
+        store.get_api_key("kid-ss-bare").await?,
+        ApiKey {
+            secret_ciphertext: Some(vec![1; 48]),
+            ..bare
+        },
+        "secret set on a key without one"
+    );
+    check_eq!(
+        store.set_api_key_secret("kid-ss-none", &[1]).await,
+        Err(StoreError::NotFound("api key")),
+        "secret of unknown key"
     );
     Ok(())
 }
@@ -354,6 +531,479 @@ pub async fn mfa_round_trip(store: &impl Store) -> Outcome {
         store.list_mfa("mfa-nobody").await?.len(),
         0,
         "refused enrolment not stored"
+    );
+    Ok(())
+}
+
+/// Shred handles round-trip, are never replaced (not even once shredded),
+/// need an existing account and a live secret; shredding deletes the secret,
+/// keeps the first shredding time and touches no other account.
+pub async fn account_keys_shred(store: &impl Store) -> Outcome {
+    store.create_account(&account("ak-1", None)).await?;
+    store.create_account(&account("ak-2", None)).await?;
+    let k1 = account_key("ak-1");
+    let k2 = AccountKey {
+        secret: Some(Zeroizing::new((0..=31).collect())),
+        ..account_key("ak-2")
+    };
+    check_eq!(
+        store.get_account_key("ak-1").await,
+        Err(StoreError::NotFound("account key")),
+        "no handle at first"
+    );
+    store.put_account_key(&k1).await?;
+    store.put_account_key(&k2).await?;
+    check_eq!(store.get_account_key("ak-1").await?, k1, "handle read back");
+    check_eq!(store.get_account_key("ak-2").await?, k2, "second handle");
+    check_eq!(
+        store.put_account_key(&account_key("ak-1")).await,
+        Err(StoreError::Conflict("account key")),
+        "second handle for an account"
+    );
+    check_eq!(
+        store.put_account_key(&account_key("ak-nobody")).await,
+        Err(StoreError::MissingReference("account key")),
+        "handle of unknown account"
+    );
+    check_eq!(
+        store.get_account_key("ak-nobody").await,
+        Err(StoreError::NotFound("account key")),
+        "refused handle not stored"
+    );
+
+    store.create_account(&account("ak-3", None)).await?;
+    let not_live = [
+        AccountKey {
+            secret: None,
+            shredded_at_ms: Some(5),
+            ..account_key("ak-3")
+        },
+        AccountKey {
+            shredded_at_ms: Some(5),
+            ..account_key("ak-3")
+        },
+        AccountKey {
+            secret: None,
+            ..account_key("ak-3")
+        },
+    ];
+    for key in &not_live {
+        check_eq!(
+            store.put_account_key(key).await,
+            Err(StoreError::Conflict("account key")),
+            format!("handle that is not live: {key:?}")
+        );
+    }
+    check_eq!(
+        store.get_account_key("ak-3").await,
+        Err(StoreError::NotFound("account key")),
+        "refused handles not stored"
+    );
+
+    store.shred_account_key("ak-1", 1_750_000_000_000).await?;
+    let shredded = AccountKey {
+        secret: None,
+        shredded_at_ms: Some(1_750_000_000_000),
+        ..k1.clone()
+    };
+    check_eq!(
+        store.get_account_key("ak-1").await?,
+        shredded.clone(),
+        "shredded handle"
+    );
+    store.shred_account_key("ak-1", 1_760_000_000_000).await?;
+    check_eq!(
+        store.get_account_key("ak-1").await?,
+        shredded,
+        "first shredding time kept"
+    );
+    check_eq!(
+        store.put_account_key(&k1).await,
+        Err(StoreError::Conflict("account key")),
+        "shredded handle never replaced"
+    );
+    check_eq!(
+        store.get_account_key("ak-2").await?,
+        k2,
+        "other account untouched"
+    );
+    check_eq!(
+        store.shred_account_key("ak-nobody", 1).await,
+        Err(StoreError::NotFound("account key")),
+        "shred of unknown account"
+    );
+    check_eq!(
+        store.shred_account_key("ak-3", 1).await,
+        Err(StoreError::NotFound("account key")),
+        "shred of account without a handle"
+    );
+    Ok(())
+}
+
+/// The root-key version of a data-key version round-trips (its whole
+/// range), and a rewrap replaces the wrapped DEK and root-key version of
+/// that version only.
+pub async fn key_metadata_rewrap(store: &impl Store) -> Outcome {
+    let v1 = KeyMetadata {
+        root_key_version: 0,
+        ..key_meta("rw-api", 1)
+    };
+    let v2 = KeyMetadata {
+        root_key_version: u32::MAX,
+        encryptions: 9,
+        state: DekState::Retired,
+        ..key_meta("rw-api", 2)
+    };
+    store.put_key_metadata(&v1).await?;
+    store.put_key_metadata(&v2).await?;
+    store.put_key_metadata(&key_meta("rw-mfa", 1)).await?;
+    check_eq!(
+        store.list_key_metadata("rw-api").await?,
+        vec![v1.clone(), v2.clone()],
+        "root key versions read back"
+    );
+    store
+        .update_wrapped_dek("rw-api", 2, &[0xaa, 0, 0xbb], 7)
+        .await?;
+    check_eq!(
+        store.list_key_metadata("rw-api").await?,
+        vec![
+            v1,
+            KeyMetadata {
+                wrapped_dek: vec![0xaa, 0, 0xbb],
+                root_key_version: 7,
+                ..v2
+            }
+        ],
+        "rewrapped version, the other untouched"
+    );
+    check_eq!(
+        store.list_key_metadata("rw-mfa").await?,
+        vec![key_meta("rw-mfa", 1)],
+        "other purpose untouched"
+    );
+    check_eq!(
+        store.update_wrapped_dek("rw-api", 3, &[1], 2).await,
+        Err(StoreError::NotFound("key metadata")),
+        "rewrap of unknown version"
+    );
+    check_eq!(
+        store.update_wrapped_dek("rw-none", 1, &[1], 2).await,
+        Err(StoreError::NotFound("key metadata")),
+        "rewrap of unknown purpose"
+    );
+    Ok(())
+}
+
+/// Encrypted fields are counted and scanned in [`CipherRef`] order (API-key
+/// secrets by key id, compared byte-wise, then MFA seeds by account and
+/// kind), skipping keys without a secret; `after` may sit anywhere, in
+/// either kind, and need not exist; pages never overlap or skip, also when
+/// fields are inserted and updated between pages. Other cases' fields may
+/// be present: only this case's ids are pinned down exactly.
+pub async fn ciphertext_scan_order(store: &impl Store) -> Outcome {
+    let before = store.count_ciphertexts().await?;
+    for id in ["cx-acc-1", "cx-acc-2", "cx-a", "cx-b"] {
+        store.create_account(&account(id, None)).await?;
+    }
+    let key = |id: &str, acc: &str, secret: Option<Vec<u8>>| ApiKey {
+        secret_ciphertext: secret,
+        ..api_key(id, acc)
+    };
+    store
+        .create_api_keys(&[
+            key("cx-k4", "cx-acc-2", Some(vec![4])),
+            key("cx-k2b", "cx-acc-1", None),
+            key("cx-K0", "cx-acc-1", Some(vec![0])),
+            key("cx-k\u{e9}", "cx-acc-2", Some(vec![5])),
+            key("cx-k2", "cx-acc-1", Some(vec![2])),
+            key("cx-k1", "cx-acc-1", Some(vec![1])),
+            key("cx-k3", "cx-acc-2", Some(vec![3])),
+        ])
+        .await?;
+    store.put_mfa(&mfa("cx-b", "totp", vec![0xb1])).await?;
+    store.put_mfa(&mfa("cx-a", "webauthn", vec![0xa2])).await?;
+    store.put_mfa(&mfa("cx-a", "totp", vec![0xa1])).await?;
+    check_eq!(
+        store.count_ciphertexts().await?,
+        before + 9,
+        "count: six secrets and three seeds added"
+    );
+
+    let entry = |location: CipherRef, acc: &str, ciphertext: Vec<u8>| StoredCiphertext {
+        location,
+        account_id: acc.to_owned(),
+        ciphertext,
+    };
+    let all = scan_all(store, 3).await?;
+    check_eq!(
+        u64::try_from(all.len()).unwrap_or(u64::MAX),
+        before + 9,
+        "full scan visits every counted field"
+    );
+    check_eq!(
+        store.scan_ciphertexts(None, u32::MAX).await?,
+        all.clone(),
+        "one big page equals the paged walk"
+    );
+    check_eq!(scan_all(store, 1).await?, all.clone(), "pages of one");
+    let ours: Vec<StoredCiphertext> = all
+        .iter()
+        .filter(|c| c.location.record_id().starts_with("cx-"))
+        .cloned()
+        .collect();
+    check_eq!(
+        ours,
+        vec![
+            entry(key_ref("cx-K0"), "cx-acc-1", vec![0]),
+            entry(key_ref("cx-k1"), "cx-acc-1", vec![1]),
+            entry(key_ref("cx-k2"), "cx-acc-1", vec![2]),
+            entry(key_ref("cx-k3"), "cx-acc-2", vec![3]),
+            entry(key_ref("cx-k4"), "cx-acc-2", vec![4]),
+            entry(key_ref("cx-k\u{e9}"), "cx-acc-2", vec![5]),
+            entry(mfa_ref("cx-a", "totp"), "cx-a", vec![0xa1]),
+            entry(mfa_ref("cx-a", "webauthn"), "cx-a", vec![0xa2]),
+            entry(mfa_ref("cx-b", "totp"), "cx-b", vec![0xb1]),
+        ],
+        "this case's fields, in order"
+    );
+
+    check_eq!(
+        store.scan_ciphertexts(None, 0).await?,
+        Vec::<StoredCiphertext>::new(),
+        "limit 0"
+    );
+    check_eq!(
+        store.scan_ciphertexts(None, 1).await?,
+        all.first().cloned().into_iter().collect::<Vec<_>>(),
+        "first page of one"
+    );
+    check_eq!(
+        store.scan_ciphertexts(Some(&key_ref("cx-k1")), 2).await?,
+        vec![
+            entry(key_ref("cx-k2"), "cx-acc-1", vec![2]),
+            entry(key_ref("cx-k3"), "cx-acc-2", vec![3]),
+        ],
+        "after a key in the middle, skipping a key without secret"
+    );
+    check_eq!(
+        store.scan_ciphertexts(Some(&key_ref("cx-k2a")), 1).await?,
+        vec![entry(key_ref("cx-k3"), "cx-acc-2", vec![3])],
+        "after a key id that does not exist"
+    );
+    check_eq!(
+        store
+            .scan_ciphertexts(Some(&mfa_ref("cx-a", "totp")), 2)
+            .await?,
+        vec![
+            entry(mfa_ref("cx-a", "webauthn"), "cx-a", vec![0xa2]),
+            entry(mfa_ref("cx-b", "totp"), "cx-b", vec![0xb1]),
+        ],
+        "after a seed in the middle, ordered by account then kind"
+    );
+    check_eq!(
+        store
+            .scan_ciphertexts(Some(&mfa_ref("cx-a", "u")), 1)
+            .await?,
+        vec![entry(mfa_ref("cx-a", "webauthn"), "cx-a", vec![0xa2])],
+        "after a seed that does not exist"
+    );
+
+    // A page spanning the end of the keys and the start of the seeds.
+    let first_seed = all
+        .iter()
+        .position(|c| matches!(c.location, CipherRef::MfaSeed { .. }))
+        .ok_or_else(|| Failure("no seed in the full scan".to_owned()))?;
+    let before_last_key = first_seed
+        .checked_sub(2)
+        .and_then(|i| all.get(i))
+        .map(|c| c.location.clone())
+        .ok_or_else(|| Failure("fewer than two keys in the full scan".to_owned()))?;
+    check_eq!(
+        store.scan_ciphertexts(Some(&before_last_key), 3).await?,
+        all.iter()
+            .skip(first_seed.saturating_sub(1))
+            .take(3)
+            .cloned()
+            .collect::<Vec<_>>(),
+        "page from the last key into the seeds"
+    );
+    check_eq!(
+        store
+            .scan_ciphertexts(Some(&key_ref("\u{10ffff}")), 2)
+            .await?,
+        all.iter()
+            .skip(first_seed)
+            .take(2)
+            .cloned()
+            .collect::<Vec<_>>(),
+        "after every key id: the first seeds"
+    );
+    let last = all
+        .last()
+        .map(|c| c.location.clone())
+        .ok_or_else(|| Failure("empty full scan".to_owned()))?;
+    check_eq!(
+        store.scan_ciphertexts(Some(&last), 5).await?,
+        Vec::<StoredCiphertext>::new(),
+        "nothing after the last field"
+    );
+
+    // Writes between pages: behind the cursor they are not seen, ahead of
+    // it they are, and nothing is visited twice.
+    let page = store.scan_ciphertexts(Some(&key_ref("cx-k1")), 2).await?;
+    let cursor = page
+        .last()
+        .map(|c| c.location.clone())
+        .ok_or_else(|| Failure("empty page".to_owned()))?;
+    check_eq!(cursor, key_ref("cx-k3"), "cursor");
+    store
+        .create_api_keys(&[
+            key("cx-k2c", "cx-acc-1", Some(vec![6])),
+            key("cx-k4a", "cx-acc-2", Some(vec![7])),
+        ])
+        .await?;
+    store.set_api_key_secret("cx-k4", &[44]).await?;
+    store.set_api_key_secret("cx-k2b", &[22]).await?;
+    check_eq!(
+        store.scan_ciphertexts(Some(&cursor), 3).await?,
+        vec![
+            entry(key_ref("cx-k4"), "cx-acc-2", vec![44]),
+            entry(key_ref("cx-k4a"), "cx-acc-2", vec![7]),
+            entry(key_ref("cx-k\u{e9}"), "cx-acc-2", vec![5]),
+        ],
+        "next page sees writes ahead of the cursor only"
+    );
+    check_eq!(
+        store.count_ciphertexts().await?,
+        before + 12,
+        "count after more writes"
+    );
+    Ok(())
+}
+
+/// Compare-and-swaps apply, in order and in one transaction, exactly when
+/// the field still holds the expected bytes; a changed field, a key
+/// without secret or a missing record is reported as not applied and left
+/// alone.
+pub async fn ciphertext_swaps(store: &impl Store) -> Outcome {
+    store.create_account(&account("sw", None)).await?;
+    let key = |id: &str, secret: Option<Vec<u8>>| ApiKey {
+        secret_ciphertext: secret,
+        ..api_key(id, "sw")
+    };
+    store
+        .create_api_keys(&[
+            key("sw-k1", Some(vec![1; 8])),
+            key("sw-k2", Some(vec![2; 8])),
+            key("sw-k3", None),
+        ])
+        .await?;
+    store.put_mfa(&mfa("sw", "totp", vec![3; 8])).await?;
+    let swap = |location: CipherRef, expected: Vec<u8>, new: Vec<u8>| CipherSwap {
+        location,
+        expected,
+        new,
+    };
+    check_eq!(
+        store.swap_ciphertexts(&[]).await?,
+        Vec::<bool>::new(),
+        "no swaps"
+    );
+    check_eq!(
+        store
+            .swap_ciphertexts(&[
+                swap(key_ref("sw-k1"), vec![1; 8], vec![11; 9]),
+                swap(key_ref("sw-k2"), vec![2; 7], vec![12; 9]),
+                swap(key_ref("sw-k3"), Vec::new(), vec![13; 9]),
+                swap(key_ref("sw-gone"), vec![1; 8], vec![14; 9]),
+                swap(mfa_ref("sw", "totp"), vec![3; 8], vec![15; 9]),
+                swap(mfa_ref("sw", "sms"), vec![3; 8], vec![16; 9]),
+                swap(mfa_ref("sw-gone", "totp"), vec![3; 8], vec![17; 9]),
+            ])
+            .await?,
+        vec![true, false, false, false, true, false, false],
+        "applied per swap"
+    );
+    check_eq!(
+        store.get_api_key("sw-k1").await?.secret_ciphertext,
+        Some(vec![11; 9]),
+        "applied swap"
+    );
+    check_eq!(
+        store.get_api_key("sw-k2").await?.secret_ciphertext,
+        Some(vec![2; 8]),
+        "swap with stale expectation left alone"
+    );
+    check_eq!(
+        store.get_api_key("sw-k3").await?.secret_ciphertext,
+        None,
+        "key without secret left alone"
+    );
+    check_eq!(
+        store.get_mfa("sw", "totp").await?.seed_ciphertext,
+        vec![15; 9],
+        "applied seed swap"
+    );
+    check_eq!(
+        store.get_api_key("sw-gone").await,
+        Err(StoreError::NotFound("api key")),
+        "swap creates no key"
+    );
+    check_eq!(
+        store.get_mfa("sw", "sms").await,
+        Err(StoreError::NotFound("mfa enrolment")),
+        "swap creates no enrolment"
+    );
+
+    // An online rewrap racing a writer: the writer wins.
+    let page = store.scan_ciphertexts(Some(&key_ref("sw-")), 2).await?;
+    check_eq!(
+        page.iter().map(|c| c.location.clone()).collect::<Vec<_>>(),
+        vec![key_ref("sw-k1"), key_ref("sw-k2")],
+        "rewrap page"
+    );
+    store.set_api_key_secret("sw-k2", &[22; 8]).await?;
+    let rewrapped: Vec<CipherSwap> = page
+        .into_iter()
+        .map(|c| {
+            let mut new = c.ciphertext.clone();
+            new.push(0xff);
+            swap(c.location, c.ciphertext, new)
+        })
+        .collect();
+    check_eq!(
+        store.swap_ciphertexts(&rewrapped).await?,
+        vec![true, false],
+        "rewrap skips the concurrently written field"
+    );
+    check_eq!(
+        store.get_api_key("sw-k1").await?.secret_ciphertext,
+        Some([vec![11; 9], vec![0xff]].concat()),
+        "rewrapped"
+    );
+    check_eq!(
+        store.get_api_key("sw-k2").await?.secret_ciphertext,
+        Some(vec![22; 8]),
+        "concurrent write kept"
+    );
+
+    // Swaps of one batch see the ones before them.
+    check_eq!(
+        store
+            .swap_ciphertexts(&[
+                swap(mfa_ref("sw", "totp"), vec![15; 9], vec![20]),
+                swap(mfa_ref("sw", "totp"), vec![20], vec![21]),
+                swap(mfa_ref("sw", "totp"), vec![15; 9], vec![22]),
+            ])
+            .await?,
+        vec![true, true, false],
+        "swaps applied in order"
+    );
+    check_eq!(
+        store.get_mfa("sw", "totp").await?.seed_ciphertext,
+        vec![21],
+        "seed after chained swaps"
     );
     Ok(())
 }
@@ -516,6 +1166,12 @@ where
         store.put_key_metadata(&key_meta("re-api", 1)).await?;
         store.add_encryptions("re-api", 1, 17).await?;
         store.set_min_decrypt_version("re-api", 1).await?;
+        store
+            .update_wrapped_dek("re-api", 1, &[0xee; 61], 2)
+            .await?;
+        store.put_account_key(&account_key("re-parent")).await?;
+        store.put_account_key(&account_key("re-child")).await?;
+        store.shred_account_key("re-child", 123).await?;
     }
     let store = open().await?;
     key.state = KeyState::Revoked;
@@ -532,6 +1188,8 @@ where
         store.list_key_metadata("re-api").await?,
         vec![KeyMetadata {
             encryptions: 17,
+            wrapped_dek: vec![0xee; 61],
+            root_key_version: 2,
             ..key_meta("re-api", 1)
         }],
         "key metadata"
@@ -540,6 +1198,20 @@ where
         store.min_decrypt_version("re-api").await?,
         Some(1),
         "min version"
+    );
+    check_eq!(
+        store.get_account_key("re-parent").await?,
+        account_key("re-parent"),
+        "live account key"
+    );
+    check_eq!(
+        store.get_account_key("re-child").await?,
+        AccountKey {
+            secret: None,
+            shredded_at_ms: Some(123),
+            ..account_key("re-child")
+        },
+        "shredded account key"
     );
     Ok(())
 }
@@ -558,11 +1230,17 @@ pub async fn run_all(store: &impl Store) -> Outcome {
     case!(sub_accounts);
     case!(api_keys_round_trip);
     case!(api_key_id_unique);
+    case!(api_keys_batch_create);
+    case!(api_key_set_secret);
     case!(api_key_unknown_account);
     case!(api_keys_list_by_account);
     case!(api_key_revoke);
     case!(mfa_round_trip);
+    case!(account_keys_shred);
     case!(key_metadata_versions);
+    case!(key_metadata_rewrap);
     case!(min_decrypt_version);
+    case!(ciphertext_scan_order);
+    case!(ciphertext_swaps);
     Ok(())
 }

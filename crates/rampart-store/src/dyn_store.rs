@@ -10,7 +10,10 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use crate::error::Result;
-use crate::model::{Account, ApiKey, DekState, KeyMetadata, MfaEnrolment};
+use crate::model::{
+    Account, AccountKey, ApiKey, CipherRef, CipherSwap, DekState, KeyMetadata, MfaEnrolment,
+    StoredCiphertext,
+};
 use crate::store::Store;
 
 /// A boxed, sendable future borrowing from `'a`.
@@ -28,6 +31,14 @@ pub trait DynStore: Send + Sync {
     fn list_sub_accounts<'a>(&'a self, parent_id: &'a str) -> BoxFuture<'a, Result<Vec<Account>>>;
     /// See [`Store::create_api_key`].
     fn create_api_key<'a>(&'a self, key: &'a ApiKey) -> BoxFuture<'a, Result<()>>;
+    /// See [`Store::create_api_keys`].
+    fn create_api_keys<'a>(&'a self, keys: &'a [ApiKey]) -> BoxFuture<'a, Result<()>>;
+    /// See [`Store::set_api_key_secret`].
+    fn set_api_key_secret<'a>(
+        &'a self,
+        key_id: &'a str,
+        ciphertext: &'a [u8],
+    ) -> BoxFuture<'a, Result<()>>;
     /// See [`Store::get_api_key`].
     fn get_api_key<'a>(&'a self, key_id: &'a str) -> BoxFuture<'a, Result<ApiKey>>;
     /// See [`Store::list_api_keys`].
@@ -44,6 +55,16 @@ pub trait DynStore: Send + Sync {
     ) -> BoxFuture<'a, Result<MfaEnrolment>>;
     /// See [`Store::list_mfa`].
     fn list_mfa<'a>(&'a self, account_id: &'a str) -> BoxFuture<'a, Result<Vec<MfaEnrolment>>>;
+    /// See [`Store::put_account_key`].
+    fn put_account_key<'a>(&'a self, key: &'a AccountKey) -> BoxFuture<'a, Result<()>>;
+    /// See [`Store::get_account_key`].
+    fn get_account_key<'a>(&'a self, account_id: &'a str) -> BoxFuture<'a, Result<AccountKey>>;
+    /// See [`Store::shred_account_key`].
+    fn shred_account_key<'a>(
+        &'a self,
+        account_id: &'a str,
+        at_ms: i64,
+    ) -> BoxFuture<'a, Result<()>>;
     /// See [`Store::put_key_metadata`].
     fn put_key_metadata<'a>(&'a self, meta: &'a KeyMetadata) -> BoxFuture<'a, Result<()>>;
     /// See [`Store::list_key_metadata`].
@@ -56,6 +77,14 @@ pub trait DynStore: Send + Sync {
         version: u32,
         by: u64,
     ) -> BoxFuture<'a, Result<u64>>;
+    /// See [`Store::update_wrapped_dek`].
+    fn update_wrapped_dek<'a>(
+        &'a self,
+        purpose: &'a str,
+        version: u32,
+        wrapped_dek: &'a [u8],
+        root_key_version: u32,
+    ) -> BoxFuture<'a, Result<()>>;
     /// See [`Store::set_key_state`].
     fn set_key_state<'a>(
         &'a self,
@@ -71,6 +100,16 @@ pub trait DynStore: Send + Sync {
     ) -> BoxFuture<'a, Result<()>>;
     /// See [`Store::min_decrypt_version`].
     fn min_decrypt_version<'a>(&'a self, purpose: &'a str) -> BoxFuture<'a, Result<Option<u32>>>;
+    /// See [`Store::count_ciphertexts`].
+    fn count_ciphertexts(&self) -> BoxFuture<'_, Result<u64>>;
+    /// See [`Store::scan_ciphertexts`].
+    fn scan_ciphertexts<'a>(
+        &'a self,
+        after: Option<&'a CipherRef>,
+        limit: u32,
+    ) -> BoxFuture<'a, Result<Vec<StoredCiphertext>>>;
+    /// See [`Store::swap_ciphertexts`].
+    fn swap_ciphertexts<'a>(&'a self, swaps: &'a [CipherSwap]) -> BoxFuture<'a, Result<Vec<bool>>>;
 }
 
 impl<S: Store> DynStore for S {
@@ -85,6 +124,16 @@ impl<S: Store> DynStore for S {
     }
     fn create_api_key<'a>(&'a self, key: &'a ApiKey) -> BoxFuture<'a, Result<()>> {
         Box::pin(Store::create_api_key(self, key))
+    }
+    fn create_api_keys<'a>(&'a self, keys: &'a [ApiKey]) -> BoxFuture<'a, Result<()>> {
+        Box::pin(Store::create_api_keys(self, keys))
+    }
+    fn set_api_key_secret<'a>(
+        &'a self,
+        key_id: &'a str,
+        ciphertext: &'a [u8],
+    ) -> BoxFuture<'a, Result<()>> {
+        Box::pin(Store::set_api_key_secret(self, key_id, ciphertext))
     }
     fn get_api_key<'a>(&'a self, key_id: &'a str) -> BoxFuture<'a, Result<ApiKey>> {
         Box::pin(Store::get_api_key(self, key_id))
@@ -107,6 +156,19 @@ impl<S: Store> DynStore for S {
     }
     fn list_mfa<'a>(&'a self, account_id: &'a str) -> BoxFuture<'a, Result<Vec<MfaEnrolment>>> {
         Box::pin(Store::list_mfa(self, account_id))
+    }
+    fn put_account_key<'a>(&'a self, key: &'a AccountKey) -> BoxFuture<'a, Result<()>> {
+        Box::pin(Store::put_account_key(self, key))
+    }
+    fn get_account_key<'a>(&'a self, account_id: &'a str) -> BoxFuture<'a, Result<AccountKey>> {
+        Box::pin(Store::get_account_key(self, account_id))
+    }
+    fn shred_account_key<'a>(
+        &'a self,
+        account_id: &'a str,
+        at_ms: i64,
+    ) -> BoxFuture<'a, Result<()>> {
+        Box::pin(Store::shred_account_key(self, account_id, at_ms))
     }
     fn put_key_metadata<'a>(&'a self, meta: &'a KeyMetadata) -> BoxFuture<'a, Result<()>> {
         Box::pin(Store::put_key_metadata(self, meta))
@@ -133,6 +195,21 @@ impl<S: Store> DynStore for S {
     ) -> BoxFuture<'a, Result<()>> {
         Box::pin(Store::set_key_state(self, purpose, version, state))
     }
+    fn update_wrapped_dek<'a>(
+        &'a self,
+        purpose: &'a str,
+        version: u32,
+        wrapped_dek: &'a [u8],
+        root_key_version: u32,
+    ) -> BoxFuture<'a, Result<()>> {
+        Box::pin(Store::update_wrapped_dek(
+            self,
+            purpose,
+            version,
+            wrapped_dek,
+            root_key_version,
+        ))
+    }
     fn set_min_decrypt_version<'a>(
         &'a self,
         purpose: &'a str,
@@ -142,6 +219,19 @@ impl<S: Store> DynStore for S {
     }
     fn min_decrypt_version<'a>(&'a self, purpose: &'a str) -> BoxFuture<'a, Result<Option<u32>>> {
         Box::pin(Store::min_decrypt_version(self, purpose))
+    }
+    fn count_ciphertexts(&self) -> BoxFuture<'_, Result<u64>> {
+        Box::pin(Store::count_ciphertexts(self))
+    }
+    fn scan_ciphertexts<'a>(
+        &'a self,
+        after: Option<&'a CipherRef>,
+        limit: u32,
+    ) -> BoxFuture<'a, Result<Vec<StoredCiphertext>>> {
+        Box::pin(Store::scan_ciphertexts(self, after, limit))
+    }
+    fn swap_ciphertexts<'a>(&'a self, swaps: &'a [CipherSwap]) -> BoxFuture<'a, Result<Vec<bool>>> {
+        Box::pin(Store::swap_ciphertexts(self, swaps))
     }
 }
 
@@ -175,6 +265,12 @@ impl Store for AnyStore {
     async fn create_api_key(&self, key: &ApiKey) -> Result<()> {
         DynStore::create_api_key(&*self.0, key).await
     }
+    async fn create_api_keys(&self, keys: &[ApiKey]) -> Result<()> {
+        DynStore::create_api_keys(&*self.0, keys).await
+    }
+    async fn set_api_key_secret(&self, key_id: &str, ciphertext: &[u8]) -> Result<()> {
+        DynStore::set_api_key_secret(&*self.0, key_id, ciphertext).await
+    }
     async fn get_api_key(&self, key_id: &str) -> Result<ApiKey> {
         DynStore::get_api_key(&*self.0, key_id).await
     }
@@ -193,6 +289,15 @@ impl Store for AnyStore {
     async fn list_mfa(&self, account_id: &str) -> Result<Vec<MfaEnrolment>> {
         DynStore::list_mfa(&*self.0, account_id).await
     }
+    async fn put_account_key(&self, key: &AccountKey) -> Result<()> {
+        DynStore::put_account_key(&*self.0, key).await
+    }
+    async fn get_account_key(&self, account_id: &str) -> Result<AccountKey> {
+        DynStore::get_account_key(&*self.0, account_id).await
+    }
+    async fn shred_account_key(&self, account_id: &str, at_ms: i64) -> Result<()> {
+        DynStore::shred_account_key(&*self.0, account_id, at_ms).await
+    }
     async fn put_key_metadata(&self, meta: &KeyMetadata) -> Result<()> {
         DynStore::put_key_metadata(&*self.0, meta).await
     }
@@ -202,6 +307,16 @@ impl Store for AnyStore {
     async fn add_encryptions(&self, purpose: &str, version: u32, by: u64) -> Result<u64> {
         DynStore::add_encryptions(&*self.0, purpose, version, by).await
     }
+    async fn update_wrapped_dek(
+        &self,
+        purpose: &str,
+        version: u32,
+        wrapped_dek: &[u8],
+        root_key_version: u32,
+    ) -> Result<()> {
+        DynStore::update_wrapped_dek(&*self.0, purpose, version, wrapped_dek, root_key_version)
+            .await
+    }
     async fn set_key_state(&self, purpose: &str, version: u32, state: DekState) -> Result<()> {
         DynStore::set_key_state(&*self.0, purpose, version, state).await
     }
@@ -210,5 +325,18 @@ impl Store for AnyStore {
     }
     async fn min_decrypt_version(&self, purpose: &str) -> Result<Option<u32>> {
         DynStore::min_decrypt_version(&*self.0, purpose).await
+    }
+    async fn count_ciphertexts(&self) -> Result<u64> {
+        DynStore::count_ciphertexts(&*self.0).await
+    }
+    async fn scan_ciphertexts(
+        &self,
+        after: Option<&CipherRef>,
+        limit: u32,
+    ) -> Result<Vec<StoredCiphertext>> {
+        DynStore::scan_ciphertexts(&*self.0, after, limit).await
+    }
+    async fn swap_ciphertexts(&self, swaps: &[CipherSwap]) -> Result<Vec<bool>> {
+        DynStore::swap_ciphertexts(&*self.0, swaps).await
     }
 }

@@ -1,19 +1,39 @@
 //! Rampart durable store.
 //!
 //! This crate owns Rampart's durable state: accounts and sub-accounts, API
-//! keys, MFA enrolments and the keyring's data-key metadata (later also
-//! policies). Callers use the backend-neutral [`Store`] trait; the embedded
-//! backend is [`SqliteStore`] (one SQLite file under the data dir, WAL,
-//! foreign keys on, schema from embedded migrations). A PostgreSQL backend
-//! can be added behind the same trait without touching callers, and must
-//! pass the same conformance suite (the `conformance` feature exposes
-//! `rampart_store::conformance`).
+//! keys, MFA enrolments, per-account shred handles and the keyring's
+//! data-key metadata (later also policies). Callers use the backend-neutral
+//! [`Store`] trait; the embedded backend is [`SqliteStore`] (one SQLite file
+//! under the data dir, WAL, foreign keys on, `secure_delete` on, schema from
+//! embedded migrations). A PostgreSQL backend can be added behind the same
+//! trait without touching callers, and must pass the same conformance suite
+//! (the `conformance` feature exposes `rampart_store::conformance`).
+//!
+//! Besides plain records, the store carries what key management needs:
+//!
+//! - **Root-key rotation**: every data-key version records the
+//!   [`root_key_version`](KeyMetadata::root_key_version) that wrapped it,
+//!   and [`Store::update_wrapped_dek`] replaces the wrapped bytes.
+//! - **Online rewrap** of encrypted fields (API-key secrets, MFA seeds):
+//!   [`Store::count_ciphertexts`] and [`Store::scan_ciphertexts`] walk every
+//!   field in a stable [`CipherRef`] order with keyset pagination (cheap on
+//!   100k+ records, correct under concurrent writes), and
+//!   [`Store::swap_ciphertexts`] writes a batch of rewrapped fields as
+//!   compare-and-swaps, so a concurrent write is never clobbered.
+//!   [`Store::create_api_keys`] inserts keys in bulk, in one transaction.
+//! - **Crypto-shredding**: an [`AccountKey`] is a per-account secret mixed
+//!   into the account's field keys; [`Store::shred_account_key`] deletes it
+//!   (leaving a tombstone), making the account's fields unrecoverable. With
+//!   `secure_delete` and [`SqliteStore::checkpoint`] the secret's bytes are
+//!   gone from the database file and its WAL too.
 //!
 //! It must never: store or see a plaintext secret (API secrets, MFA seeds
 //! and data keys arrive already sealed by rampart-crypto as opaque bytes
-//! and leave the same way); print those bytes in any `Debug` output; put
-//! stored values into error messages; or panic on anything read back from
-//! the database (malformed rows are a [`StoreError::Backend`]).
+//! and leave the same way; the one raw secret it holds, an account's shred
+//! handle, is kept in zeroizing memory and zeroed on disk when shredded);
+//! print those bytes in any `Debug` output; put stored values into error
+//! messages; or panic on anything read back from the database (malformed
+//! rows are a [`StoreError::Backend`]).
 //!
 //! ```
 //! use rampart_store::{Account, SqliteStore, Store, StoreError};
@@ -39,6 +59,9 @@ pub mod store;
 
 pub use dyn_store::{AnyStore, DynStore};
 pub use error::{Result, StoreError};
-pub use model::{Account, ApiKey, DekState, KeyMetadata, KeyState, MfaEnrolment};
+pub use model::{
+    Account, AccountKey, ApiKey, CipherRef, CipherSwap, DekState, KeyMetadata, KeyState,
+    MfaEnrolment, StoredCiphertext,
+};
 pub use sqlite::SqliteStore;
 pub use store::Store;

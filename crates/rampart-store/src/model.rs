@@ -4,6 +4,8 @@
 
 use std::fmt;
 
+use zeroize::Zeroizing;
+
 /// An account or sub-account: the owner of API keys and MFA enrolments.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Account {
@@ -162,6 +164,9 @@ pub struct KeyMetadata {
     pub version: u32,
     /// The DEK wrapped by the root key; opaque bytes.
     pub wrapped_dek: Vec<u8>,
+    /// Version of the root key that wrapped `wrapped_dek` (a root-key
+    /// rotation rewraps every DEK and bumps this).
+    pub root_key_version: u32,
     /// How many encryptions this version has performed.
     pub encryptions: u64,
     /// Active or retired.
@@ -176,10 +181,147 @@ impl fmt::Debug for KeyMetadata {
             .field("purpose", &self.purpose)
             .field("version", &self.version)
             .field("wrapped_dek", &Redacted(self.wrapped_dek.len()))
+            .field("root_key_version", &self.root_key_version)
             .field("encryptions", &self.encryptions)
             .field("state", &self.state)
             .field("created_at_ms", &self.created_at_ms)
             .finish()
+    }
+}
+
+/// The per-account shred handle: a random secret (32 bytes in practice)
+/// mixed into the derivation of the account's field keys. Shredding deletes
+/// the secret, which makes every field sealed under those keys
+/// unrecoverable; the record stays as a tombstone saying when.
+///
+/// The secret is zeroed in memory on drop; `Debug` prints only its length
+/// (or `shredded`).
+#[derive(Clone, PartialEq, Eq)]
+pub struct AccountKey {
+    /// The account the handle belongs to (one handle per account).
+    pub account_id: String,
+    /// The secret; `None` once shredded.
+    pub secret: Option<Zeroizing<Vec<u8>>>,
+    /// Creation time, Unix milliseconds.
+    pub created_at_ms: i64,
+    /// Shredding time, Unix milliseconds; `Some` exactly when `secret` is
+    /// `None`.
+    pub shredded_at_ms: Option<i64>,
+}
+
+impl fmt::Debug for AccountKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AccountKey")
+            .field("account_id", &self.account_id)
+            .field(
+                "secret",
+                &SecretState(self.secret.as_ref().map(|s| s.len())),
+            )
+            .field("created_at_ms", &self.created_at_ms)
+            .field("shredded_at_ms", &self.shredded_at_ms)
+            .finish()
+    }
+}
+
+/// Where one encrypted field lives. The derived order (every API-key secret
+/// by key id, then every MFA seed by account and kind) is the order in
+/// which [`Store::scan_ciphertexts`](crate::Store::scan_ciphertexts) walks
+/// them.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum CipherRef {
+    /// The secret of an API key.
+    ApiKeySecret {
+        /// Public key id.
+        key_id: String,
+    },
+    /// The seed of an MFA enrolment.
+    MfaSeed {
+        /// Enrolled account.
+        account_id: String,
+        /// MFA kind (for example `totp`).
+        kind: String,
+    },
+}
+
+impl CipherRef {
+    /// The kind of record holding the field (`api_key` or
+    /// `mfa_enrolment`).
+    pub fn record_type(&self) -> &'static str {
+        match self {
+            Self::ApiKeySecret { .. } => "api_key",
+            Self::MfaSeed { .. } => "mfa_enrolment",
+        }
+    }
+
+    /// The name of the field within its record (`secret` or `seed`).
+    pub fn field(&self) -> &'static str {
+        match self {
+            Self::ApiKeySecret { .. } => "secret",
+            Self::MfaSeed { .. } => "seed",
+        }
+    }
+
+    /// The id of the record: the key id, or `account_id/kind`.
+    pub fn record_id(&self) -> String {
+        match self {
+            Self::ApiKeySecret { key_id } => key_id.clone(),
+            Self::MfaSeed { account_id, kind } => format!("{account_id}/{kind}"),
+        }
+    }
+}
+
+/// One stored encrypted field, as a scan returns it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct StoredCiphertext {
+    /// Where the field lives.
+    pub location: CipherRef,
+    /// The account owning the record.
+    pub account_id: String,
+    /// The sealed bytes, as stored.
+    pub ciphertext: Vec<u8>,
+}
+
+impl fmt::Debug for StoredCiphertext {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StoredCiphertext")
+            .field("location", &self.location)
+            .field("account_id", &self.account_id)
+            .field("ciphertext", &Redacted(self.ciphertext.len()))
+            .finish()
+    }
+}
+
+/// A compare-and-swap of one encrypted field: replace the stored bytes by
+/// `new` only if they still equal `expected`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct CipherSwap {
+    /// Where the field lives.
+    pub location: CipherRef,
+    /// The bytes the field must hold for the swap to apply.
+    pub expected: Vec<u8>,
+    /// The replacement bytes.
+    pub new: Vec<u8>,
+}
+
+impl fmt::Debug for CipherSwap {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CipherSwap")
+            .field("location", &self.location)
+            .field("expected", &Redacted(self.expected.len()))
+            .field("new", &Redacted(self.new.len()))
+            .finish()
+    }
+}
+
+/// Prints the length of a secret, or `shredded` when it is gone.
+struct SecretState(Option<usize>);
+
+impl fmt::Debug for SecretState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            Some(len) => write!(f, "<{len} bytes>"),
+            None => f.write_str("shredded"),
+        }
     }
 }
 

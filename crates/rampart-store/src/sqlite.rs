@@ -1,18 +1,25 @@
 //! The embedded SQLite backend (sqlx): one database file under the data
-//! dir, WAL journal, foreign keys enforced, schema from embedded migrations.
+//! dir, WAL journal, foreign keys enforced, `secure_delete` on (deleted or
+//! overwritten bytes, such as a shredded account secret, are zeroed in the
+//! file rather than left in free space), schema from embedded migrations.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use sqlx::error::ErrorKind;
+use sqlx::query::Query;
 use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
-    SqliteSynchronous,
+    Sqlite, SqliteArguments, SqliteConnectOptions, SqliteJournalMode, SqlitePool,
+    SqlitePoolOptions, SqliteRow, SqliteSynchronous,
 };
 use sqlx::Row;
+use zeroize::Zeroizing;
 
 use crate::error::{Result, StoreError};
-use crate::model::{Account, ApiKey, DekState, KeyMetadata, KeyState, MfaEnrolment};
+use crate::model::{
+    Account, AccountKey, ApiKey, CipherRef, CipherSwap, DekState, KeyMetadata, KeyState,
+    MfaEnrolment, StoredCiphertext,
+};
 use crate::store::Store;
 
 /// File name of the database inside the data dir.
@@ -32,7 +39,26 @@ const API_KEY_COLUMNS: &str = "key_id, account_id, scheme, scopes, allowed_cidrs
      expires_at_ms, cert_fingerprint, profile, state, secret_ciphertext, public_key, \
      created_at_ms, revoked_at_ms";
 const MFA_COLUMNS: &str = "account_id, kind, seed_ciphertext, created_at_ms";
-const KEY_META_COLUMNS: &str = "purpose, version, wrapped_dek, encryptions, state, created_at_ms";
+const KEY_META_COLUMNS: &str =
+    "purpose, version, wrapped_dek, encryptions, state, created_at_ms, root_key_version";
+const ACCOUNT_KEY_COLUMNS: &str = "account_id, secret, created_at_ms, shredded_at_ms";
+
+/// Pages of [`Store::scan_ciphertexts`]: API-key secrets by key id, then
+/// MFA seeds by account and kind, each from the start or strictly after a
+/// position. Text compares byte-wise (SQLite's default `BINARY` collation),
+/// which is Rust's `String` order, so pages follow [`CipherRef`]'s order.
+const SCAN_KEYS_FIRST: &str = "SELECT key_id, account_id, secret_ciphertext AS ciphertext \
+     FROM api_keys WHERE secret_ciphertext IS NOT NULL ORDER BY key_id LIMIT ?";
+const SCAN_KEYS_AFTER: &str = "SELECT key_id, account_id, secret_ciphertext AS ciphertext \
+     FROM api_keys WHERE secret_ciphertext IS NOT NULL AND key_id > ? ORDER BY key_id LIMIT ?";
+const SCAN_SEEDS_FIRST: &str = "SELECT account_id, kind, seed_ciphertext AS ciphertext \
+     FROM mfa_enrolments ORDER BY account_id, kind LIMIT ?";
+const SCAN_SEEDS_AFTER: &str = "SELECT account_id, kind, seed_ciphertext AS ciphertext \
+     FROM mfa_enrolments WHERE (account_id, kind) > (?, ?) ORDER BY account_id, kind LIMIT ?";
+
+/// Starts a write transaction that takes the write lock at once, so no
+/// statement in it can fail on a lock upgrade.
+const BEGIN_WRITE: &str = "BEGIN IMMEDIATE";
 
 /// The SQLite implementation of [`Store`].
 #[derive(Clone, Debug)]
@@ -56,6 +82,7 @@ impl SqliteStore {
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal)
             .foreign_keys(true)
+            .pragma("secure_delete", "ON")
             .busy_timeout(BUSY_TIMEOUT);
         let pool = SqlitePoolOptions::new()
             .max_connections(FILE_POOL_SIZE)
@@ -83,6 +110,7 @@ impl SqliteStore {
         let options = SqliteConnectOptions::new()
             .in_memory(true)
             .foreign_keys(true)
+            .pragma("secure_delete", "ON")
             .busy_timeout(BUSY_TIMEOUT);
         let pool = SqlitePoolOptions::new()
             .max_connections(1)
@@ -100,6 +128,26 @@ impl SqliteStore {
     /// The database file, `None` when in memory.
     pub fn path(&self) -> Option<&Path> {
         self.path.as_deref()
+    }
+
+    /// Copies every committed change from the WAL into the database file
+    /// and truncates the WAL to zero bytes (`PRAGMA wal_checkpoint(TRUNCATE)`),
+    /// so no older copy of overwritten or deleted bytes (a shredded secret,
+    /// a replaced ciphertext) survives in the WAL. A no-op in memory.
+    /// Fails with a backend error if concurrent readers or writers kept it
+    /// from completing within the busy timeout.
+    pub async fn checkpoint(&self) -> Result<()> {
+        let row = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(|e| backend("checkpoint", &e))?;
+        let busy: i64 = row.try_get(0).map_err(|e| backend("checkpoint", &e))?;
+        if busy != 0 {
+            return Err(StoreError::Backend(
+                "checkpoint blocked by concurrent access".into(),
+            ));
+        }
+        Ok(())
     }
 
     /// Closes every connection, checkpointing the WAL.
@@ -232,6 +280,7 @@ fn key_meta_from(row: &SqliteRow) -> Result<KeyMetadata> {
     let version: i64 = row.try_get("version").map_err(e)?;
     let encryptions: i64 = row.try_get("encryptions").map_err(e)?;
     let state: String = row.try_get("state").map_err(e)?;
+    let root_key_version: i64 = row.try_get("root_key_version").map_err(e)?;
     Ok(KeyMetadata {
         purpose: row.try_get("purpose").map_err(e)?,
         version: u32::try_from(version).map_err(|_| corrupt("key version"))?,
@@ -239,7 +288,75 @@ fn key_meta_from(row: &SqliteRow) -> Result<KeyMetadata> {
         encryptions: u64::try_from(encryptions).map_err(|_| corrupt("encryption count"))?,
         state: DekState::parse(&state).ok_or_else(|| corrupt("key state"))?,
         created_at_ms: row.try_get("created_at_ms").map_err(e)?,
+        root_key_version: u32::try_from(root_key_version)
+            .map_err(|_| corrupt("root key version"))?,
     })
+}
+
+fn account_key_from(row: &SqliteRow) -> Result<AccountKey> {
+    let e = |e: sqlx::Error| map_err("account key", &e);
+    let secret: Option<Vec<u8>> = row.try_get("secret").map_err(e)?;
+    let key = AccountKey {
+        account_id: row.try_get("account_id").map_err(e)?,
+        secret: secret.map(Zeroizing::new),
+        created_at_ms: row.try_get("created_at_ms").map_err(e)?,
+        shredded_at_ms: row.try_get("shredded_at_ms").map_err(e)?,
+    };
+    if key.secret.is_some() == key.shredded_at_ms.is_some() {
+        return Err(corrupt("account key"));
+    }
+    Ok(key)
+}
+
+fn ciphertext_from(row: &SqliteRow, mfa: bool) -> Result<StoredCiphertext> {
+    let entity = if mfa { "mfa enrolment" } else { "api key" };
+    let e = |e: sqlx::Error| map_err(entity, &e);
+    let account_id: String = row.try_get("account_id").map_err(e)?;
+    let location = if mfa {
+        CipherRef::MfaSeed {
+            account_id: account_id.clone(),
+            kind: row.try_get("kind").map_err(e)?,
+        }
+    } else {
+        CipherRef::ApiKeySecret {
+            key_id: row.try_get("key_id").map_err(e)?,
+        }
+    };
+    Ok(StoredCiphertext {
+        location,
+        account_id,
+        ciphertext: row.try_get("ciphertext").map_err(e)?,
+    })
+}
+
+/// The statement inserting one API key (see [`insert_api_key`]).
+fn insert_api_key_sql() -> String {
+    format!(
+        "INSERT INTO api_keys ({API_KEY_COLUMNS}) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    )
+}
+
+/// The insert of one API key, ready to execute on the pool or in a
+/// transaction; `sql` comes from [`insert_api_key_sql`].
+fn insert_api_key<'q>(
+    sql: &'q str,
+    key: &'q ApiKey,
+) -> Result<Query<'q, Sqlite, SqliteArguments<'q>>> {
+    Ok(sqlx::query(sql)
+        .bind(&key.key_id)
+        .bind(&key.account_id)
+        .bind(&key.scheme)
+        .bind(json_list(&key.scopes)?)
+        .bind(json_list(&key.allowed_cidrs)?)
+        .bind(key.expires_at_ms)
+        .bind(&key.cert_fingerprint)
+        .bind(&key.profile)
+        .bind(key.state.as_str())
+        .bind(&key.secret_ciphertext)
+        .bind(&key.public_key)
+        .bind(key.created_at_ms)
+        .bind(key.revoked_at_ms))
 }
 
 fn json_list(list: &[String]) -> Result<String> {
@@ -284,27 +401,43 @@ impl Store for SqliteStore {
     }
 
     async fn create_api_key(&self, key: &ApiKey) -> Result<()> {
-        let sql = format!(
-            "INSERT INTO api_keys ({API_KEY_COLUMNS}) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-        );
-        sqlx::query(&sql)
-            .bind(&key.key_id)
-            .bind(&key.account_id)
-            .bind(&key.scheme)
-            .bind(json_list(&key.scopes)?)
-            .bind(json_list(&key.allowed_cidrs)?)
-            .bind(key.expires_at_ms)
-            .bind(&key.cert_fingerprint)
-            .bind(&key.profile)
-            .bind(key.state.as_str())
-            .bind(&key.secret_ciphertext)
-            .bind(&key.public_key)
-            .bind(key.created_at_ms)
-            .bind(key.revoked_at_ms)
+        let sql = insert_api_key_sql();
+        insert_api_key(&sql, key)?
             .execute(&self.pool)
             .await
             .map_err(|e| map_err("api key", &e))?;
+        Ok(())
+    }
+
+    async fn create_api_keys(&self, keys: &[ApiKey]) -> Result<()> {
+        if keys.is_empty() {
+            return Ok(());
+        }
+        let sql = insert_api_key_sql();
+        let mut tx = self
+            .pool
+            .begin_with(BEGIN_WRITE)
+            .await
+            .map_err(|e| map_err("api key", &e))?;
+        for key in keys {
+            insert_api_key(&sql, key)?
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| map_err("api key", &e))?;
+        }
+        tx.commit().await.map_err(|e| map_err("api key", &e))
+    }
+
+    async fn set_api_key_secret(&self, key_id: &str, ciphertext: &[u8]) -> Result<()> {
+        let done = sqlx::query("UPDATE api_keys SET secret_ciphertext = ? WHERE key_id = ?")
+            .bind(ciphertext)
+            .bind(key_id)
+            .execute(&self.pool)
+            .await
+            .map_err(|e| map_err("api key", &e))?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound("api key"));
+        }
         Ok(())
     }
 
@@ -387,9 +520,51 @@ impl Store for SqliteStore {
             .collect()
     }
 
+    async fn put_account_key(&self, key: &AccountKey) -> Result<()> {
+        let (Some(secret), None) = (&key.secret, key.shredded_at_ms) else {
+            return Err(StoreError::Conflict("account key"));
+        };
+        let sql =
+            format!("INSERT INTO account_keys ({ACCOUNT_KEY_COLUMNS}) VALUES (?, ?, ?, NULL)");
+        sqlx::query(&sql)
+            .bind(&key.account_id)
+            .bind(secret.as_slice())
+            .bind(key.created_at_ms)
+            .execute(&self.pool)
+            .await
+            .map_err(|e| map_err("account key", &e))?;
+        Ok(())
+    }
+
+    async fn get_account_key(&self, account_id: &str) -> Result<AccountKey> {
+        let sql = format!("SELECT {ACCOUNT_KEY_COLUMNS} FROM account_keys WHERE account_id = ?");
+        let row = sqlx::query(&sql)
+            .bind(account_id)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(|e| map_err("account key", &e))?;
+        account_key_from(&row)
+    }
+
+    async fn shred_account_key(&self, account_id: &str, at_ms: i64) -> Result<()> {
+        let done = sqlx::query(
+            "UPDATE account_keys SET secret = NULL, shredded_at_ms = COALESCE(shredded_at_ms, ?) \
+             WHERE account_id = ?",
+        )
+        .bind(at_ms)
+        .bind(account_id)
+        .execute(&self.pool)
+        .await
+        .map_err(|e| map_err("account key", &e))?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound("account key"));
+        }
+        Ok(())
+    }
+
     async fn put_key_metadata(&self, meta: &KeyMetadata) -> Result<()> {
         let sql =
-            format!("INSERT INTO key_metadata ({KEY_META_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)");
+            format!("INSERT INTO key_metadata ({KEY_META_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)");
         sqlx::query(&sql)
             .bind(&meta.purpose)
             .bind(i64::from(meta.version))
@@ -397,6 +572,7 @@ impl Store for SqliteStore {
             .bind(to_i64(meta.encryptions, "encryption count")?)
             .bind(meta.state.as_str())
             .bind(meta.created_at_ms)
+            .bind(i64::from(meta.root_key_version))
             .execute(&self.pool)
             .await
             .map_err(|e| map_err("key metadata", &e))?;
@@ -452,6 +628,30 @@ impl Store for SqliteStore {
         }
     }
 
+    async fn update_wrapped_dek(
+        &self,
+        purpose: &str,
+        version: u32,
+        wrapped_dek: &[u8],
+        root_key_version: u32,
+    ) -> Result<()> {
+        let done = sqlx::query(
+            "UPDATE key_metadata SET wrapped_dek = ?, root_key_version = ? \
+             WHERE purpose = ? AND version = ?",
+        )
+        .bind(wrapped_dek)
+        .bind(i64::from(root_key_version))
+        .bind(purpose)
+        .bind(i64::from(version))
+        .execute(&self.pool)
+        .await
+        .map_err(|e| map_err("key metadata", &e))?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound("key metadata"));
+        }
+        Ok(())
+    }
+
     async fn set_key_state(&self, purpose: &str, version: u32, state: DekState) -> Result<()> {
         let done =
             sqlx::query("UPDATE key_metadata SET state = ? WHERE purpose = ? AND version = ?")
@@ -502,6 +702,118 @@ impl Store for SqliteStore {
             }
         }
     }
+
+    async fn count_ciphertexts(&self) -> Result<u64> {
+        let row = sqlx::query(
+            "SELECT (SELECT COUNT(*) FROM api_keys WHERE secret_ciphertext IS NOT NULL) \
+             + (SELECT COUNT(*) FROM mfa_enrolments)",
+        )
+        .fetch_one(&self.pool)
+        .await
+        .map_err(|e| backend("count ciphertexts", &e))?;
+        let n: i64 = row
+            .try_get(0)
+            .map_err(|e| backend("count ciphertexts", &e))?;
+        u64::try_from(n).map_err(|_| corrupt("ciphertext count"))
+    }
+
+    async fn scan_ciphertexts(
+        &self,
+        after: Option<&CipherRef>,
+        limit: u32,
+    ) -> Result<Vec<StoredCiphertext>> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        // Both queries read one snapshot; each walks a primary-key index
+        // from the `after` position (keyset pagination, no OFFSET).
+        let mut tx = self
+            .pool
+            .begin()
+            .await
+            .map_err(|e| backend("scan ciphertexts", &e))?;
+        let mut page = Vec::new();
+        let keys = match after {
+            None => Some(sqlx::query(SCAN_KEYS_FIRST)),
+            Some(CipherRef::ApiKeySecret { key_id }) => {
+                Some(sqlx::query(SCAN_KEYS_AFTER).bind(key_id.as_str()))
+            }
+            Some(CipherRef::MfaSeed { .. }) => None,
+        };
+        if let Some(query) = keys {
+            let rows = query
+                .bind(i64::from(limit))
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(|e| map_err("api key", &e))?;
+            for row in &rows {
+                page.push(ciphertext_from(row, false)?);
+            }
+        }
+        let rest = i64::from(limit).saturating_sub(i64::try_from(page.len()).unwrap_or(i64::MAX));
+        if rest > 0 {
+            let seeds = match after {
+                Some(CipherRef::MfaSeed { account_id, kind }) => sqlx::query(SCAN_SEEDS_AFTER)
+                    .bind(account_id.as_str())
+                    .bind(kind.as_str()),
+                None | Some(CipherRef::ApiKeySecret { .. }) => sqlx::query(SCAN_SEEDS_FIRST),
+            };
+            let rows = seeds
+                .bind(rest)
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(|e| map_err("mfa enrolment", &e))?;
+            for row in &rows {
+                page.push(ciphertext_from(row, true)?);
+            }
+        }
+        tx.commit()
+            .await
+            .map_err(|e| backend("scan ciphertexts", &e))?;
+        Ok(page)
+    }
+
+    async fn swap_ciphertexts(&self, swaps: &[CipherSwap]) -> Result<Vec<bool>> {
+        if swaps.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut tx = self
+            .pool
+            .begin_with(BEGIN_WRITE)
+            .await
+            .map_err(|e| backend("swap ciphertexts", &e))?;
+        let mut applied = Vec::with_capacity(swaps.len());
+        for swap in swaps {
+            let done = match &swap.location {
+                CipherRef::ApiKeySecret { key_id } => sqlx::query(
+                    "UPDATE api_keys SET secret_ciphertext = ? \
+                     WHERE key_id = ? AND secret_ciphertext = ?",
+                )
+                .bind(swap.new.as_slice())
+                .bind(key_id)
+                .bind(swap.expected.as_slice())
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| map_err("api key", &e))?,
+                CipherRef::MfaSeed { account_id, kind } => sqlx::query(
+                    "UPDATE mfa_enrolments SET seed_ciphertext = ? \
+                     WHERE account_id = ? AND kind = ? AND seed_ciphertext = ?",
+                )
+                .bind(swap.new.as_slice())
+                .bind(account_id)
+                .bind(kind)
+                .bind(swap.expected.as_slice())
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| map_err("mfa enrolment", &e))?,
+            };
+            applied.push(done.rows_affected() > 0);
+        }
+        tx.commit()
+            .await
+            .map_err(|e| backend("swap ciphertexts", &e))?;
+        Ok(applied)
+    }
 }
 
 #[cfg(test)]
@@ -534,6 +846,7 @@ mod tests {
         assert_eq!(store.path(), Some(dir.path().join(DB_FILE_NAME).as_path()));
         assert_eq!(pragma(&store, "journal_mode").await, "wal");
         assert_eq!(pragma(&store, "foreign_keys").await, "1");
+        assert_eq!(pragma(&store, "secure_delete").await, "1");
     }
 
     #[tokio::test]
@@ -541,6 +854,24 @@ mod tests {
         let store = SqliteStore::open_in_memory().await.unwrap();
         assert_eq!(store.path(), None);
         assert_eq!(pragma(&store, "foreign_keys").await, "1");
+        assert_eq!(pragma(&store, "secure_delete").await, "1");
+        store.checkpoint().await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn every_pooled_connection_has_secure_delete() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open_in_dir(dir.path()).await.unwrap();
+        let mut held = Vec::new();
+        for _ in 0..FILE_POOL_SIZE {
+            let mut conn = store.pool.acquire().await.unwrap();
+            let on: i64 = sqlx::query_scalar("PRAGMA secure_delete")
+                .fetch_one(&mut *conn)
+                .await
+                .unwrap();
+            assert_eq!(on, 1);
+            held.push(conn);
+        }
     }
 
     #[tokio::test]
@@ -554,13 +885,13 @@ mod tests {
             .fetch_one(&store.pool)
             .await
             .unwrap();
-        assert_eq!(row.try_get::<i64, _>(0).unwrap(), 1);
+        assert_eq!(row.try_get::<i64, _>(0).unwrap(), 2);
     }
 
     #[tokio::test]
     async fn malformed_row_is_a_backend_error_not_a_panic() {
         let store = SqliteStore::open_in_memory().await.unwrap();
-        sqlx::query("INSERT INTO key_metadata VALUES ('p', 1, x'00', 0, 'active', 0)")
+        sqlx::query("INSERT INTO key_metadata VALUES ('p', 1, x'00', 0, 'active', 0, 1)")
             .execute(&store.pool)
             .await
             .unwrap();
@@ -576,6 +907,138 @@ mod tests {
             store.list_key_metadata("p").await,
             Err(StoreError::Backend("stored key state is malformed".into()))
         );
+    }
+
+    #[tokio::test]
+    async fn migration_defaults_root_key_version_of_existing_rows_to_1() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db.sqlite3");
+        {
+            let options = SqliteConnectOptions::new()
+                .filename(&path)
+                .create_if_missing(true);
+            let pool = SqlitePool::connect_with(options).await.unwrap();
+            let mut first = sqlx::migrate::Migrator::new(Path::new(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/migrations"
+            )))
+            .await
+            .unwrap();
+            first.migrations = std::borrow::Cow::Owned(
+                first
+                    .migrations
+                    .iter()
+                    .filter(|m| m.version == 1)
+                    .cloned()
+                    .collect(),
+            );
+            first.run(&pool).await.unwrap();
+            sqlx::query("INSERT INTO key_metadata VALUES ('old', 1, x'00', 0, 'active', 0)")
+                .execute(&pool)
+                .await
+                .unwrap();
+            pool.close().await;
+        }
+        let store = SqliteStore::open(&path).await.unwrap();
+        let meta = store.list_key_metadata("old").await.unwrap();
+        assert_eq!(meta[0].root_key_version, 1);
+    }
+
+    #[tokio::test]
+    async fn account_key_check_refuses_inconsistent_rows() {
+        let store = SqliteStore::open_in_memory().await.unwrap();
+        store
+            .create_account(&Account {
+                id: "a".into(),
+                name: "a".into(),
+                parent_id: None,
+                created_at_ms: 0,
+            })
+            .await
+            .unwrap();
+        for (secret, shredded) in [("x'01'", "5"), ("NULL", "NULL")] {
+            let sql = format!("INSERT INTO account_keys VALUES ('a', {secret}, 0, {shredded})");
+            let err = sqlx::query(&sql).execute(&store.pool).await.unwrap_err();
+            assert!(
+                err.as_database_error().unwrap().is_check_violation(),
+                "{err}"
+            );
+        }
+        sqlx::query("INSERT INTO account_keys VALUES ('a', x'01', 0, NULL)")
+            .execute(&store.pool)
+            .await
+            .unwrap();
+        let err = sqlx::query("UPDATE account_keys SET secret = NULL")
+            .execute(&store.pool)
+            .await
+            .unwrap_err();
+        assert!(err.as_database_error().unwrap().is_check_violation());
+        sqlx::query("PRAGMA ignore_check_constraints = ON")
+            .execute(&store.pool)
+            .await
+            .unwrap();
+        sqlx::query("UPDATE account_keys SET secret = NULL")
+            .execute(&store.pool)
+            .await
+            .unwrap();
+        assert_eq!(
+            store.get_account_key("a").await,
+            Err(StoreError::Backend(
+                "stored account key is malformed".into()
+            ))
+        );
+    }
+
+    #[tokio::test]
+    async fn negative_root_key_version_is_refused_and_malformed_when_forced() {
+        let store = SqliteStore::open_in_memory().await.unwrap();
+        let err =
+            sqlx::query("INSERT INTO key_metadata VALUES ('p', 1, x'00', 0, 'active', 0, -1)")
+                .execute(&store.pool)
+                .await
+                .unwrap_err();
+        assert!(err.as_database_error().unwrap().is_check_violation());
+        sqlx::query("PRAGMA ignore_check_constraints = ON")
+            .execute(&store.pool)
+            .await
+            .unwrap();
+        sqlx::query("INSERT INTO key_metadata VALUES ('p', 1, x'00', 0, 'active', 0, -1)")
+            .execute(&store.pool)
+            .await
+            .unwrap();
+        assert_eq!(
+            store.list_key_metadata("p").await,
+            Err(StoreError::Backend(
+                "stored root key version is malformed".into()
+            ))
+        );
+    }
+
+    #[tokio::test]
+    async fn scans_walk_primary_key_indexes() {
+        let store = SqliteStore::open_in_memory().await.unwrap();
+        for (sql, search) in [
+            (SCAN_KEYS_FIRST, false),
+            (SCAN_KEYS_AFTER, true),
+            (SCAN_SEEDS_FIRST, false),
+            (SCAN_SEEDS_AFTER, true),
+        ] {
+            let rows = sqlx::query(&format!("EXPLAIN QUERY PLAN {sql}"))
+                .bind("a")
+                .bind("b")
+                .bind(1_i64)
+                .fetch_all(&store.pool)
+                .await
+                .unwrap();
+            let plan: Vec<String> = rows
+                .iter()
+                .map(|r| r.try_get::<String, _>("detail").unwrap())
+                .collect();
+            let plan = plan.join("; ");
+            assert!(plan.contains("INDEX sqlite_autoindex"), "{sql}: {plan}");
+            assert_eq!(plan.starts_with("SEARCH"), search, "{sql}: {plan}");
+            assert!(!plan.contains("TEMP B-TREE"), "{sql}: {plan}");
+        }
     }
 
     #[cfg(unix)]

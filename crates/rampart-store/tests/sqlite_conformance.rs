@@ -9,8 +9,11 @@
     reason = "test code"
 )]
 
-use rampart_store::conformance;
-use rampart_store::{SqliteStore, Store};
+use std::time::Instant;
+
+use rampart_store::conformance::{self, key_ref, mfa_ref};
+use rampart_store::{AccountKey, CipherSwap, SqliteStore, Store, StoredCiphertext};
+use zeroize::Zeroizing;
 
 async fn fresh() -> (tempfile::TempDir, SqliteStore) {
     let dir = tempfile::tempdir().unwrap();
@@ -35,12 +38,18 @@ conformance_cases!(
     sub_accounts,
     api_keys_round_trip,
     api_key_id_unique,
+    api_keys_batch_create,
+    api_key_set_secret,
     api_key_unknown_account,
     api_keys_list_by_account,
     api_key_revoke,
     mfa_round_trip,
+    account_keys_shred,
     key_metadata_versions,
+    key_metadata_rewrap,
     min_decrypt_version,
+    ciphertext_scan_order,
+    ciphertext_swaps,
 );
 
 #[tokio::test]
@@ -83,7 +92,215 @@ async fn debug_never_prints_opaque_bytes() {
     );
     let meta = format!("{:?}", conformance::key_meta("p", 3));
     assert!(meta.contains("wrapped_dek: <60 bytes>"), "{meta}");
+    assert!(meta.contains("root_key_version: 1"), "{meta}");
     assert!(!meta.contains("[3"), "{meta}");
+
+    let mut handle = conformance::account_key("dbg");
+    handle.secret = Some(Zeroizing::new(vec![0xde; 32]));
+    store.put_account_key(&handle).await.unwrap();
+    let live = format!("{:?}", store.get_account_key("dbg").await.unwrap());
+    assert!(live.contains("secret: <32 bytes>"), "{live}");
+    assert!(!live.contains("222") && !live.contains("0xde"), "{live}");
+    store.shred_account_key("dbg", 9).await.unwrap();
+    let shredded = format!("{:?}", store.get_account_key("dbg").await.unwrap());
+    assert!(shredded.contains("secret: shredded"), "{shredded}");
+    assert!(shredded.contains("shredded_at_ms: Some(9)"), "{shredded}");
+
+    let page = store.scan_ciphertexts(None, 10).await.unwrap();
+    let shown = format!("{page:?}");
+    assert!(shown.contains("ciphertext: <4 bytes>"), "{shown}");
+    assert!(!shown.contains("222"), "{shown}");
+    let swap = CipherSwap {
+        location: key_ref("kid-dbg"),
+        expected: vec![0xde, 0xad, 0xbe, 0xef],
+        new: vec![0xde; 7],
+    };
+    let shown = format!("{swap:?}");
+    assert!(
+        shown.contains("expected: <4 bytes>, new: <7 bytes>"),
+        "{shown}"
+    );
+    assert!(!shown.contains("222"), "{shown}");
+}
+
+#[test]
+fn cipher_ref_names_and_order() {
+    let key = key_ref("kid-1");
+    let seed = mfa_ref("acc-1", "totp");
+    assert_eq!(
+        (key.record_type(), key.field(), key.record_id()),
+        ("api_key", "secret", "kid-1".to_owned())
+    );
+    assert_eq!(
+        (seed.record_type(), seed.field(), seed.record_id()),
+        ("mfa_enrolment", "seed", "acc-1/totp".to_owned())
+    );
+    let mut refs = vec![
+        mfa_ref("b", "a"),
+        mfa_ref("a", "z"),
+        key_ref("\u{10ffff}"),
+        key_ref("B"),
+        key_ref("a"),
+    ];
+    refs.sort();
+    assert_eq!(
+        refs,
+        vec![
+            key_ref("B"),
+            key_ref("a"),
+            key_ref("\u{10ffff}"),
+            mfa_ref("a", "z"),
+            mfa_ref("b", "a"),
+        ]
+    );
+}
+
+/// Whether any 8-byte run of `secret` occurs in the file at `path` (a
+/// missing file contains nothing). Runs, not the whole secret: SQLite may
+/// overwrite part of a freed cell and leave the rest.
+fn file_contains(path: &std::path::Path, secret: &[u8]) -> bool {
+    let bytes = match std::fs::read(path) {
+        Ok(bytes) => bytes,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return false,
+        Err(e) => panic!("read {}: {e}", path.display()),
+    };
+    secret
+        .windows(8)
+        .any(|run| bytes.windows(run.len()).any(|w| w == run))
+}
+
+#[tokio::test]
+async fn shredded_secret_bytes_leave_the_database_file_and_wal() {
+    let (_dir, store) = fresh().await;
+    let db = store.path().unwrap().to_path_buf();
+    let mut wal = db.as_os_str().to_owned();
+    wal.push("-wal");
+    let wal = std::path::PathBuf::from(wal);
+    // 32 distinctive bytes (an LCG), unlikely to occur by chance.
+    let mut x: u32 = 0x1234_5678;
+    let secret: Vec<u8> = (0..32)
+        .map(|_| {
+            x = x.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+            x.to_be_bytes()[0]
+        })
+        .collect();
+    for id in ["shred-me", "keep-me"] {
+        store
+            .create_account(&conformance::account(id, None))
+            .await
+            .unwrap();
+    }
+    store
+        .put_account_key(&AccountKey {
+            secret: Some(Zeroizing::new(secret.clone())),
+            ..conformance::account_key("shred-me")
+        })
+        .await
+        .unwrap();
+    store
+        .put_account_key(&conformance::account_key("keep-me"))
+        .await
+        .unwrap();
+    assert!(
+        file_contains(&db, &secret) || file_contains(&wal, &secret),
+        "secret written before shredding"
+    );
+    store.checkpoint().await.unwrap();
+    assert!(file_contains(&db, &secret), "secret checkpointed into file");
+    assert_eq!(std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0), 0);
+
+    store.shred_account_key("shred-me", 1).await.unwrap();
+    store.checkpoint().await.unwrap();
+    assert!(!file_contains(&db, &secret), "secret left in database file");
+    assert!(!file_contains(&wal, &secret), "secret left in WAL");
+    assert_eq!(
+        store.get_account_key("keep-me").await.unwrap(),
+        conformance::account_key("keep-me")
+    );
+    store.close().await;
+    assert!(!file_contains(&db, &secret), "secret back after close");
+}
+
+/// Seeds 100k API keys in batches, walks them in pages and rewraps them
+/// all with compare-and-swaps, on a database file.
+#[tokio::test]
+async fn rewrap_walk_over_100k_keys() {
+    const KEYS: usize = 100_000;
+    let (_dir, store) = fresh().await;
+    let started = Instant::now();
+    for a in 0..10 {
+        store
+            .create_account(&conformance::account(&format!("bulk-{a}"), None))
+            .await
+            .unwrap();
+    }
+    let ciphertext = |i: usize, generation: u8| {
+        let mut c = vec![generation; 40];
+        c[..8].copy_from_slice(&(i as u64).to_be_bytes());
+        c
+    };
+    let all_keys: Vec<usize> = (0..KEYS).collect();
+    for chunk in all_keys.chunks(5_000) {
+        let keys: Vec<_> = chunk
+            .iter()
+            .map(|&i| rampart_store::ApiKey {
+                secret_ciphertext: Some(ciphertext(i, 1)),
+                ..conformance::api_key(&format!("bulk-{i:06}"), &format!("bulk-{}", i % 10))
+            })
+            .collect();
+        store.create_api_keys(&keys).await.unwrap();
+    }
+    let seeded = started.elapsed();
+    assert_eq!(store.count_ciphertexts().await.unwrap(), KEYS as u64);
+
+    let mut after = None;
+    let mut pages = 0;
+    let mut seen = 0;
+    let mut applied = 0;
+    loop {
+        let page: Vec<StoredCiphertext> =
+            store.scan_ciphertexts(after.as_ref(), 1_000).await.unwrap();
+        let Some(last) = page.last() else { break };
+        after = Some(last.location.clone());
+        pages += 1;
+        for entry in &page {
+            assert_eq!(entry.location, key_ref(&format!("bulk-{seen:06}")));
+            assert_eq!(entry.account_id, format!("bulk-{}", seen % 10));
+            assert_eq!(entry.ciphertext, ciphertext(seen, 1));
+            seen += 1;
+        }
+        let swaps: Vec<CipherSwap> = page
+            .into_iter()
+            .map(|c| {
+                let mut new = c.ciphertext.clone();
+                new[8..].fill(2);
+                CipherSwap {
+                    location: c.location,
+                    expected: c.ciphertext,
+                    new,
+                }
+            })
+            .collect();
+        for batch in swaps.chunks(500) {
+            let done = store.swap_ciphertexts(batch).await.unwrap();
+            assert_eq!(done.len(), batch.len());
+            applied += done.iter().filter(|&&a| a).count();
+        }
+    }
+    let walked = started.elapsed() - seeded;
+    assert_eq!((pages, seen, applied), (100, KEYS, KEYS));
+    assert_eq!(store.count_ciphertexts().await.unwrap(), KEYS as u64);
+    let again = store.scan_ciphertexts(None, 3).await.unwrap();
+    assert_eq!(again.len(), 3);
+    for (i, entry) in again.iter().enumerate() {
+        assert_eq!(entry.ciphertext, ciphertext(i, 2));
+    }
+    let last = store
+        .get_api_key(&format!("bulk-{:06}", KEYS - 1))
+        .await
+        .unwrap();
+    assert_eq!(last.secret_ciphertext, Some(ciphertext(KEYS - 1, 2)));
+    eprintln!("seeded {KEYS} keys in {seeded:?}, scanned and rewrapped in {walked:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -149,4 +366,79 @@ async fn run_all_through_dyn_any_store() {
         shared.get_account("acc-rt").await.unwrap().name,
         "name of acc-rt"
     );
+}
+
+/// An online rewrap (scan, then compare-and-swap) racing a writer on the
+/// same file: the walk visits every key once and never clobbers a write.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_rewrap_never_clobbers_writes() {
+    const KEYS: usize = 2_000;
+    let (_dir, store) = fresh().await;
+    store
+        .create_account(&conformance::account("race", None))
+        .await
+        .unwrap();
+    let original = |i: usize| format!("orig-{i}").into_bytes();
+    let written = |i: usize| format!("written-{i}").into_bytes();
+    let rewrap = |c: &[u8]| [c, b"+rewrapped"].concat();
+    let keys: Vec<_> = (0..KEYS)
+        .map(|i| rampart_store::ApiKey {
+            secret_ciphertext: Some(original(i)),
+            ..conformance::api_key(&format!("race-{i:05}"), "race")
+        })
+        .collect();
+    store.create_api_keys(&keys).await.unwrap();
+
+    // The writer walks backwards over every 7th key while the rewrap walks
+    // forwards, so they cross.
+    let touched: Vec<usize> = (0..KEYS).rev().step_by(7).collect();
+    let writer = {
+        let store = store.clone();
+        let touched = touched.clone();
+        tokio::spawn(async move {
+            for i in touched {
+                store
+                    .set_api_key_secret(&format!("race-{i:05}"), &written(i))
+                    .await
+                    .unwrap();
+                tokio::task::yield_now().await;
+            }
+        })
+    };
+    let mut after = None;
+    let mut visited = 0;
+    loop {
+        let page = store.scan_ciphertexts(after.as_ref(), 50).await.unwrap();
+        let Some(last) = page.last() else { break };
+        after = Some(last.location.clone());
+        visited += page.len();
+        let swaps: Vec<CipherSwap> = page
+            .into_iter()
+            .map(|c| CipherSwap {
+                new: rewrap(&c.ciphertext),
+                location: c.location,
+                expected: c.ciphertext,
+            })
+            .collect();
+        store.swap_ciphertexts(&swaps).await.unwrap();
+        tokio::task::yield_now().await;
+    }
+    writer.await.unwrap();
+    assert_eq!(visited, KEYS);
+    for i in 0..KEYS {
+        let got = store
+            .get_api_key(&format!("race-{i:05}"))
+            .await
+            .unwrap()
+            .secret_ciphertext
+            .unwrap();
+        if touched.contains(&i) {
+            assert!(
+                got == written(i) || got == rewrap(&written(i)),
+                "key {i}: write lost"
+            );
+        } else {
+            assert_eq!(got, rewrap(&original(i)), "key {i}");
+        }
+    }
 }

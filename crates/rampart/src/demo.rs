@@ -1,9 +1,13 @@
 //! `rampart demo`: everything on one box with embedded defaults.
 //!
-//! Creates (or reuses) a data dir with a demo CA and server certificate, a
-//! generated `rampart.toml` and `demo-credentials.json`; starts two
-//! demo-exchange backends over one shared state (so failover keeps orders
-//! consistent), the gateway and the admin listener; stops cleanly on Ctrl-C.
+//! Creates (or reuses) a directory with a demo CA and server certificate, a
+//! generated `rampart.toml` and `demo-credentials.json` (the client's copy of
+//! the demo keys, handed over once as CONTRACT.md specifies); the gateway's
+//! own data dir is its `gateway/` subdirectory (root key, signing key,
+//! database), where the demo keys' secrets and the TOTP seed exist only
+//! encrypted. Starts two demo-exchange backends over one shared state (so
+//! failover keeps orders consistent), the gateway and the admin listener;
+//! stops cleanly on Ctrl-C.
 
 use std::fs;
 use std::io::Write;
@@ -224,6 +228,12 @@ listen = "{admin}"
 access_log = true
 level = "info"
 
+[storage]
+data_dir = "gateway"
+
+[keys]
+provider = "local"
+
 [upstreams.exchange]
 endpoints = [{eps}]
 protocol = "http1"
@@ -314,6 +324,12 @@ async fn run_async(dir: &Path, listen: SocketAddr, admin: SocketAddr) -> Result<
         .map_err(io_err(&cfg_path))?;
     let cfg = rampart_core::config::load(&cfg_path).map_err(|e| DemoError::Other(e.to_string()))?;
     crate::logging::init(&cfg.log.level);
+    crate::keys::harden_process();
+    let vault = crate::keys::open_vault(&cfg)
+        .await
+        .map_err(DemoError::Other)?;
+    let maintenance_stop = stop.child_token();
+    let maintenance = vault.spawn_maintenance(maintenance_stop.clone());
     let running = rampart_gateway::start(cfg)
         .await
         .map_err(|e| DemoError::Other(e.to_string()))?;
@@ -323,6 +339,7 @@ async fn run_async(dir: &Path, listen: SocketAddr, admin: SocketAddr) -> Result<
         running.addr,
         running.admin_addr.unwrap_or(admin),
     )?;
+    seed_store(&vault, &creds).await?;
 
     eprintln!(
         "\nRampart demo is running (Ctrl-C stops it).\n\
@@ -380,7 +397,139 @@ async fn run_async(dir: &Path, listen: SocketAddr, admin: SocketAddr) -> Result<
     )
     .await
     .ok();
+    maintenance_stop.cancel();
+    let _ = maintenance.await;
     drop(stop_guard);
+    Ok(())
+}
+
+/// RFC 4648 base32 (no padding) → bytes; `None` on a bad character.
+fn base32_decode(text: &str) -> Option<Vec<u8>> {
+    let mut out = Vec::new();
+    let mut buf: u32 = 0;
+    let mut bits = 0;
+    for c in text.trim_end_matches('=').bytes() {
+        let v = match c {
+            b'A'..=b'Z' => c - b'A',
+            b'2'..=b'7' => c - b'2' + 26,
+            _ => return None,
+        };
+        buf = (buf << 5) | u32::from(v);
+        bits += 5;
+        if bits >= 8 {
+            bits -= 8;
+            out.push(((buf >> bits) & 0xff) as u8);
+        }
+    }
+    Some(out)
+}
+
+fn str_field<'a>(v: &'a serde_json::Value, name: &str) -> Option<&'a str> {
+    v.get(name)?.as_str()
+}
+
+/// Puts the demo account, its API keys and its TOTP enrolment into the
+/// gateway's store, secrets sealed by the vault. Idempotent: what exists is
+/// kept.
+async fn seed_store(vault: &rampart_vault::Vault, creds_path: &Path) -> Result<(), DemoError> {
+    use rampart_store::{Account, ApiKey, KeyState, MfaEnrolment, Store, StoreError};
+    let other =
+        |e: &dyn std::fmt::Display| DemoError::Other(format!("seeding the demo store: {e}"));
+    let text = fs::read(creds_path).map_err(io_err(creds_path))?;
+    let creds: serde_json::Value = serde_json::from_slice(&text).map_err(|e| other(&e))?;
+    let account = str_field(&creds, "account").unwrap_or("demo").to_owned();
+    let store = vault.store();
+    let now = rampart_vault::now_ms();
+    match store
+        .create_account(&Account {
+            id: account.clone(),
+            name: "Demo trading account".to_owned(),
+            parent_id: None,
+            created_at_ms: now,
+        })
+        .await
+    {
+        Ok(()) | Err(StoreError::Conflict(_)) => {}
+        Err(e) => return Err(other(&e)),
+    }
+    for key in creds
+        .get("keys")
+        .and_then(serde_json::Value::as_array)
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+    {
+        let (Some(key_id), Some(scheme)) = (str_field(key, "key_id"), str_field(key, "scheme"))
+        else {
+            continue;
+        };
+        let mut record = ApiKey {
+            key_id: key_id.to_owned(),
+            account_id: account.clone(),
+            scheme: scheme.to_owned(),
+            scopes: key
+                .get("scopes")
+                .and_then(serde_json::Value::as_array)
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|s| s.as_str().map(str::to_owned))
+                        .collect()
+                })
+                .unwrap_or_default(),
+            allowed_cidrs: Vec::new(),
+            expires_at_ms: None,
+            cert_fingerprint: None,
+            profile: None,
+            state: KeyState::Enabled,
+            revoked_at_ms: None,
+            secret_ciphertext: None,
+            public_key: None,
+            created_at_ms: now,
+        };
+        if let Some(b64) = str_field(key, "secret_b64") {
+            let secret = zeroize::Zeroizing::new(
+                base64::engine::general_purpose::STANDARD
+                    .decode(b64)
+                    .map_err(|e| other(&e))?,
+            );
+            record.secret_ciphertext = Some(
+                vault
+                    .seal_api_secret(&account, key_id, &secret)
+                    .await
+                    .map_err(|e| other(&e))?,
+            );
+        } else if let Some(pem) = str_field(key, "private_key_pem") {
+            // The gateway keeps only the public half of an asymmetric key.
+            let pair = KeyPair::from_pem(pem)?;
+            record.public_key = Some(pair.public_key_raw().to_vec());
+        }
+        match store.create_api_key(&record).await {
+            Ok(()) | Err(StoreError::Conflict(_)) => {}
+            Err(e) => return Err(other(&e)),
+        }
+    }
+    if let Some(seed) = str_field(&creds, "totp_secret_base32").and_then(base32_decode) {
+        let seed = zeroize::Zeroizing::new(seed);
+        match store.get_mfa(&account, "totp").await {
+            Ok(_) => {}
+            Err(StoreError::NotFound(_)) => {
+                let ct = vault
+                    .seal_mfa_seed(&account, "totp", &seed)
+                    .await
+                    .map_err(|e| other(&e))?;
+                store
+                    .put_mfa(&MfaEnrolment {
+                        account_id: account.clone(),
+                        kind: "totp".to_owned(),
+                        seed_ciphertext: ct,
+                        created_at_ms: now,
+                    })
+                    .await
+                    .map_err(|e| other(&e))?;
+            }
+            Err(e) => return Err(other(&e)),
+        }
+    }
+    vault.flush_counters().await.map_err(|e| other(&e))?;
     Ok(())
 }
 
@@ -393,5 +542,17 @@ mod tests {
         assert_eq!(base32(b"foobar"), "MZXW6YTBOI");
         assert_eq!(base32(b"f"), "MY");
         assert_eq!(base32(b""), "");
+    }
+
+    #[test]
+    fn base32_round_trip() {
+        for data in [&b"foobar"[..], b"f", b"", &[0xff; 20]] {
+            assert_eq!(base32_decode(&base32(data)).as_deref(), Some(data));
+        }
+        assert_eq!(
+            base32_decode("MZXW6YTBOI======").as_deref(),
+            Some(&b"foobar"[..])
+        );
+        assert_eq!(base32_decode("mzxw"), None);
     }
 }

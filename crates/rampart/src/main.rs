@@ -1,9 +1,11 @@
-//! `rampart`: the one binary. Commands: `serve`, `demo`, `config check`.
+//! `rampart`: the one binary. Commands: `serve`, `demo`, `config check`,
+//! `keys …`.
 //!
 //! This file only parses arguments and maps results to exit codes; the work
 //! lives in the library crates and in the modules beside it.
 
 mod demo;
+mod keys;
 mod logging;
 mod serve;
 
@@ -54,6 +56,11 @@ enum Cmd {
         #[command(subcommand)]
         cmd: ConfigCmd,
     },
+    /// Key management: data-key rotation, rewrap, root rotation, shredding.
+    Keys {
+        #[command(subcommand)]
+        cmd: keys::KeysCmd,
+    },
 }
 
 #[derive(Subcommand)]
@@ -77,6 +84,7 @@ fn main() -> ExitCode {
             listen,
             admin_listen,
         } => demo::run(&data_dir, listen, admin_listen),
+        Cmd::Keys { cmd } => keys::run(cmd),
     }
 }
 

@@ -35,6 +35,7 @@ pub fn run(path: &Path) -> ExitCode {
         }
     };
     crate::logging::init(&cfg.log.level);
+    crate::keys::harden_process();
     // The control runtime (signals, reloads, health checks, admin); the public
     // listener runs thread-per-core on its own workers.
     let rt = match tokio::runtime::Builder::new_multi_thread()
@@ -49,6 +50,18 @@ pub fn run(path: &Path) -> ExitCode {
         }
     };
     rt.block_on(async move {
+        // Keys and store first: a wrong passphrase, PIN or permission stops
+        // the start before anything listens.
+        let vault = match crate::keys::open_vault(&cfg).await {
+            Ok(v) => v,
+            Err(e) => {
+                eprintln!("rampart serve: {e}");
+                tracing::error!(error = %e, "start failed");
+                return ExitCode::FAILURE;
+            }
+        };
+        let maintenance_stop = tokio_util::sync::CancellationToken::new();
+        let maintenance = vault.spawn_maintenance(maintenance_stop.clone());
         let running = match rampart_gateway::start_sharded(cfg, workers()).await {
             Ok(r) => r,
             Err(e) => {
@@ -81,6 +94,8 @@ pub fn run(path: &Path) -> ExitCode {
         tracing::info!("shutting down: draining connections");
         gw.shutdown();
         gw.drained().await;
+        maintenance_stop.cancel();
+        let _ = maintenance.await;
         tracing::info!("stopped");
         ExitCode::SUCCESS
     })
