@@ -1538,4 +1538,82 @@ weight = 0
         assert!(parse_template("/a/b%2f").is_err());
         assert_eq!(parse_template("/").unwrap(), vec![]);
     }
+
+    #[test]
+    fn storage_and_keys_defaults() {
+        let d = dir_with_certs();
+        let cfg = parse(GOOD, d.path()).unwrap();
+        assert_eq!(cfg.storage.data_dir, d.path().join("rampart-data"));
+        assert_eq!(cfg.keys, KeysConfig::default());
+        assert_eq!(
+            cfg.keys.provider,
+            KeyProviderConfig::Local { passphrase: None }
+        );
+    }
+
+    #[test]
+    fn keys_local_with_passphrase_and_pkcs11() {
+        let d = dir_with_certs();
+        let text = format!(
+            "{GOOD}[storage]\ndata_dir = \"/var/lib/rampart\"\n[keys]\npassphrase_file = \"secrets/pass\"\nrotate_after_encryptions = 1000000\nmax_data_key_age = \"30days\"\nrefresh_interval = \"2s\"\n"
+        );
+        let cfg = parse(&text, d.path()).unwrap();
+        assert_eq!(cfg.storage.data_dir, PathBuf::from("/var/lib/rampart"));
+        assert_eq!(
+            cfg.keys.provider,
+            KeyProviderConfig::Local {
+                passphrase: Some(SecretSource::File(d.path().join("secrets/pass")))
+            }
+        );
+        assert_eq!(cfg.keys.rotate_after_encryptions, 1_000_000);
+        assert_eq!(cfg.keys.max_data_key_age, Duration::from_secs(30 * 86_400));
+        assert_eq!(cfg.keys.refresh_interval, Duration::from_secs(2));
+
+        std::fs::write(d.path().join("hsm.so"), "x").unwrap();
+        let text = format!(
+            "{GOOD}[keys]\nprovider = \"pkcs11\"\n[keys.pkcs11]\nmodule = \"hsm.so\"\ntoken = \"prod\"\npin_env = \"HSM_PIN\"\n"
+        );
+        let cfg = parse(&text, d.path()).unwrap();
+        assert_eq!(
+            cfg.keys.provider,
+            KeyProviderConfig::Pkcs11 {
+                module: d.path().join("hsm.so"),
+                token: "prod".into(),
+                pin: SecretSource::Env("HSM_PIN".into()),
+                label: "rampart".into(),
+            }
+        );
+    }
+
+    #[test]
+    fn keys_errors_are_all_reported() {
+        let d = dir_with_certs();
+        let text = format!(
+            "{GOOD}[keys]\nprovider = \"pkcs11\"\npassphrase_env = \"A\"\npassphrase_file = \"b\"\nrotate_after_encryptions = 4294967296\nrefresh_interval = \"1ms\"\n[keys.pkcs11]\nmodule = \"missing.so\"\ntoken = \"\"\n"
+        );
+        let errs = parse(&text, d.path()).unwrap_err().0;
+        let joined = errs
+            .iter()
+            .map(|e| format!("{}: {}", e.path, e.message))
+            .collect::<Vec<_>>()
+            .join("\n");
+        for needle in [
+            "not both",
+            "rotate_after_encryptions: must be between 1 and 2147483648",
+            "refresh_interval: must be between",
+            "missing.so` does not exist",
+            "token: must not be empty",
+            "set `pin_env` or `pin_file`",
+        ] {
+            assert!(joined.contains(needle), "missing `{needle}` in:\n{joined}");
+        }
+        let hsm_with_pass = format!(
+            "{GOOD}[keys]\nprovider = \"pkcs11\"\npassphrase_env = \"A\"\n[keys.pkcs11]\nmodule = \"c.pem\"\ntoken = \"t\"\npin_env = \"P\"\n"
+        );
+        let errs = parse(&hsm_with_pass, d.path()).unwrap_err().0;
+        assert!(errs[0].message.contains("apply to the local provider only"));
+        let unknown = format!("{GOOD}[keys]\nprovider = \"kms\"\n");
+        let errs = parse(&unknown, d.path()).unwrap_err().0;
+        assert!(errs[0].message.contains("unknown key provider `kms`"));
+    }
 }

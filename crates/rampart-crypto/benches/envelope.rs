@@ -15,7 +15,9 @@ use std::time::Duration;
 
 use aws_lc_rs::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use rampart_crypto::{AadContext, KdfParams, KeyProvider, Keyring, LocalKeyProvider, Purpose};
+use rampart_crypto::{
+    AadContext, AccountKey, KdfParams, KeyProvider, Keyring, LocalKeyProvider, Purpose,
+};
 
 const CTX: AadContext<'static> = AadContext::new("api_key", "key-0001", "secret");
 
@@ -105,6 +107,23 @@ fn bench(c: &mut Criterion) {
                     .unwrap()
             });
         });
+        // Account-scoped (format 2): the derived key comes from the keyring's cache.
+        let account = AccountKey::generate("acct-1").unwrap();
+        g.bench_function(BenchmarkId::new("seal", "rampart-envelope-account"), |b| {
+            b.iter(|| {
+                ring.encrypt_for(Purpose::ApiSecrets, &account, &CTX, black_box(&plain))
+                    .unwrap()
+            });
+        });
+        let env = ring
+            .encrypt_for(Purpose::ApiSecrets, &account, &CTX, &plain)
+            .unwrap();
+        g.bench_function(BenchmarkId::new("open", "rampart-envelope-account"), |b| {
+            b.iter(|| {
+                ring.decrypt_for(Purpose::ApiSecrets, &account, &CTX, black_box(&env))
+                    .unwrap()
+            });
+        });
         g.finish();
     }
 
@@ -113,6 +132,16 @@ fn bench(c: &mut Criterion) {
         b.iter(|| {
             provider
                 .unwrap_data_key(Purpose::ApiSecrets, 1, black_box(&wrapped.wrapped))
+                .unwrap()
+        });
+    });
+    // An account key not in the cache: HKDF-SHA256 + AES key schedule + seal of 32 B.
+    let mut n = 0u64;
+    g.bench_function("account-key-derive-uncached+seal32", |b| {
+        b.iter(|| {
+            n += 1;
+            let account = AccountKey::from_bytes(&format!("acct-{n}"), &[9u8; 32]).unwrap();
+            ring.encrypt_for(Purpose::ApiSecrets, &account, &CTX, black_box(&[1u8; 32]))
                 .unwrap()
         });
     });

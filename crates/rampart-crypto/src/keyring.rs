@@ -94,7 +94,10 @@ impl DekEntry {
 /// Cached account-scoped keys: (account, purpose, version) → derived key,
 /// with the account secret it was derived from (compared on lookup, so a
 /// replaced account secret never hits a stale entry).
-type DerivedCache = HashMap<(String, Purpose, u32), (Zeroizing<[u8; 32]>, Arc<Aes256GcmKey>)>;
+/// Keyed by account first so a lookup borrows the account id (no allocation
+/// on the hot path).
+type DerivedCache =
+    HashMap<String, HashMap<(Purpose, u32), (Zeroizing<[u8; 32]>, Arc<Aes256GcmKey>)>>;
 
 /// Most derived account keys kept in memory; the cache is emptied when full.
 const DERIVED_CACHE_MAX: usize = 4096;
@@ -354,7 +357,7 @@ impl Keyring {
 
     /// Forgets every cached derived key of `account_id` (after shredding).
     pub fn forget_account(&self, account_id: &str) {
-        self.derived.write().retain(|(a, _, _), _| a != account_id);
+        self.derived.write().remove(account_id);
     }
 
     /// The newest version of `purpose`, if any.
@@ -484,8 +487,12 @@ impl Keyring {
         entry: &DekEntry,
         account: &AccountKey,
     ) -> Result<Arc<Aes256GcmKey>> {
-        let cache_key = (account.account_id().to_owned(), purpose, version);
-        if let Some((secret, key)) = self.derived.read().get(&cache_key) {
+        if let Some((secret, key)) = self
+            .derived
+            .read()
+            .get(account.account_id())
+            .and_then(|m| m.get(&(purpose, version)))
+        {
             if bool::from(secret.as_slice().ct_eq(account.expose().as_slice())) {
                 return Ok(Arc::clone(key));
             }
@@ -496,10 +503,13 @@ impl Keyring {
         if cache.len() >= DERIVED_CACHE_MAX {
             cache.clear();
         }
-        cache.insert(
-            cache_key,
-            (Zeroizing::new(*account.expose()), Arc::clone(&key)),
-        );
+        cache
+            .entry(account.account_id().to_owned())
+            .or_default()
+            .insert(
+                (purpose, version),
+                (Zeroizing::new(*account.expose()), Arc::clone(&key)),
+            );
         Ok(key)
     }
 
@@ -652,9 +662,9 @@ impl Keyring {
         let dropped = std::mem::replace(&mut pk.versions, kept).len();
         pk.min_version = min_version;
         drop(keys);
-        self.derived
-            .write()
-            .retain(|(_, p, v), _| *p != purpose || *v >= min_version);
+        for per_account in self.derived.write().values_mut() {
+            per_account.retain(|(p, v), _| *p != purpose || *v >= min_version);
+        }
         self.events.record(&KeyEvent::DataKeysRetired {
             purpose,
             min_version,
