@@ -1,7 +1,9 @@
 //! HTTP/JSON and WebSocket API over an [`Exchange`] (axum).
 //!
-//! The account is taken from the `X-Rampart-Account` header (set by the
-//! gateway after authentication), defaulting to `demo`. Every error is JSON:
+//! The account is taken from the `Rampart-Account` header (set by the
+//! gateway after authentication), defaulting to `demo`. When the exchange
+//! requires the gateway's signature ([`Exchange::require_gateway_signature`]),
+//! a request without a valid one is refused with 401 before any handler runs. Every error is JSON:
 //! `{"error": "<human message>", "code": "<machine code>"}`.
 //!
 //! | route | |
@@ -39,7 +41,7 @@ use crate::types::{Event, OrderType, Side, TimeInForce};
 use crate::Exchange;
 
 /// Header carrying the authenticated account name.
-pub const ACCOUNT_HEADER: &str = "x-rampart-account";
+pub const ACCOUNT_HEADER: &str = "rampart-account";
 /// Account used when the header is absent.
 pub const DEFAULT_ACCOUNT: &str = "demo";
 /// Default number of book levels per side.
@@ -136,6 +138,10 @@ fn build_router(ex: Arc<Exchange>, shutdown: Option<watch::Receiver<bool>>) -> R
         .route("/v1/stream", get(stream))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::clone(&ex),
+            gateway_signature,
+        ))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(AppState { ex, shutdown })
 }
@@ -156,6 +162,80 @@ pub async fn serve(
             let _ = tx.send(true);
         })
         .await
+}
+
+/// Checks the gateway's RFC 9421 signature when the exchange requires it.
+async fn gateway_signature(
+    State(ex): State<Arc<Exchange>>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    use std::sync::atomic::Ordering;
+    let Some(secret) = ex.gateway_key() else {
+        return next.run(req).await;
+    };
+    if req.uri().path() == "/healthz" {
+        return next.run(req).await;
+    }
+    let (parts, body) = req.into_parts();
+    let Ok(bytes) = axum::body::to_bytes(body, MAX_BODY_BYTES).await else {
+        return ApiError::bad_request("body_too_large", "request body too large").into_response();
+    };
+    let authority = parts
+        .headers
+        .get(axum::http::header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    let pq = parts
+        .uri
+        .path_and_query()
+        .map_or_else(|| parts.uri.path().to_owned(), |p| p.as_str().to_owned());
+    let view = rampart_auth::RequestView {
+        method: &parts.method,
+        path_and_query: &pq,
+        authority: &authority,
+        scheme: "http",
+        headers: &parts.headers,
+        body: &bytes,
+    };
+    let key = rampart_auth::KeyMaterial::Hmac(secret);
+    let verdict = match rampart_auth::rfc9421::parse(&view) {
+        Ok(Some(p)) => {
+            let fresh = p
+                .created()
+                .is_some_and(|c| (c - i64::try_from(now_ms() / 1000).unwrap_or(0)).abs() <= 60);
+            if p.key_id() != "rampart-gateway" {
+                Err("not signed by the gateway")
+            } else if !fresh {
+                Err("gateway signature is not fresh")
+            } else {
+                p.verify(&view, rampart_auth::Scheme::Rfc9421HmacSha256, &key)
+                    .map_err(|_| "gateway signature does not verify")
+            }
+        }
+        Ok(None) => Err("missing gateway signature"),
+        Err(_) => Err("malformed gateway signature"),
+    };
+    match verdict {
+        Ok(()) => {
+            ex.accepted_signed.fetch_add(1, Ordering::Relaxed);
+            next.run(axum::extract::Request::from_parts(
+                parts,
+                axum::body::Body::from(bytes),
+            ))
+            .await
+        }
+        Err(why) => {
+            ex.rejected_unsigned.fetch_add(1, Ordering::Relaxed);
+            ApiError {
+                status: StatusCode::UNAUTHORIZED,
+                code: "gateway_signature_required",
+                message: why.to_owned(),
+            }
+            .into_response()
+        }
+    }
 }
 
 fn account_of(headers: &HeaderMap) -> ApiResult<String> {

@@ -47,6 +47,13 @@ pub const EVENT_CHANNEL_CAPACITY: usize = 4096;
 pub struct Exchange {
     engine: Mutex<Engine>,
     events: broadcast::Sender<Event>,
+    /// When set, every request must carry the gateway's RFC 9421 signature
+    /// made with this HMAC secret (the core trusts only the gateway).
+    gateway_key: parking_lot::RwLock<Option<zeroize::Zeroizing<Vec<u8>>>>,
+    /// Requests refused for a missing or bad gateway signature.
+    pub rejected_unsigned: std::sync::atomic::AtomicU64,
+    /// Requests accepted with a valid gateway signature.
+    pub accepted_signed: std::sync::atomic::AtomicU64,
 }
 
 impl std::fmt::Debug for Exchange {
@@ -62,7 +69,21 @@ impl Exchange {
         Arc::new(Exchange {
             engine: Mutex::new(engine),
             events,
+            gateway_key: parking_lot::RwLock::new(None),
+            rejected_unsigned: std::sync::atomic::AtomicU64::new(0),
+            accepted_signed: std::sync::atomic::AtomicU64::new(0),
         })
+    }
+
+    /// Requires every request (except `GET /healthz`) to carry a valid
+    /// gateway signature made with `secret` (RFC 9421 `hmac-sha256`, key id
+    /// `rampart-gateway`, created within 60 s). Requests without one get 401.
+    pub fn require_gateway_signature(&self, secret: &[u8]) {
+        *self.gateway_key.write() = Some(zeroize::Zeroizing::new(secret.to_vec()));
+    }
+
+    pub(crate) fn gateway_key(&self) -> Option<zeroize::Zeroizing<Vec<u8>>> {
+        self.gateway_key.read().clone()
     }
 
     /// The demo state: markets, a market maker (`mm`) with resting

@@ -28,7 +28,7 @@ async fn connect(srv: &Server, account: Option<&str>) -> Ws {
         .unwrap();
     if let Some(a) = account {
         req.headers_mut()
-            .insert("x-rampart-account", a.parse().unwrap());
+            .insert("rampart-account", a.parse().unwrap());
     }
     let (ws, resp) = tokio::time::timeout(TIMEOUT, connect_async(req))
         .await
@@ -186,7 +186,7 @@ async fn shutdown_closes_streams_and_unknown_account_is_refused() {
         .into_client_request()
         .map(|mut r| {
             r.headers_mut()
-                .insert("x-rampart-account", "mallory".parse().unwrap());
+                .insert("rampart-account", "mallory".parse().unwrap());
             r
         })
         .unwrap();

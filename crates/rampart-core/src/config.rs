@@ -76,6 +76,41 @@ pub struct Config {
     pub storage: StorageConfig,
     /// The key hierarchy: root key provider and data-key rotation.
     pub keys: KeysConfig,
+    /// Request authentication.
+    pub auth: AuthConfig,
+}
+
+/// Request authentication settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuthConfig {
+    /// Oldest accepted request (its claimed creation time).
+    pub max_age: Duration,
+    /// How far in the future a request's creation time may be (clock skew).
+    pub max_future: Duration,
+    /// Most nonces remembered at once (each for `max_age + max_future`).
+    pub nonce_cache_entries: usize,
+    /// How long a key looked up in the store is cached in memory (bounds
+    /// how long a revocation made by another process takes to apply).
+    pub key_cache_ttl: Duration,
+    /// Lifetime of OAuth access tokens (at most 15 minutes).
+    pub token_lifetime: Duration,
+    /// File holding the HMAC secret with which the gateway signs the
+    /// identity headers it sends upstream (base64, owner-only). Created
+    /// under the data dir when not set.
+    pub upstream_identity_key_file: Option<PathBuf>,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        Self {
+            max_age: Duration::from_secs(5),
+            max_future: Duration::from_secs(1),
+            nonce_cache_entries: 1_000_000,
+            key_cache_ttl: Duration::from_secs(1),
+            token_lifetime: Duration::from_secs(900),
+            upstream_identity_key_file: None,
+        }
+    }
 }
 
 /// Where durable state lives.
@@ -387,6 +422,17 @@ fn d_level() -> String {
 struct RawDangerous {
     #[serde(default)]
     plaintext: bool,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawAuth {
+    max_age: Option<String>,
+    max_future: Option<String>,
+    nonce_cache_entries: Option<usize>,
+    key_cache_ttl: Option<String>,
+    token_lifetime: Option<String>,
+    upstream_identity_key_file: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -803,7 +849,8 @@ pub fn parse_template(t: &str) -> Result<Vec<TemplateSeg>, String> {
     Ok(out)
 }
 
-const KNOWN_SECTIONS: [&str; 8] = [
+const KNOWN_SECTIONS: [&str; 9] = [
+    "auth",
     "server",
     "admin",
     "log",
@@ -852,6 +899,58 @@ impl Compiler<'_> {
                 Some(SecretSource::Env(name))
             }
             (None, Some(f)) => Some(SecretSource::File(self.path_in_base(&f))),
+        }
+    }
+
+    fn auth(&mut self, table: &toml::Table) -> AuthConfig {
+        let raw = match table.get("auth") {
+            Some(v) => self
+                .de::<RawAuth>(v.clone(), &[k("auth")])
+                .unwrap_or_default(),
+            None => RawAuth::default(),
+        };
+        let d = AuthConfig::default();
+        let p = |n: &str| [k("auth"), k(n)];
+        let max_age = raw
+            .max_age
+            .map_or(d.max_age, |s| self.duration(&s, &p("max_age")));
+        if max_age < Duration::from_millis(100) || max_age > Duration::from_secs(300) {
+            self.err(&p("max_age"), "must be between 100ms and 5m");
+        }
+        let max_future = raw
+            .max_future
+            .map_or(d.max_future, |s| self.duration(&s, &p("max_future")));
+        if max_future > Duration::from_secs(60) {
+            self.err(&p("max_future"), "must be at most 1m");
+        }
+        let nonce_cache_entries = raw.nonce_cache_entries.unwrap_or(d.nonce_cache_entries);
+        if !(1_000..=100_000_000).contains(&nonce_cache_entries) {
+            self.err(
+                &p("nonce_cache_entries"),
+                "must be between 1000 and 100000000",
+            );
+        }
+        let key_cache_ttl = raw
+            .key_cache_ttl
+            .map_or(d.key_cache_ttl, |s| self.duration(&s, &p("key_cache_ttl")));
+        if key_cache_ttl > Duration::from_secs(60) {
+            self.err(&p("key_cache_ttl"), "must be at most 1m");
+        }
+        let token_lifetime = raw.token_lifetime.map_or(d.token_lifetime, |s| {
+            self.duration(&s, &p("token_lifetime"))
+        });
+        if token_lifetime < Duration::from_secs(10) || token_lifetime > Duration::from_secs(900) {
+            self.err(&p("token_lifetime"), "must be between 10s and 15m");
+        }
+        AuthConfig {
+            max_age,
+            max_future,
+            nonce_cache_entries,
+            key_cache_ttl,
+            token_lifetime,
+            upstream_identity_key_file: raw
+                .upstream_identity_key_file
+                .map(|f| self.path_in_base(&f)),
         }
     }
 
@@ -1043,6 +1142,7 @@ pub fn parse(text: &str, base_dir: &Path) -> Result<Config, ConfigErrors> {
 
     let storage = c.storage(&table);
     let keys = c.keys(&table);
+    let auth = c.auth(&table);
 
     // [log]
     let log = match table.get("log") {
@@ -1157,6 +1257,7 @@ pub fn parse(text: &str, base_dir: &Path) -> Result<Config, ConfigErrors> {
             routes,
             storage,
             keys,
+            auth,
         }),
         _ => Err(ConfigErrors(c.errors)),
     }

@@ -76,6 +76,9 @@ pub enum ProblemCode {
     UpstreamUnavailable,
     /// 503: the gateway is at its connection or concurrency limit.
     Overloaded,
+    /// 503: a dependency of authentication (key directory, replay cache) is
+    /// unavailable; the request is refused, never let through.
+    AuthUnavailable,
     /// 504: the upstream did not answer in time.
     UpstreamTimeout,
 }
@@ -113,6 +116,7 @@ impl ProblemCode {
         Self::InternalError,
         Self::UpstreamUnavailable,
         Self::Overloaded,
+        Self::AuthUnavailable,
         Self::UpstreamTimeout,
     ];
 
@@ -149,6 +153,7 @@ impl ProblemCode {
             Self::InternalError => "INTERNAL_ERROR",
             Self::UpstreamUnavailable => "UPSTREAM_UNAVAILABLE",
             Self::Overloaded => "OVERLOADED",
+            Self::AuthUnavailable => "AUTH_UNAVAILABLE",
             Self::UpstreamTimeout => "UPSTREAM_TIMEOUT",
         }
     }
@@ -183,7 +188,7 @@ impl ProblemCode {
             Self::RateLimited | Self::LockedOut => StatusCode::TOO_MANY_REQUESTS,
             Self::InternalError => StatusCode::INTERNAL_SERVER_ERROR,
             Self::UpstreamUnavailable => StatusCode::BAD_GATEWAY,
-            Self::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Overloaded | Self::AuthUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             Self::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
         }
     }
@@ -221,6 +226,7 @@ impl ProblemCode {
             Self::InternalError => "internal error",
             Self::UpstreamUnavailable => "upstream unavailable",
             Self::Overloaded => "overloaded",
+            Self::AuthUnavailable => "authentication unavailable",
             Self::UpstreamTimeout => "upstream timeout",
         }
     }

@@ -8,6 +8,7 @@
 //! safe.
 
 pub mod admin;
+pub mod auth;
 pub mod listener;
 pub mod proxy;
 pub mod respond;
@@ -15,6 +16,7 @@ pub mod router;
 pub mod runtime;
 pub mod stats;
 pub mod tls;
+pub mod tokens;
 pub mod upstream;
 
 pub use runtime::{Gateway, GatewayError, Runtime};
@@ -35,9 +37,17 @@ pub struct Running {
 
 /// Binds the configured listeners and starts serving in the background.
 pub async fn start(cfg: rampart_core::config::Config) -> Result<Running, GatewayError> {
+    start_with(cfg, None).await
+}
+
+/// [`start`] with authentication services.
+pub async fn start_with(
+    cfg: rampart_core::config::Config,
+    auth: Option<Arc<auth::AuthServices>>,
+) -> Result<Running, GatewayError> {
     let listen = cfg.server.listen;
     let admin = prepare_admin(&cfg)?;
-    let gateway = Gateway::new(cfg)?;
+    let gateway = Gateway::with_auth(cfg, auth)?;
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .map_err(|source| GatewayError::Bind {
@@ -65,12 +75,13 @@ pub async fn start(cfg: rampart_core::config::Config) -> Result<Running, Gateway
 pub async fn start_sharded(
     cfg: rampart_core::config::Config,
     workers: usize,
+    auth: Option<Arc<auth::AuthServices>>,
 ) -> Result<Running, GatewayError> {
     let workers = workers.clamp(1, 256);
     upstream::set_max_workers(workers);
     let listen = cfg.server.listen;
     let admin = prepare_admin(&cfg)?;
-    let gateway = Gateway::new(cfg)?;
+    let gateway = Gateway::with_auth(cfg, auth)?;
     let bind_err = |source| GatewayError::Bind {
         addr: listen,
         source,

@@ -249,6 +249,18 @@ async fn pipeline(
         );
     }
 
+    // Gateway-local endpoints: OAuth token issuance and the JWKS.
+    if path == "/oauth/token" || path == "/.well-known/jwks.json" {
+        if let Some(o) = token_endpoints(rt, conn, req, &path, rid).await {
+            return o;
+        }
+        return Outcome::reject(
+            Problem::new(ProblemCode::NotFound).detail("no route matches the path"),
+            rid,
+            None,
+        );
+    }
+
     // Phase: route.
     let (route, upath) = match rt.router.lookup(req.method(), &path) {
         Match::Found(r, params) => (r.clone(), upstream_path(r, &path, &params)),
@@ -286,10 +298,26 @@ async fn pipeline(
         Some(q) => format!("{upath}?{q}"),
         None => upath,
     };
+    let path_and_query = req
+        .uri()
+        .path_and_query()
+        .map_or_else(|| path.clone(), |pq| pq.as_str().to_owned());
+    let needs_auth = route.cfg.scope != "public";
 
-    // Phase: upgrade (WebSocket) bypasses body buffering.
+    // Phase: upgrade (WebSocket) bypasses body buffering; it is
+    // authenticated first, with an empty body.
     if is_websocket_upgrade(&req) {
-        return websocket(&pool, conn, req, &target, rid, route).await;
+        let principal = if needs_auth {
+            let head = make_head(req.method().clone(), req.uri(), req.headers().clone());
+            match authenticate_phase(rt, conn, &route, &head, &path_and_query, &[]).await {
+                Ok(p) => Some(p),
+                Err(p) => return Outcome::reject(*p, rid, Some(route)),
+            }
+        } else {
+            None
+        };
+        let identity = rt.auth.as_ref().map(|a| Arc::clone(&a.identity));
+        return websocket(&pool, conn, req, &target, rid, route, principal, identity).await;
     }
 
     // Phase: body limits.
@@ -328,8 +356,246 @@ async fn pipeline(
     };
     let head = make_head(parts.method, &parts.uri, parts.headers);
 
+    // Phase: authentication (over the buffered body).
+    let principal = if needs_auth {
+        match authenticate_phase(rt, conn, &route, &head, &path_and_query, &body).await {
+            Ok(p) => Some(p),
+            Err(p) => return Outcome::reject(*p, rid, Some(route)),
+        }
+    } else {
+        None
+    };
+
     // Phase: forward.
-    forward(&pool, conn, head, body, &target, rid, route).await
+    let identity = rt.auth.as_ref().map(|a| Arc::clone(&a.identity));
+    forward(
+        &pool, conn, head, body, &target, rid, route, principal, identity,
+    )
+    .await
+}
+
+/// `POST /oauth/token` and `GET /.well-known/jwks.json`; `None` when the
+/// gateway has no token service (then they do not exist).
+async fn token_endpoints(
+    rt: &Runtime,
+    conn: &ConnInfo,
+    req: Request<Incoming>,
+    path: &str,
+    rid: &str,
+) -> Option<Outcome> {
+    let svc = rt.auth.as_ref()?;
+    let tokens = svc.tokens.as_ref()?;
+    let json_response = |status: StatusCode, v: serde_json::Value| {
+        let mut resp = Response::new(respond::full(Bytes::from(v.to_string())));
+        *resp.status_mut() = status;
+        resp.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        resp.headers_mut()
+            .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        Outcome {
+            resp,
+            route: None,
+            upstream: None,
+            attempts: 0,
+        }
+    };
+    if path == "/.well-known/jwks.json" {
+        if req.method() != Method::GET {
+            return Some(Outcome::reject(
+                Problem::new(ProblemCode::MethodNotAllowed),
+                rid,
+                None,
+            ));
+        }
+        return Some(json_response(StatusCode::OK, tokens.jwks()));
+    }
+    if req.method() != Method::POST {
+        return Some(Outcome::reject(
+            Problem::new(ProblemCode::MethodNotAllowed).detail("the path accepts POST"),
+            rid,
+            None,
+        ));
+    }
+    let pq = req
+        .uri()
+        .path_and_query()
+        .map_or_else(|| path.to_owned(), |p| p.as_str().to_owned());
+    let (mut parts, body) = req.into_parts();
+    strip_hop_by_hop(&mut parts.headers);
+    let body = match tokio::time::timeout(rt.cfg.server.request_timeout, read_body(body, 4096))
+        .await
+    {
+        Ok(Ok(b)) => b,
+        Ok(Err(BodyError::TooLarge)) => return Some(Outcome::reject(too_large(4096), rid, None)),
+        _ => {
+            return Some(Outcome::reject(
+                Problem::new(ProblemCode::BadRequest).detail("the request body could not be read"),
+                rid,
+                None,
+            ))
+        }
+    };
+    let head = make_head(parts.method, &parts.uri, parts.headers);
+    let authority = head.authority.as_deref().unwrap_or("").to_ascii_lowercase();
+    let input = crate::auth::AuthInput {
+        method: &head.method,
+        path_and_query: &pq,
+        authority: &authority,
+        scheme: if conn.tls { "https" } else { "http" },
+        headers: &head.headers,
+        body: &body,
+    };
+    let auth = match crate::auth::authenticate(svc, &rt.cfg.auth, conn, None, &input).await {
+        Ok(a) => a,
+        Err(p) => return Some(Outcome::reject(p, rid, None)),
+    };
+    // grant_type and scope from a form or a JSON body.
+    let (grant, scope) = token_request_fields(&head.headers, &body);
+    if grant.as_deref() != Some("client_credentials") {
+        return Some(Outcome::reject(
+            Problem::new(ProblemCode::ValidationFailed)
+                .detail("grant_type must be client_credentials"),
+            rid,
+            None,
+        ));
+    }
+    let key_scopes = &auth.principal.scopes;
+    let scopes: Vec<String> = match scope {
+        None => key_scopes.clone(),
+        Some(s) => {
+            let asked: Vec<String> = s
+                .split(' ')
+                .filter(|x| !x.is_empty())
+                .map(str::to_owned)
+                .collect();
+            if let Some(extra) = asked.iter().find(|a| !key_scopes.contains(a)) {
+                return Some(Outcome::reject(
+                    Problem::new(ProblemCode::ScopeMissing).detail(format!(
+                        "the key lacks the `{extra}` scope; a token cannot have more than its key"
+                    )),
+                    rid,
+                    None,
+                ));
+            }
+            asked
+        }
+    };
+    let lifetime = i64::try_from(rt.cfg.auth.token_lifetime.as_secs()).unwrap_or(900);
+    let now_s = crate::auth::now_ms() / 1000;
+    match tokens.issue(
+        &auth.principal.key_id,
+        &auth.principal.account_id,
+        &scopes,
+        now_s,
+        lifetime,
+    ) {
+        Ok((token, _jti)) => Some(json_response(
+            StatusCode::OK,
+            serde_json::json!({
+                "access_token": token,
+                "token_type": "Bearer",
+                "expires_in": lifetime,
+                "scope": scopes.join(" "),
+            }),
+        )),
+        Err(e) => {
+            tracing::error!(request_id = rid, error = %e, "token signing failed");
+            Some(Outcome::reject(
+                Problem::new(ProblemCode::AuthUnavailable)
+                    .detail("tokens cannot be issued right now"),
+                rid,
+                None,
+            ))
+        }
+    }
+}
+
+fn token_request_fields(headers: &HeaderMap, body: &[u8]) -> (Option<String>, Option<String>) {
+    let is_json = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if is_json {
+        let v: serde_json::Value = serde_json::from_slice(body).unwrap_or_default();
+        let f = |k: &str| {
+            v.get(k)
+                .and_then(serde_json::Value::as_str)
+                .map(str::to_owned)
+        };
+        return (f("grant_type"), f("scope"));
+    }
+    let mut grant = None;
+    let mut scope = None;
+    for pair in body.split(|b| *b == b'&') {
+        let text = String::from_utf8_lossy(pair);
+        let (k, v) = text.split_once('=').unwrap_or((&text, ""));
+        let v = percent_decode(v);
+        match k {
+            "grant_type" => grant = Some(v),
+            "scope" => scope = Some(v),
+            _ => {}
+        }
+    }
+    (grant, scope)
+}
+
+/// `application/x-www-form-urlencoded` value decoding (`+` is a space);
+/// invalid escapes are kept as they are.
+fn percent_decode(v: &str) -> String {
+    let bytes = v.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while let Some(&b) = bytes.get(i) {
+        match b {
+            b'+' => out.push(b' '),
+            b'%' => {
+                let hex = bytes
+                    .get(i + 1..i + 3)
+                    .and_then(|h| std::str::from_utf8(h).ok())
+                    .and_then(|h| u8::from_str_radix(h, 16).ok());
+                if let Some(x) = hex {
+                    out.push(x);
+                    i += 2;
+                } else {
+                    out.push(b'%');
+                }
+            }
+            other => out.push(other),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Runs [`crate::auth::authenticate`]; refuses (fail closed) when the
+/// gateway has no authentication services.
+async fn authenticate_phase(
+    rt: &Runtime,
+    conn: &ConnInfo,
+    route: &Route,
+    head: &Head,
+    path_and_query: &str,
+    body: &[u8],
+) -> Result<crate::auth::Authenticated, Box<Problem>> {
+    let Some(svc) = rt.auth.as_ref() else {
+        return Err(Box::new(Problem::new(ProblemCode::AuthUnavailable).detail(
+            "authentication is not configured on this gateway; non-public routes are refused",
+        )));
+    };
+    let authority = head.authority.as_deref().unwrap_or("").to_ascii_lowercase();
+    let input = crate::auth::AuthInput {
+        method: &head.method,
+        path_and_query,
+        authority: &authority,
+        scheme: if conn.tls { "https" } else { "http" },
+        headers: &head.headers,
+        body,
+    };
+    crate::auth::authenticate(svc, &rt.cfg.auth, conn, Some(&route.cfg.scope), &input)
+        .await
+        .map_err(Box::new)
 }
 
 /// The parts of the client request that the upstream request is built from.
@@ -380,22 +646,56 @@ async fn read_body(mut body: Incoming, limit: usize) -> Result<Bytes, BodyError>
 }
 
 /// Rewrites the client's headers in place into the upstream request's.
-fn upstream_headers(head: &mut Head, conn: &ConnInfo, rid: &str) {
+/// Client headers never forwarded: credentials (every scheme's) and
+/// anything in the gateway's own `rampart-*` / `x-rampart-*` namespaces.
+fn is_credential_or_identity(name: &str) -> bool {
+    name.starts_with("x-rampart-")
+        || name.starts_with("rampart-")
+        || name.starts_with("x-forwarded-")
+        || matches!(
+            name,
+            "forwarded"
+                | "host"
+                | "signature"
+                | "signature-input"
+                | "authorization"
+                | "x-mbx-apikey"
+                | "api-key"
+                | "api-sign"
+        )
+}
+
+fn upstream_headers(
+    head: &mut Head,
+    conn: &ConnInfo,
+    rid: &str,
+    principal: Option<&crate::auth::Authenticated>,
+) {
     let h = &mut head.headers;
-    // Identity headers are set by the gateway alone; a client's copy is dropped.
+    // Identity headers are set by the gateway alone; a client's copy is
+    // dropped, and so are the client's credentials.
     let spoofable: Vec<HeaderName> = h
         .keys()
-        .filter(|k| {
-            let name = k.as_str();
-            name.starts_with("x-rampart-")
-                || name.starts_with("x-forwarded-")
-                || name == "forwarded"
-                || name == "host"
-        })
+        .filter(|k| is_credential_or_identity(k.as_str()))
         .cloned()
         .collect();
     for name in spoofable {
         h.remove(name);
+    }
+    if let Some(a) = principal {
+        for name in &a.strip {
+            h.remove(*name);
+        }
+        let p = &a.principal;
+        if let Ok(v) = HeaderValue::from_str(&p.account_id) {
+            h.insert(crate::auth::H_ACCOUNT, v);
+        }
+        if let Ok(v) = HeaderValue::from_str(&p.key_id) {
+            h.insert(crate::auth::H_KEY_ID, v);
+        }
+        if let Ok(v) = HeaderValue::from_str(&p.scopes.join(",")) {
+            h.insert(crate::auth::H_SCOPES, v);
+        }
     }
     if let Ok(v) = HeaderValue::from_str(&conn.peer.ip().to_string()) {
         h.insert(HeaderName::from_static("x-forwarded-for"), v);
@@ -425,6 +725,10 @@ enum Failure {
     Status(StatusCode),
 }
 
+#[allow(
+    clippy::too_many_arguments,
+    reason = "one call site; a struct would only rename them"
+)]
 async fn forward(
     pool: &Arc<Pool>,
     conn: &ConnInfo,
@@ -433,6 +737,8 @@ async fn forward(
     target: &str,
     rid: &str,
     route: Arc<Route>,
+    principal: Option<crate::auth::Authenticated>,
+    identity: Option<Arc<crate::auth::IdentitySigner>>,
 ) -> Outcome {
     // Circuit breaker: fail fast instead of queueing behind a stuck pool.
     let inflight = pool.in_flight.fetch_add(1, Ordering::AcqRel);
@@ -446,7 +752,7 @@ async fn forward(
         );
     }
     let timeout = route.cfg.timeout.unwrap_or(pool.cfg.timeout);
-    upstream_headers(&mut head, conn, rid);
+    upstream_headers(&mut head, conn, rid, principal.as_ref());
     let headers = head.headers;
     let safe = is_safe_method(&head.method);
     let max_attempts = pool.cfg.retries.saturating_add(1);
@@ -472,8 +778,21 @@ async fn forward(
         };
         let mut up = Request::new(Full::new(body.clone()));
         *up.method_mut() = head.method.clone();
-        *up.uri_mut() = uri;
         *up.headers_mut() = headers.clone();
+        if let Some(signer) = &identity {
+            if let Err(e) = signer.sign(
+                &head.method,
+                &ep.authority,
+                target,
+                up.headers_mut(),
+                &body,
+                &new_request_id(),
+            ) {
+                tracing::error!(request_id = rid, error = %e, "signing the upstream identity failed");
+                return Outcome::reject(Problem::new(ProblemCode::InternalError), rid, Some(route));
+            }
+        }
+        *up.uri_mut() = uri;
 
         ep.in_flight.fetch_add(1, Ordering::Relaxed);
         ep.requests.fetch_add(1, Ordering::Relaxed);
@@ -570,6 +889,10 @@ fn shape_response(resp: Response<Incoming>) -> Response<Body> {
 
 /// Proxies a WebSocket upgrade: a dedicated HTTP/1.1 connection to the
 /// upstream, then bytes copied both ways until either side closes.
+#[allow(
+    clippy::too_many_arguments,
+    reason = "one call site; a struct would only rename them"
+)]
 async fn websocket(
     pool: &Arc<Pool>,
     conn: &Arc<ConnInfo>,
@@ -577,10 +900,12 @@ async fn websocket(
     target: &str,
     rid: &str,
     route: Arc<Route>,
+    principal: Option<crate::auth::Authenticated>,
+    identity: Option<Arc<crate::auth::IdentitySigner>>,
 ) -> Outcome {
     let mut head = make_head(req.method().clone(), req.uri(), req.headers().clone());
     strip_hop_by_hop(&mut head.headers);
-    upstream_headers(&mut head, conn, rid);
+    upstream_headers(&mut head, conn, rid, principal.as_ref());
     let mut headers = head.headers;
     headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
     headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
@@ -594,6 +919,19 @@ async fn websocket(
         );
     };
     tried.push(idx);
+    if let Some(signer) = &identity {
+        if let Err(e) = signer.sign(
+            &Method::GET,
+            &ep.authority,
+            target,
+            &mut headers,
+            &[],
+            &new_request_id(),
+        ) {
+            tracing::error!(request_id = rid, error = %e, "signing the upstream identity failed");
+            return Outcome::reject(Problem::new(ProblemCode::InternalError), rid, Some(route));
+        }
+    }
     let res = tokio::time::timeout(
         pool.cfg.timeout,
         upgrade_upstream(&ep, headers, target, pool.cfg.connect_timeout),

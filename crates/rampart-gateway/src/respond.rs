@@ -54,6 +54,13 @@ pub fn problem(p: &Problem, request_id: Option<&str>) -> Response<Body> {
     if let Some(s) = p.retry_after {
         h.insert(RETRY_AFTER, HeaderValue::from(s));
     }
+    if p.status() == http::StatusCode::UNAUTHORIZED {
+        // RFC 9110 §11.6.1: a 401 names how to authenticate.
+        h.insert(
+            http::header::WWW_AUTHENTICATE,
+            HeaderValue::from_static("Signature realm=\"rampart\", Bearer realm=\"rampart\""),
+        );
+    }
     stamp(&mut resp, request_id);
     resp
 }

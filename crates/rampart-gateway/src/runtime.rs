@@ -27,12 +27,15 @@ pub struct Runtime {
     pub router: Router,
     /// Pools by name.
     pub pools: HashMap<String, Arc<Pool>>,
+    /// Authentication services; `None` = non-public routes are refused
+    /// (fail closed).
+    pub auth: Option<Arc<crate::auth::AuthServices>>,
     stop: CancellationToken,
 }
 
 impl Runtime {
     /// Builds the snapshot and starts its health checks.
-    pub fn start(cfg: Config) -> Arc<Self> {
+    pub fn start(cfg: Config, auth: Option<Arc<crate::auth::AuthServices>>) -> Arc<Self> {
         let router = Router::new(&cfg.routes);
         let pools: HashMap<String, Arc<Pool>> = cfg
             .upstreams
@@ -50,6 +53,7 @@ impl Runtime {
             cfg,
             router,
             pools,
+            auth,
             stop,
         })
     }
@@ -93,6 +97,7 @@ pub struct Gateway {
     pub(crate) tracker: TaskTracker,
     pub(crate) conns: Arc<tokio::sync::Semaphore>,
     pub(crate) overflow: Arc<tokio::sync::Semaphore>,
+    pub(crate) auth: Option<Arc<crate::auth::AuthServices>>,
 }
 
 impl std::fmt::Debug for Gateway {
@@ -113,12 +118,21 @@ impl Gateway {
     /// Builds a gateway from a validated configuration (loads TLS material,
     /// starts health checks). Does not bind.
     pub fn new(cfg: Config) -> Result<Arc<Self>, GatewayError> {
+        Self::with_auth(cfg, None)
+    }
+
+    /// As [`Gateway::new`], with authentication services for non-public
+    /// routes (without them those routes are refused).
+    pub fn with_auth(
+        cfg: Config,
+        auth: Option<Arc<crate::auth::AuthServices>>,
+    ) -> Result<Arc<Self>, GatewayError> {
         let tls = acceptor(&cfg)?;
         if cfg.dangerous.plaintext && tls.is_none() {
             tracing::warn!("DANGEROUS: the public listener serves plain HTTP without TLS (`dangerous.plaintext = true`)");
         }
         let max = cfg.server.max_connections;
-        let rt = Runtime::start(cfg);
+        let rt = Runtime::start(cfg, auth.clone());
         Ok(Arc::new(Self {
             runtime: ArcSwap::new(rt),
             tls: ArcSwapOption::new(tls.map(Arc::new)),
@@ -126,6 +140,7 @@ impl Gateway {
             tracker: TaskTracker::new(),
             conns: Arc::new(tokio::sync::Semaphore::new(max)),
             overflow: Arc::new(tokio::sync::Semaphore::new(max.clamp(16, 1024))),
+            auth,
         }))
     }
 
@@ -156,7 +171,7 @@ impl Gateway {
         if tls.is_none() && cfg.dangerous.plaintext {
             tracing::warn!("DANGEROUS: after this reload the public listener serves plain HTTP without TLS (`dangerous.plaintext = true`)");
         }
-        let rt = Runtime::start(cfg);
+        let rt = Runtime::start(cfg, self.auth.clone());
         self.tls.store(tls.map(Arc::new));
         let prev = self.runtime.swap(rt);
         prev.retire();

@@ -8,6 +8,8 @@
 
 use std::fmt;
 use std::future::Future;
+use std::pin::Pin;
+use std::task::Poll;
 
 use zeroize::Zeroizing;
 
@@ -123,6 +125,13 @@ pub fn key_ref(key_id: &str) -> CipherRef {
     }
 }
 
+/// The location of an API key's previous secret.
+pub fn prev_ref(key_id: &str) -> CipherRef {
+    CipherRef::ApiKeyPreviousSecret {
+        key_id: key_id.to_owned(),
+    }
+}
+
 /// The location of an MFA seed.
 pub fn mfa_ref(account_id: &str, kind: &str) -> CipherRef {
     CipherRef::MfaSeed {
@@ -162,6 +171,36 @@ pub async fn scan_all(store: &impl Store, page: u32) -> Result<Vec<StoredCiphert
         }
     }
 }
+
+/// Drives all `futures` concurrently on the current task and returns their
+/// outputs in order (a runtime-free `join_all`: the backend's own I/O runs
+/// them in parallel).
+async fn join_all<F: Future>(futures: Vec<F>) -> Vec<F::Output> {
+    let mut futures: Vec<Pin<Box<F>>> = futures.into_iter().map(Box::pin).collect();
+    let mut outputs: Vec<Option<F::Output>> = futures.iter().map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut pending = false;
+        for (future, output) in futures.iter_mut().zip(outputs.iter_mut()) {
+            if output.is_none() {
+                match future.as_mut().poll(cx) {
+                    Poll::Ready(value) => *output = Some(value),
+                    Poll::Pending => pending = true,
+                }
+            }
+        }
+        if pending {
+            Poll::Pending
+        } else {
+            Poll::Ready(())
+        }
+    })
+    .await;
+    outputs.into_iter().flatten().collect()
+}
+
+/// Validity of the previous secrets of every case but
+/// [`previous_secrets_expire`], far beyond the times that case drops at.
+const FAR_FUTURE_MS: i64 = 1_900_000_000_000;
 
 /// Accounts round-trip; a duplicate id conflicts; unknown ids are not found.
 pub async fn accounts_round_trip(store: &impl Store) -> Outcome {
@@ -809,7 +848,8 @@ pub async fn ciphertext_scan_order(store: &impl Store) -> Outcome {
         "after a seed that does not exist"
     );
 
-    // A page spanning the end of the keys and the start of the seeds.
+    // A page spanning the end of the keys and the start of the seeds
+    // (previous secrets of other cases may sit in between).
     let first_seed = all
         .iter()
         .position(|c| matches!(c.location, CipherRef::MfaSeed { .. }))
@@ -833,11 +873,11 @@ pub async fn ciphertext_scan_order(store: &impl Store) -> Outcome {
             .scan_ciphertexts(Some(&key_ref("\u{10ffff}")), 2)
             .await?,
         all.iter()
-            .skip(first_seed)
+            .skip_while(|c| matches!(c.location, CipherRef::ApiKeySecret { .. }))
             .take(2)
             .cloned()
             .collect::<Vec<_>>(),
-        "after every key id: the first seeds"
+        "after every key id: the first fields of the next kinds"
     );
     let last = all
         .last()
@@ -1138,6 +1178,732 @@ pub async fn min_decrypt_version(store: &impl Store) -> Outcome {
     Ok(())
 }
 
+/// Every account is listed, sub-accounts included, ordered by id compared
+/// byte-wise.
+pub async fn accounts_list_all(store: &impl Store) -> Outcome {
+    let before = store.list_accounts().await?.len();
+    let b = account("lsa-b", None);
+    let a = account("lsa-a", None);
+    let child = account("lsa-a-child", Some("lsa-a"));
+    let upper = account("lsa-B", None);
+    for acc in [&b, &a, &child, &upper] {
+        store.create_account(acc).await?;
+    }
+    let listed = store.list_accounts().await?;
+    check_eq!(listed.len(), before + 4, "four accounts added");
+    if let Some(pair) = listed
+        .windows(2)
+        .find(|w| matches!(w, [x, y] if x.id >= y.id))
+    {
+        return Err(Failure(format!("account order: {pair:?}")));
+    }
+    check_eq!(
+        listed
+            .into_iter()
+            .filter(|acc| acc.id.starts_with("lsa-"))
+            .collect::<Vec<_>>(),
+        vec![upper, a, child, b],
+        "this case's accounts, in order"
+    );
+    Ok(())
+}
+
+/// Every API key of every account is listed by key id, compared byte-wise,
+/// in keyset pages (revoked keys and keys without a secret included);
+/// `after` need not exist, a page never exceeds `limit`, and the pages
+/// together are exactly the keys of every account.
+pub async fn api_keys_list_all(store: &impl Store) -> Outcome {
+    store.create_account(&account("lsk-1", None)).await?;
+    store.create_account(&account("lsk-2", None)).await?;
+    let k3 = api_key("lsk-k3", "lsk-2");
+    let k1 = api_key("lsk-k1", "lsk-1");
+    let k0 = ApiKey {
+        secret_ciphertext: None,
+        ..api_key("lsk-K0", "lsk-1")
+    };
+    let k2 = api_key("lsk-k2", "lsk-2");
+    let ke = api_key("lsk-k\u{e9}", "lsk-1");
+    store
+        .create_api_keys(&[k3.clone(), k1.clone(), k0.clone(), k2.clone(), ke.clone()])
+        .await?;
+    store.revoke_api_key("lsk-k2", 77).await?;
+    let k2 = ApiKey {
+        state: KeyState::Revoked,
+        revoked_at_ms: Some(77),
+        ..k2
+    };
+
+    let mut all: Vec<ApiKey> = Vec::new();
+    loop {
+        let after = all.last().map(|k| k.key_id.clone());
+        let page = store.list_all_api_keys(after.as_deref(), 2).await?;
+        if page.is_empty() {
+            break;
+        }
+        if page.len() > 2 {
+            return Err(Failure(format!(
+                "key page of {} entries, asked for at most 2",
+                page.len()
+            )));
+        }
+        for key in page {
+            if let Some(last) = all.last() {
+                if key.key_id <= last.key_id {
+                    return Err(Failure(format!(
+                        "key order: {} came after {}",
+                        key.key_id, last.key_id
+                    )));
+                }
+            }
+            all.push(key);
+        }
+    }
+    check_eq!(
+        store.list_all_api_keys(None, u32::MAX).await?,
+        all.clone(),
+        "one big page equals the paged walk"
+    );
+    check_eq!(
+        all.iter()
+            .filter(|k| k.key_id.starts_with("lsk-"))
+            .cloned()
+            .collect::<Vec<_>>(),
+        vec![k0, k1, k2.clone(), k3.clone(), ke],
+        "this case's keys, in order"
+    );
+    let mut per_account = 0;
+    for acc in store.list_accounts().await? {
+        per_account += store.list_api_keys(&acc.id).await?.len();
+    }
+    check_eq!(
+        all.len(),
+        per_account,
+        "the walk holds the keys of every account"
+    );
+    check_eq!(
+        store.list_all_api_keys(None, 0).await?,
+        Vec::<ApiKey>::new(),
+        "limit 0"
+    );
+    check_eq!(
+        store.list_all_api_keys(Some("lsk-k1"), 2).await?,
+        vec![k2, k3.clone()],
+        "after a key in the middle"
+    );
+    check_eq!(
+        store.list_all_api_keys(Some("lsk-k2a"), 1).await?,
+        vec![k3],
+        "after a key id that does not exist"
+    );
+    let last = all
+        .last()
+        .map(|k| k.key_id.clone())
+        .ok_or_else(|| Failure("empty key walk".to_owned()))?;
+    check_eq!(
+        store.list_all_api_keys(Some(&last), 3).await?,
+        Vec::<ApiKey>::new(),
+        "nothing after the last key"
+    );
+    Ok(())
+}
+
+/// Rotating a key's secret makes the current secret the previous one (with
+/// the given validity, replacing any earlier previous secret) and the new
+/// one current, leaving every other field and key alone; a key without a
+/// secret is a conflict, an unknown key is not found, and a refused
+/// rotation changes nothing.
+pub async fn api_key_secret_rotation(store: &impl Store) -> Outcome {
+    store.create_account(&account("rot", None)).await?;
+    let key = ApiKey {
+        secret_ciphertext: Some(vec![1; 8]),
+        ..api_key("rot-k1", "rot")
+    };
+    let other = api_key("rot-k2", "rot");
+    let bare = ApiKey {
+        scheme: "ed25519".to_owned(),
+        secret_ciphertext: None,
+        ..api_key("rot-bare", "rot")
+    };
+    store
+        .create_api_keys(&[key.clone(), other.clone(), bare.clone()])
+        .await?;
+    check_eq!(
+        store.get_previous_secret("rot-k1").await?,
+        None,
+        "no previous secret at first"
+    );
+
+    store
+        .rotate_api_key_secret("rot-k1", &[2; 9], FAR_FUTURE_MS)
+        .await?;
+    check_eq!(
+        store.get_api_key("rot-k1").await?,
+        ApiKey {
+            secret_ciphertext: Some(vec![2; 9]),
+            ..key.clone()
+        },
+        "new secret current, rest kept"
+    );
+    check_eq!(
+        store.get_previous_secret("rot-k1").await?,
+        Some((vec![1; 8], FAR_FUTURE_MS)),
+        "old secret previous"
+    );
+
+    store
+        .rotate_api_key_secret("rot-k1", &[3; 10], FAR_FUTURE_MS + 5)
+        .await?;
+    check_eq!(
+        store.get_api_key("rot-k1").await?.secret_ciphertext,
+        Some(vec![3; 10]),
+        "second rotation: newest secret current"
+    );
+    check_eq!(
+        store.get_previous_secret("rot-k1").await?,
+        Some((vec![2; 9], FAR_FUTURE_MS + 5)),
+        "second rotation replaces the previous secret and its validity"
+    );
+    store
+        .rotate_api_key_secret("rot-k1", &[4; 11], FAR_FUTURE_MS - 5)
+        .await?;
+    check_eq!(
+        store.get_previous_secret("rot-k1").await?,
+        Some((vec![3; 10], FAR_FUTURE_MS - 5)),
+        "a shorter validity replaces a longer one"
+    );
+    store.set_api_key_secret("rot-k1", &[5; 3]).await?;
+    check_eq!(
+        store.get_previous_secret("rot-k1").await?,
+        Some((vec![3; 10], FAR_FUTURE_MS - 5)),
+        "setting the secret leaves the previous one alone"
+    );
+    check_eq!(
+        store.get_api_key("rot-k2").await?,
+        other,
+        "other key untouched"
+    );
+    check_eq!(
+        store.get_previous_secret("rot-k2").await?,
+        None,
+        "other key has no previous secret"
+    );
+
+    check_eq!(
+        store
+            .rotate_api_key_secret("rot-bare", &[6; 8], FAR_FUTURE_MS)
+            .await,
+        Err(StoreError::Conflict("api key secret")),
+        "rotation of a key without a secret"
+    );
+    check_eq!(
+        store.get_api_key("rot-bare").await?,
+        bare.clone(),
+        "refused rotation left the key alone"
+    );
+    check_eq!(
+        store.get_previous_secret("rot-bare").await?,
+        None,
+        "refused rotation stored no previous secret"
+    );
+    store.set_api_key_secret("rot-bare", &[7; 8]).await?;
+    store
+        .rotate_api_key_secret("rot-bare", &[8; 8], FAR_FUTURE_MS)
+        .await?;
+    check_eq!(
+        store.get_previous_secret("rot-bare").await?,
+        Some((vec![7; 8], FAR_FUTURE_MS)),
+        "rotation once the key has a secret"
+    );
+
+    check_eq!(
+        store
+            .rotate_api_key_secret("rot-none", &[9], FAR_FUTURE_MS)
+            .await,
+        Err(StoreError::NotFound("api key")),
+        "rotation of an unknown key"
+    );
+    check_eq!(
+        store.get_previous_secret("rot-none").await,
+        Err(StoreError::NotFound("api key")),
+        "previous secret of an unknown key"
+    );
+    check_eq!(
+        store.get_api_key("rot-none").await,
+        Err(StoreError::NotFound("api key")),
+        "refused rotation created no key"
+    );
+    Ok(())
+}
+
+/// Previous secrets whose validity ended (`valid_until_ms <= now_ms`) are
+/// dropped and counted; later ones, the current secrets and other keys
+/// stay. Uses validity times long before every other case's, so a shared
+/// store holds nothing else that expires at them.
+pub async fn previous_secrets_expire(store: &impl Store) -> Outcome {
+    store.create_account(&account("exp", None)).await?;
+    let ids = ["exp-k1", "exp-k2", "exp-k3", "exp-k4", "exp-k5"];
+    let keys: Vec<ApiKey> = ids.iter().map(|id| api_key(id, "exp")).collect();
+    store.create_api_keys(&keys).await?;
+    for (id, valid_until) in [
+        ("exp-k1", 10),
+        ("exp-k2", 20),
+        ("exp-k3", 30),
+        ("exp-k4", 31),
+    ] {
+        store
+            .rotate_api_key_secret(id, &[0xe0; 4], valid_until)
+            .await?;
+    }
+    let count = store.count_ciphertexts().await?;
+    check_eq!(
+        store.drop_expired_previous_secrets(9).await?,
+        0,
+        "nothing expired yet"
+    );
+    check_eq!(
+        store.drop_expired_previous_secrets(20).await?,
+        2,
+        "expired strictly before and exactly at now"
+    );
+    for (id, expected) in [
+        ("exp-k1", None),
+        ("exp-k2", None),
+        (
+            "exp-k3",
+            Some((
+                api_key("exp-k3", "exp")
+                    .secret_ciphertext
+                    .unwrap_or_default(),
+                30,
+            )),
+        ),
+        (
+            "exp-k4",
+            Some((
+                api_key("exp-k4", "exp")
+                    .secret_ciphertext
+                    .unwrap_or_default(),
+                31,
+            )),
+        ),
+        ("exp-k5", None),
+    ] {
+        check_eq!(
+            store.get_previous_secret(id).await?,
+            expected,
+            format!("previous secret of {id} after the drop")
+        );
+        check_eq!(
+            store.get_api_key(id).await?.secret_ciphertext,
+            Some(if id == "exp-k5" {
+                api_key(id, "exp").secret_ciphertext.unwrap_or_default()
+            } else {
+                vec![0xe0; 4]
+            }),
+            format!("current secret of {id} kept")
+        );
+    }
+    check_eq!(
+        store.count_ciphertexts().await?,
+        count - 2,
+        "dropped secrets no longer counted"
+    );
+    check_eq!(
+        store.drop_expired_previous_secrets(20).await?,
+        0,
+        "a repeated drop finds nothing"
+    );
+    check_eq!(
+        store.drop_expired_previous_secrets(30).await?,
+        1,
+        "the next one expires"
+    );
+    check_eq!(
+        store.get_previous_secret("exp-k4").await?.map(|(_, t)| t),
+        Some(31),
+        "the last one still valid"
+    );
+    store
+        .rotate_api_key_secret("exp-k1", &[0xe1; 4], 40)
+        .await?;
+    check_eq!(
+        store.get_previous_secret("exp-k1").await?,
+        Some((vec![0xe0; 4], 40)),
+        "a new rotation after expiry keeps a previous secret again"
+    );
+    Ok(())
+}
+
+/// Previous secrets are counted and scanned after every current secret and
+/// before every MFA seed, by key id, with their key's account; `after` may
+/// sit on any of them (existing or not), pages cross the kind boundaries
+/// without overlap or gap, and compare-and-swaps apply to them exactly
+/// when they still hold the expected bytes, keeping their validity.
+pub async fn ciphertext_scan_previous_secrets(store: &impl Store) -> Outcome {
+    let before = store.count_ciphertexts().await?;
+    for id in ["ps-acc-1", "ps-acc-2", "ps-m"] {
+        store.create_account(&account(id, None)).await?;
+    }
+    let key = |id: &str, acc: &str, secret: Option<Vec<u8>>| ApiKey {
+        secret_ciphertext: secret,
+        ..api_key(id, acc)
+    };
+    store
+        .create_api_keys(&[
+            key("ps-k3", "ps-acc-1", Some(vec![3])),
+            key("ps-k1", "ps-acc-1", Some(vec![1])),
+            key("ps-k2", "ps-acc-2", Some(vec![2])),
+            key("ps-bare", "ps-acc-2", None),
+        ])
+        .await?;
+    store.put_mfa(&mfa("ps-m", "totp", vec![0x51])).await?;
+    store
+        .rotate_api_key_secret("ps-k3", &[13], FAR_FUTURE_MS)
+        .await?;
+    store
+        .rotate_api_key_secret("ps-k1", &[11], FAR_FUTURE_MS)
+        .await?;
+    check_eq!(
+        store.count_ciphertexts().await?,
+        before + 6,
+        "count: three secrets, two previous secrets and a seed added"
+    );
+
+    let entry = |location: CipherRef, acc: &str, ciphertext: Vec<u8>| StoredCiphertext {
+        location,
+        account_id: acc.to_owned(),
+        ciphertext,
+    };
+    let all = scan_all(store, 2).await?;
+    check_eq!(
+        u64::try_from(all.len()).unwrap_or(u64::MAX),
+        before + 6,
+        "full scan visits every counted field"
+    );
+    check_eq!(
+        store.scan_ciphertexts(None, u32::MAX).await?,
+        all.clone(),
+        "one big page equals the paged walk"
+    );
+    check_eq!(scan_all(store, 1).await?, all.clone(), "pages of one");
+    check_eq!(
+        all.iter()
+            .filter(|c| c.location.record_id().starts_with("ps-"))
+            .cloned()
+            .collect::<Vec<_>>(),
+        vec![
+            entry(key_ref("ps-k1"), "ps-acc-1", vec![11]),
+            entry(key_ref("ps-k2"), "ps-acc-2", vec![2]),
+            entry(key_ref("ps-k3"), "ps-acc-1", vec![13]),
+            entry(prev_ref("ps-k1"), "ps-acc-1", vec![1]),
+            entry(prev_ref("ps-k3"), "ps-acc-1", vec![3]),
+            entry(mfa_ref("ps-m", "totp"), "ps-m", vec![0x51]),
+        ],
+        "this case's fields, in order: secrets, previous secrets, seeds"
+    );
+
+    check_eq!(
+        store.scan_ciphertexts(Some(&prev_ref("ps-k1")), 1).await?,
+        vec![entry(prev_ref("ps-k3"), "ps-acc-1", vec![3])],
+        "after an existing previous secret"
+    );
+    check_eq!(
+        store.scan_ciphertexts(Some(&prev_ref("ps-k2")), 1).await?,
+        vec![entry(prev_ref("ps-k3"), "ps-acc-1", vec![3])],
+        "after a previous secret that does not exist"
+    );
+    let position = |what: &str, found: Option<usize>| {
+        found.ok_or_else(|| Failure(format!("no {what} in the full scan")))
+    };
+    let first_prev = position(
+        "previous secret",
+        all.iter()
+            .position(|c| matches!(c.location, CipherRef::ApiKeyPreviousSecret { .. })),
+    )?;
+    let first_seed = position(
+        "seed",
+        all.iter()
+            .position(|c| matches!(c.location, CipherRef::MfaSeed { .. })),
+    )?;
+    let from = |index: usize, take: usize| -> Vec<StoredCiphertext> {
+        all.iter().skip(index).take(take).cloned().collect()
+    };
+    check_eq!(
+        store
+            .scan_ciphertexts(Some(&key_ref("\u{10ffff}")), 2)
+            .await?,
+        from(first_prev, 2),
+        "after every key id: the first previous secrets"
+    );
+    check_eq!(
+        store
+            .scan_ciphertexts(Some(&prev_ref("\u{10ffff}")), 2)
+            .await?,
+        from(first_seed, 2),
+        "after every previous secret: the first seeds"
+    );
+    let at = |index: Option<usize>| {
+        index
+            .and_then(|i| all.get(i))
+            .map(|c| c.location.clone())
+            .ok_or_else(|| Failure("scan shorter than expected".to_owned()))
+    };
+    check_eq!(
+        store
+            .scan_ciphertexts(Some(&at(first_prev.checked_sub(2))?), 3)
+            .await?,
+        from(first_prev.saturating_sub(1), 3),
+        "page from the last secret into the previous secrets"
+    );
+    check_eq!(
+        store
+            .scan_ciphertexts(Some(&at(first_seed.checked_sub(2))?), 3)
+            .await?,
+        from(first_seed.saturating_sub(1), 3),
+        "page from the last previous secret into the seeds"
+    );
+    let across = first_seed.saturating_sub(first_prev).saturating_add(2);
+    check_eq!(
+        store
+            .scan_ciphertexts(
+                Some(&at(first_prev.checked_sub(2))?),
+                u32::try_from(across).unwrap_or(u32::MAX)
+            )
+            .await?,
+        from(first_prev.saturating_sub(1), across),
+        "page across all three kinds"
+    );
+
+    let swap = |location: CipherRef, expected: Vec<u8>, new: Vec<u8>| CipherSwap {
+        location,
+        expected,
+        new,
+    };
+    check_eq!(
+        store
+            .swap_ciphertexts(&[
+                swap(prev_ref("ps-k1"), vec![1], vec![21]),
+                swap(prev_ref("ps-k3"), vec![99], vec![23]),
+                swap(prev_ref("ps-k2"), vec![2], vec![22]),
+                swap(prev_ref("ps-gone"), vec![1], vec![24]),
+                swap(key_ref("ps-k3"), vec![3], vec![25]),
+            ])
+            .await?,
+        vec![true, false, false, false, false],
+        "applied per swap"
+    );
+    check_eq!(
+        store.get_previous_secret("ps-k1").await?,
+        Some((vec![21], FAR_FUTURE_MS)),
+        "swapped previous secret keeps its validity"
+    );
+    check_eq!(
+        store.get_previous_secret("ps-k3").await?,
+        Some((vec![3], FAR_FUTURE_MS)),
+        "stale swap left the previous secret alone"
+    );
+    check_eq!(
+        store.get_previous_secret("ps-k2").await?,
+        None,
+        "swap creates no previous secret"
+    );
+    check_eq!(
+        store.get_api_key("ps-k3").await?.secret_ciphertext,
+        Some(vec![13]),
+        "a swap expecting the previous bytes on the current secret is not applied"
+    );
+    check_eq!(
+        store.get_api_key("ps-k1").await?.secret_ciphertext,
+        Some(vec![11]),
+        "current secret untouched by the previous secret's swap"
+    );
+    check_eq!(
+        store.count_ciphertexts().await?,
+        before + 6,
+        "swaps change no count"
+    );
+    Ok(())
+}
+
+/// A key's nonce is accepted only when strictly greater than the last
+/// accepted one (any nonce, 0 included, when none was), per key; equal or
+/// smaller nonces are refused and change nothing; nonces above `i64::MAX`
+/// are out of range (before the key is looked at); an unknown key is a
+/// missing reference.
+pub async fn key_counter_strictly_increasing(store: &impl Store) -> Outcome {
+    store.create_account(&account("ctr", None)).await?;
+    store
+        .create_api_keys(&[api_key("ctr-k1", "ctr"), api_key("ctr-k2", "ctr")])
+        .await?;
+    check_eq!(
+        store.get_key_counter("ctr-k1").await?,
+        None,
+        "no nonce at first"
+    );
+    check_eq!(
+        store.advance_key_counter("ctr-k1", 5).await?,
+        true,
+        "first nonce"
+    );
+    check_eq!(store.get_key_counter("ctr-k1").await?, Some(5), "stored");
+    check_eq!(
+        store.advance_key_counter("ctr-k1", 5).await?,
+        false,
+        "equal nonce"
+    );
+    check_eq!(
+        store.advance_key_counter("ctr-k1", 4).await?,
+        false,
+        "smaller nonce"
+    );
+    check_eq!(
+        store.get_key_counter("ctr-k1").await?,
+        Some(5),
+        "refused nonces changed nothing"
+    );
+    check_eq!(
+        store.advance_key_counter("ctr-k1", 6).await?,
+        true,
+        "next nonce"
+    );
+    check_eq!(
+        store.advance_key_counter("ctr-k1", 1_000).await?,
+        true,
+        "a jump ahead"
+    );
+    check_eq!(
+        store.advance_key_counter("ctr-k1", 999).await?,
+        false,
+        "back after the jump"
+    );
+    check_eq!(
+        store.get_key_counter("ctr-k1").await?,
+        Some(1_000),
+        "after the jump"
+    );
+
+    check_eq!(
+        store.advance_key_counter("ctr-k2", 0).await?,
+        true,
+        "zero as the first nonce of another key"
+    );
+    check_eq!(
+        store.get_key_counter("ctr-k2").await?,
+        Some(0),
+        "other key's nonce"
+    );
+    check_eq!(
+        store.advance_key_counter("ctr-k2", 0).await?,
+        false,
+        "zero again"
+    );
+    check_eq!(
+        store.get_key_counter("ctr-k1").await?,
+        Some(1_000),
+        "counters are per key"
+    );
+
+    let max = i64::MAX.unsigned_abs();
+    for nonce in [max + 1, u64::MAX] {
+        check_eq!(
+            store.advance_key_counter("ctr-k1", nonce).await,
+            Err(StoreError::Conflict("nonce out of range")),
+            format!("nonce {nonce}")
+        );
+    }
+    check_eq!(
+        store.get_key_counter("ctr-k1").await?,
+        Some(1_000),
+        "out-of-range nonces changed nothing"
+    );
+    check_eq!(
+        store.advance_key_counter("ctr-k1", max).await?,
+        true,
+        "largest nonce"
+    );
+    check_eq!(
+        store.get_key_counter("ctr-k1").await?,
+        Some(max),
+        "largest stored"
+    );
+    check_eq!(
+        store.advance_key_counter("ctr-k1", max).await?,
+        false,
+        "largest again"
+    );
+
+    check_eq!(
+        store.advance_key_counter("ctr-none", 1).await,
+        Err(StoreError::MissingReference("key counter")),
+        "nonce of an unknown key"
+    );
+    check_eq!(
+        store.advance_key_counter("ctr-none", u64::MAX).await,
+        Err(StoreError::Conflict("nonce out of range")),
+        "range checked before the key"
+    );
+    check_eq!(
+        store.get_key_counter("ctr-none").await?,
+        None,
+        "no nonce for an unknown key"
+    );
+    Ok(())
+}
+
+/// Concurrent advances of one key's counter (driven together on one task;
+/// backends run them on their own connections) are atomic: of identical
+/// nonces exactly one is accepted, and of different nonces the largest is
+/// always accepted and stored.
+pub async fn key_counter_concurrent_advances(store: &impl Store) -> Outcome {
+    const RACERS: u64 = 8;
+    store.create_account(&account("ctr-race", None)).await?;
+    store
+        .create_api_key(&api_key("ctr-race-k", "ctr-race"))
+        .await?;
+    store.advance_key_counter("ctr-race-k", 10).await?;
+    for nonce in [11, 12, 13] {
+        let outcomes = join_all(
+            (0..RACERS)
+                .map(|_| store.advance_key_counter("ctr-race-k", nonce))
+                .collect(),
+        )
+        .await
+        .into_iter()
+        .collect::<Result<Vec<bool>, StoreError>>()?;
+        check_eq!(
+            outcomes.iter().filter(|&&won| won).count(),
+            1,
+            format!("winners among {RACERS} advances to {nonce}")
+        );
+    }
+    let nonces: Vec<u64> = (0..RACERS).map(|i| 20 + (i * 5) % RACERS).collect();
+    let outcomes = join_all(
+        nonces
+            .iter()
+            .map(|&nonce| store.advance_key_counter("ctr-race-k", nonce))
+            .collect(),
+    )
+    .await
+    .into_iter()
+    .collect::<Result<Vec<bool>, StoreError>>()?;
+    let largest = 20 + RACERS - 1;
+    check_eq!(
+        nonces
+            .iter()
+            .zip(&outcomes)
+            .find(|(&nonce, _)| nonce == largest)
+            .map(|(_, &won)| won),
+        Some(true),
+        "the largest of different nonces is accepted"
+    );
+    check_eq!(
+        store.get_key_counter("ctr-race-k").await?,
+        Some(largest),
+        "the largest nonce is stored"
+    );
+    Ok(())
+}
+
 /// Everything written through one store is read back, unchanged, through
 /// a store reopened on the same storage (`open` is called twice; the first
 /// store is dropped before the second open).
@@ -1163,6 +1929,10 @@ where
         store.create_api_key(&key).await?;
         store.revoke_api_key("kid-re", 99).await?;
         store.put_mfa(&mfa).await?;
+        store
+            .rotate_api_key_secret("kid-re", &[0x77; 12], FAR_FUTURE_MS)
+            .await?;
+        store.advance_key_counter("kid-re", 41).await?;
         store.put_key_metadata(&key_meta("re-api", 1)).await?;
         store.add_encryptions("re-api", 1, 17).await?;
         store.set_min_decrypt_version("re-api", 1).await?;
@@ -1174,6 +1944,8 @@ where
         store.shred_account_key("re-child", 123).await?;
     }
     let store = open().await?;
+    let previous = key.secret_ciphertext.take().map(|c| (c, FAR_FUTURE_MS));
+    key.secret_ciphertext = Some(vec![0x77; 12]);
     key.state = KeyState::Revoked;
     key.revoked_at_ms = Some(99);
     check_eq!(store.get_account("re-parent").await?, parent, "parent");
@@ -1183,6 +1955,16 @@ where
         "child"
     );
     check_eq!(store.get_api_key("kid-re").await?, key, "key");
+    check_eq!(
+        store.get_previous_secret("kid-re").await?,
+        previous,
+        "previous secret"
+    );
+    check_eq!(
+        store.get_key_counter("kid-re").await?,
+        Some(41),
+        "key counter"
+    );
     check_eq!(store.get_mfa("re-child", "totp").await?, mfa, "mfa");
     check_eq!(
         store.list_key_metadata("re-api").await?,
@@ -1242,5 +2024,12 @@ pub async fn run_all(store: &impl Store) -> Outcome {
     case!(min_decrypt_version);
     case!(ciphertext_scan_order);
     case!(ciphertext_swaps);
+    case!(accounts_list_all);
+    case!(api_keys_list_all);
+    case!(api_key_secret_rotation);
+    case!(previous_secrets_expire);
+    case!(ciphertext_scan_previous_secrets);
+    case!(key_counter_strictly_increasing);
+    case!(key_counter_concurrent_advances);
     Ok(())
 }

@@ -19,6 +19,10 @@ use crate::store::Store;
 /// A boxed, sendable future borrowing from `'a`.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
+/// What [`Store::get_previous_secret`] finds: the ciphertext and the time
+/// until which it is accepted.
+type PreviousSecret = Option<(Vec<u8>, i64)>;
+
 /// [`Store`] with boxed futures, so it can be used as `dyn DynStore`.
 /// Each method means exactly what the [`Store`] method of the same name
 /// means.
@@ -29,6 +33,8 @@ pub trait DynStore: Send + Sync {
     fn get_account<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<Account>>;
     /// See [`Store::list_sub_accounts`].
     fn list_sub_accounts<'a>(&'a self, parent_id: &'a str) -> BoxFuture<'a, Result<Vec<Account>>>;
+    /// See [`Store::list_accounts`].
+    fn list_accounts(&self) -> BoxFuture<'_, Result<Vec<Account>>>;
     /// See [`Store::create_api_key`].
     fn create_api_key<'a>(&'a self, key: &'a ApiKey) -> BoxFuture<'a, Result<()>>;
     /// See [`Store::create_api_keys`].
@@ -43,8 +49,33 @@ pub trait DynStore: Send + Sync {
     fn get_api_key<'a>(&'a self, key_id: &'a str) -> BoxFuture<'a, Result<ApiKey>>;
     /// See [`Store::list_api_keys`].
     fn list_api_keys<'a>(&'a self, account_id: &'a str) -> BoxFuture<'a, Result<Vec<ApiKey>>>;
+    /// See [`Store::list_all_api_keys`].
+    fn list_all_api_keys<'a>(
+        &'a self,
+        after: Option<&'a str>,
+        limit: u32,
+    ) -> BoxFuture<'a, Result<Vec<ApiKey>>>;
     /// See [`Store::revoke_api_key`].
     fn revoke_api_key<'a>(&'a self, key_id: &'a str, at_ms: i64) -> BoxFuture<'a, Result<()>>;
+    /// See [`Store::rotate_api_key_secret`].
+    fn rotate_api_key_secret<'a>(
+        &'a self,
+        key_id: &'a str,
+        new_ciphertext: &'a [u8],
+        previous_valid_until_ms: i64,
+    ) -> BoxFuture<'a, Result<()>>;
+    /// See [`Store::get_previous_secret`].
+    fn get_previous_secret<'a>(&'a self, key_id: &'a str) -> BoxFuture<'a, Result<PreviousSecret>>;
+    /// See [`Store::drop_expired_previous_secrets`].
+    fn drop_expired_previous_secrets(&self, now_ms: i64) -> BoxFuture<'_, Result<u64>>;
+    /// See [`Store::advance_key_counter`].
+    fn advance_key_counter<'a>(
+        &'a self,
+        key_id: &'a str,
+        nonce: u64,
+    ) -> BoxFuture<'a, Result<bool>>;
+    /// See [`Store::get_key_counter`].
+    fn get_key_counter<'a>(&'a self, key_id: &'a str) -> BoxFuture<'a, Result<Option<u64>>>;
     /// See [`Store::put_mfa`].
     fn put_mfa<'a>(&'a self, enrolment: &'a MfaEnrolment) -> BoxFuture<'a, Result<()>>;
     /// See [`Store::get_mfa`].
@@ -122,6 +153,9 @@ impl<S: Store> DynStore for S {
     fn list_sub_accounts<'a>(&'a self, parent_id: &'a str) -> BoxFuture<'a, Result<Vec<Account>>> {
         Box::pin(Store::list_sub_accounts(self, parent_id))
     }
+    fn list_accounts(&self) -> BoxFuture<'_, Result<Vec<Account>>> {
+        Box::pin(Store::list_accounts(self))
+    }
     fn create_api_key<'a>(&'a self, key: &'a ApiKey) -> BoxFuture<'a, Result<()>> {
         Box::pin(Store::create_api_key(self, key))
     }
@@ -143,6 +177,42 @@ impl<S: Store> DynStore for S {
     }
     fn revoke_api_key<'a>(&'a self, key_id: &'a str, at_ms: i64) -> BoxFuture<'a, Result<()>> {
         Box::pin(Store::revoke_api_key(self, key_id, at_ms))
+    }
+    fn list_all_api_keys<'a>(
+        &'a self,
+        after: Option<&'a str>,
+        limit: u32,
+    ) -> BoxFuture<'a, Result<Vec<ApiKey>>> {
+        Box::pin(Store::list_all_api_keys(self, after, limit))
+    }
+    fn rotate_api_key_secret<'a>(
+        &'a self,
+        key_id: &'a str,
+        new_ciphertext: &'a [u8],
+        previous_valid_until_ms: i64,
+    ) -> BoxFuture<'a, Result<()>> {
+        Box::pin(Store::rotate_api_key_secret(
+            self,
+            key_id,
+            new_ciphertext,
+            previous_valid_until_ms,
+        ))
+    }
+    fn get_previous_secret<'a>(&'a self, key_id: &'a str) -> BoxFuture<'a, Result<PreviousSecret>> {
+        Box::pin(Store::get_previous_secret(self, key_id))
+    }
+    fn drop_expired_previous_secrets(&self, now_ms: i64) -> BoxFuture<'_, Result<u64>> {
+        Box::pin(Store::drop_expired_previous_secrets(self, now_ms))
+    }
+    fn advance_key_counter<'a>(
+        &'a self,
+        key_id: &'a str,
+        nonce: u64,
+    ) -> BoxFuture<'a, Result<bool>> {
+        Box::pin(Store::advance_key_counter(self, key_id, nonce))
+    }
+    fn get_key_counter<'a>(&'a self, key_id: &'a str) -> BoxFuture<'a, Result<Option<u64>>> {
+        Box::pin(Store::get_key_counter(self, key_id))
     }
     fn put_mfa<'a>(&'a self, enrolment: &'a MfaEnrolment) -> BoxFuture<'a, Result<()>> {
         Box::pin(Store::put_mfa(self, enrolment))
@@ -262,6 +332,9 @@ impl Store for AnyStore {
     async fn list_sub_accounts(&self, parent_id: &str) -> Result<Vec<Account>> {
         DynStore::list_sub_accounts(&*self.0, parent_id).await
     }
+    async fn list_accounts(&self) -> Result<Vec<Account>> {
+        DynStore::list_accounts(&*self.0).await
+    }
     async fn create_api_key(&self, key: &ApiKey) -> Result<()> {
         DynStore::create_api_key(&*self.0, key).await
     }
@@ -279,6 +352,30 @@ impl Store for AnyStore {
     }
     async fn revoke_api_key(&self, key_id: &str, at_ms: i64) -> Result<()> {
         DynStore::revoke_api_key(&*self.0, key_id, at_ms).await
+    }
+    async fn list_all_api_keys(&self, after: Option<&str>, limit: u32) -> Result<Vec<ApiKey>> {
+        DynStore::list_all_api_keys(&*self.0, after, limit).await
+    }
+    async fn rotate_api_key_secret(
+        &self,
+        key_id: &str,
+        new_ciphertext: &[u8],
+        previous_valid_until_ms: i64,
+    ) -> Result<()> {
+        DynStore::rotate_api_key_secret(&*self.0, key_id, new_ciphertext, previous_valid_until_ms)
+            .await
+    }
+    async fn get_previous_secret(&self, key_id: &str) -> Result<Option<(Vec<u8>, i64)>> {
+        DynStore::get_previous_secret(&*self.0, key_id).await
+    }
+    async fn drop_expired_previous_secrets(&self, now_ms: i64) -> Result<u64> {
+        DynStore::drop_expired_previous_secrets(&*self.0, now_ms).await
+    }
+    async fn advance_key_counter(&self, key_id: &str, nonce: u64) -> Result<bool> {
+        DynStore::advance_key_counter(&*self.0, key_id, nonce).await
+    }
+    async fn get_key_counter(&self, key_id: &str) -> Result<Option<u64>> {
+        DynStore::get_key_counter(&*self.0, key_id).await
     }
     async fn put_mfa(&self, enrolment: &MfaEnrolment) -> Result<()> {
         DynStore::put_mfa(&*self.0, enrolment).await

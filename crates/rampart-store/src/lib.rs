@@ -1,25 +1,36 @@
 //! Rampart durable store.
 //!
 //! This crate owns Rampart's durable state: accounts and sub-accounts, API
-//! keys, MFA enrolments, per-account shred handles and the keyring's
-//! data-key metadata (later also policies). Callers use the backend-neutral
-//! [`Store`] trait; the embedded backend is [`SqliteStore`] (one SQLite file
-//! under the data dir, WAL, foreign keys on, `secure_delete` on, schema from
-//! embedded migrations). A PostgreSQL backend can be added behind the same
-//! trait without touching callers, and must pass the same conformance suite
-//! (the `conformance` feature exposes `rampart_store::conformance`).
+//! keys (with the previous secret of a rotated key and the last accepted
+//! request nonce), MFA enrolments, per-account shred handles and the
+//! keyring's data-key metadata (later also policies). Callers use the
+//! backend-neutral [`Store`] trait; the embedded backend is [`SqliteStore`]
+//! (one SQLite file under the data dir, WAL, foreign keys on,
+//! `secure_delete` on, schema from embedded migrations). A PostgreSQL
+//! backend can be added behind the same trait without touching callers, and
+//! must pass the same conformance suite (the `conformance` feature exposes
+//! `rampart_store::conformance`).
 //!
 //! Besides plain records, the store carries what key management needs:
 //!
 //! - **Root-key rotation**: every data-key version records the
 //!   [`root_key_version`](KeyMetadata::root_key_version) that wrapped it,
 //!   and [`Store::update_wrapped_dek`] replaces the wrapped bytes.
-//! - **Online rewrap** of encrypted fields (API-key secrets, MFA seeds):
-//!   [`Store::count_ciphertexts`] and [`Store::scan_ciphertexts`] walk every
-//!   field in a stable [`CipherRef`] order with keyset pagination (cheap on
-//!   100k+ records, correct under concurrent writes), and
-//!   [`Store::swap_ciphertexts`] writes a batch of rewrapped fields as
-//!   compare-and-swaps, so a concurrent write is never clobbered.
+//! - **API-key secret rotation with an overlap window**:
+//!   [`Store::rotate_api_key_secret`] makes the current secret the previous
+//!   one, accepted until a given time ([`Store::get_previous_secret`]),
+//!   and [`Store::drop_expired_previous_secrets`] sweeps the expired ones.
+//! - **Strictly increasing request nonces** per API key, persisted:
+//!   [`Store::advance_key_counter`] accepts a nonce only if it is above the
+//!   last one, atomically, so a replayed or reordered nonce is refused even
+//!   across restarts and concurrent requests.
+//! - **Online rewrap** of encrypted fields (API-key secrets, previous
+//!   secrets, MFA seeds): [`Store::count_ciphertexts`] and
+//!   [`Store::scan_ciphertexts`] walk every field in a stable [`CipherRef`]
+//!   order with keyset pagination (cheap on 100k+ records, correct under
+//!   concurrent writes), and [`Store::swap_ciphertexts`] writes a batch of
+//!   rewrapped fields as compare-and-swaps, so a concurrent write is never
+//!   clobbered.
 //!   [`Store::create_api_keys`] inserts keys in bulk, in one transaction.
 //! - **Crypto-shredding**: an [`AccountKey`] is a per-account secret mixed
 //!   into the account's field keys; [`Store::shred_account_key`] deletes it

@@ -223,14 +223,21 @@ impl fmt::Debug for AccountKey {
     }
 }
 
-/// Where one encrypted field lives. The derived order (every API-key secret
-/// by key id, then every MFA seed by account and kind) is the order in
-/// which [`Store::scan_ciphertexts`](crate::Store::scan_ciphertexts) walks
-/// them.
+/// Where one encrypted field lives. The derived order (every current
+/// API-key secret by key id, then every previous API-key secret by key id,
+/// then every MFA seed by account and kind) is the order in which
+/// [`Store::scan_ciphertexts`](crate::Store::scan_ciphertexts) walks them.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum CipherRef {
-    /// The secret of an API key.
+    /// The current secret of an API key.
     ApiKeySecret {
+        /// Public key id.
+        key_id: String,
+    },
+    /// The previous secret of a rotated API key, kept for the overlap
+    /// window (see
+    /// [`Store::rotate_api_key_secret`](crate::Store::rotate_api_key_secret)).
+    ApiKeyPreviousSecret {
         /// Public key id.
         key_id: String,
     },
@@ -248,15 +255,17 @@ impl CipherRef {
     /// `mfa_enrolment`).
     pub fn record_type(&self) -> &'static str {
         match self {
-            Self::ApiKeySecret { .. } => "api_key",
+            Self::ApiKeySecret { .. } | Self::ApiKeyPreviousSecret { .. } => "api_key",
             Self::MfaSeed { .. } => "mfa_enrolment",
         }
     }
 
-    /// The name of the field within its record (`secret` or `seed`).
+    /// The name of the field within its record (`secret`,
+    /// `previous_secret` or `seed`).
     pub fn field(&self) -> &'static str {
         match self {
             Self::ApiKeySecret { .. } => "secret",
+            Self::ApiKeyPreviousSecret { .. } => "previous_secret",
             Self::MfaSeed { .. } => "seed",
         }
     }
@@ -264,7 +273,7 @@ impl CipherRef {
     /// The id of the record: the key id, or `account_id/kind`.
     pub fn record_id(&self) -> String {
         match self {
-            Self::ApiKeySecret { key_id } => key_id.clone(),
+            Self::ApiKeySecret { key_id } | Self::ApiKeyPreviousSecret { key_id } => key_id.clone(),
             Self::MfaSeed { account_id, kind } => format!("{account_id}/{kind}"),
         }
     }

@@ -44,13 +44,22 @@ const KEY_META_COLUMNS: &str =
 const ACCOUNT_KEY_COLUMNS: &str = "account_id, secret, created_at_ms, shredded_at_ms";
 
 /// Pages of [`Store::scan_ciphertexts`]: API-key secrets by key id, then
-/// MFA seeds by account and kind, each from the start or strictly after a
+/// previous API-key secrets by key id (with their key's account), then MFA
+/// seeds by account and kind, each from the start or strictly after a
 /// position. Text compares byte-wise (SQLite's default `BINARY` collation),
 /// which is Rust's `String` order, so pages follow [`CipherRef`]'s order.
 const SCAN_KEYS_FIRST: &str = "SELECT key_id, account_id, secret_ciphertext AS ciphertext \
      FROM api_keys WHERE secret_ciphertext IS NOT NULL ORDER BY key_id LIMIT ?";
 const SCAN_KEYS_AFTER: &str = "SELECT key_id, account_id, secret_ciphertext AS ciphertext \
      FROM api_keys WHERE secret_ciphertext IS NOT NULL AND key_id > ? ORDER BY key_id LIMIT ?";
+const SCAN_PREVIOUS_FIRST: &str = "SELECT p.key_id AS key_id, k.account_id AS account_id, \
+     p.secret_ciphertext AS ciphertext \
+     FROM api_key_previous_secrets p JOIN api_keys k ON k.key_id = p.key_id \
+     ORDER BY p.key_id LIMIT ?";
+const SCAN_PREVIOUS_AFTER: &str = "SELECT p.key_id AS key_id, k.account_id AS account_id, \
+     p.secret_ciphertext AS ciphertext \
+     FROM api_key_previous_secrets p JOIN api_keys k ON k.key_id = p.key_id \
+     WHERE p.key_id > ? ORDER BY p.key_id LIMIT ?";
 const SCAN_SEEDS_FIRST: &str = "SELECT account_id, kind, seed_ciphertext AS ciphertext \
      FROM mfa_enrolments ORDER BY account_id, kind LIMIT ?";
 const SCAN_SEEDS_AFTER: &str = "SELECT account_id, kind, seed_ciphertext AS ciphertext \
@@ -308,19 +317,67 @@ fn account_key_from(row: &SqliteRow) -> Result<AccountKey> {
     Ok(key)
 }
 
-fn ciphertext_from(row: &SqliteRow, mfa: bool) -> Result<StoredCiphertext> {
-    let entity = if mfa { "mfa enrolment" } else { "api key" };
-    let e = |e: sqlx::Error| map_err(entity, &e);
+/// The three kinds of encrypted field, in scan order.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum FieldKind {
+    Secret,
+    PreviousSecret,
+    Seed,
+}
+
+impl FieldKind {
+    fn of(location: &CipherRef) -> Self {
+        match location {
+            CipherRef::ApiKeySecret { .. } => Self::Secret,
+            CipherRef::ApiKeyPreviousSecret { .. } => Self::PreviousSecret,
+            CipherRef::MfaSeed { .. } => Self::Seed,
+        }
+    }
+
+    fn entity(self) -> &'static str {
+        match self {
+            Self::Secret => "api key",
+            Self::PreviousSecret => "previous secret",
+            Self::Seed => "mfa enrolment",
+        }
+    }
+
+    /// The page query of this kind from `after` (which must be of this
+    /// kind) or from its start, still missing the `LIMIT` bind.
+    fn page_query(self, after: Option<&CipherRef>) -> Query<'_, Sqlite, SqliteArguments<'_>> {
+        match (self, after) {
+            (Self::Secret, Some(CipherRef::ApiKeySecret { key_id })) => {
+                sqlx::query(SCAN_KEYS_AFTER).bind(key_id.as_str())
+            }
+            (Self::PreviousSecret, Some(CipherRef::ApiKeyPreviousSecret { key_id })) => {
+                sqlx::query(SCAN_PREVIOUS_AFTER).bind(key_id.as_str())
+            }
+            (Self::Seed, Some(CipherRef::MfaSeed { account_id, kind })) => {
+                sqlx::query(SCAN_SEEDS_AFTER)
+                    .bind(account_id.as_str())
+                    .bind(kind.as_str())
+            }
+            (Self::Secret, _) => sqlx::query(SCAN_KEYS_FIRST),
+            (Self::PreviousSecret, _) => sqlx::query(SCAN_PREVIOUS_FIRST),
+            (Self::Seed, _) => sqlx::query(SCAN_SEEDS_FIRST),
+        }
+    }
+}
+
+fn ciphertext_from(row: &SqliteRow, kind: FieldKind) -> Result<StoredCiphertext> {
+    let e = |e: sqlx::Error| map_err(kind.entity(), &e);
     let account_id: String = row.try_get("account_id").map_err(e)?;
-    let location = if mfa {
-        CipherRef::MfaSeed {
+    let location = match kind {
+        FieldKind::Seed => CipherRef::MfaSeed {
             account_id: account_id.clone(),
             kind: row.try_get("kind").map_err(e)?,
-        }
-    } else {
-        CipherRef::ApiKeySecret {
+        },
+        FieldKind::Secret => CipherRef::ApiKeySecret {
             key_id: row.try_get("key_id").map_err(e)?,
-        }
+        },
+        FieldKind::PreviousSecret => CipherRef::ApiKeyPreviousSecret {
+            key_id: row.try_get("key_id").map_err(e)?,
+        },
     };
     Ok(StoredCiphertext {
         location,
@@ -400,6 +457,17 @@ impl Store for SqliteStore {
             .collect()
     }
 
+    async fn list_accounts(&self) -> Result<Vec<Account>> {
+        let sql = format!("SELECT {ACCOUNT_COLUMNS} FROM accounts ORDER BY id");
+        let rows = sqlx::query(&sql)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(|e| map_err("account", &e))?;
+        rows.iter()
+            .map(|r| account_from(r).map_err(|e| map_err("account", &e)))
+            .collect()
+    }
+
     async fn create_api_key(&self, key: &ApiKey) -> Result<()> {
         let sql = insert_api_key_sql();
         insert_api_key(&sql, key)?
@@ -462,6 +530,34 @@ impl Store for SqliteStore {
         rows.iter().map(api_key_from).collect()
     }
 
+    async fn list_all_api_keys(&self, after: Option<&str>, limit: u32) -> Result<Vec<ApiKey>> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let rows = match after {
+            None => {
+                let sql = format!("SELECT {API_KEY_COLUMNS} FROM api_keys ORDER BY key_id LIMIT ?");
+                sqlx::query(&sql)
+                    .bind(i64::from(limit))
+                    .fetch_all(&self.pool)
+                    .await
+            }
+            Some(after) => {
+                let sql = format!(
+                    "SELECT {API_KEY_COLUMNS} FROM api_keys WHERE key_id > ? \
+                     ORDER BY key_id LIMIT ?"
+                );
+                sqlx::query(&sql)
+                    .bind(after)
+                    .bind(i64::from(limit))
+                    .fetch_all(&self.pool)
+                    .await
+            }
+        }
+        .map_err(|e| map_err("api key", &e))?;
+        rows.iter().map(api_key_from).collect()
+    }
+
     async fn revoke_api_key(&self, key_id: &str, at_ms: i64) -> Result<()> {
         let done = sqlx::query(
             "UPDATE api_keys SET state = 'revoked', revoked_at_ms = COALESCE(revoked_at_ms, ?) \
@@ -476,6 +572,117 @@ impl Store for SqliteStore {
             return Err(StoreError::NotFound("api key"));
         }
         Ok(())
+    }
+
+    async fn rotate_api_key_secret(
+        &self,
+        key_id: &str,
+        new_ciphertext: &[u8],
+        previous_valid_until_ms: i64,
+    ) -> Result<()> {
+        let mut tx = self
+            .pool
+            .begin_with(BEGIN_WRITE)
+            .await
+            .map_err(|e| backend("rotate api key secret", &e))?;
+        let has_secret: Option<bool> = sqlx::query_scalar(
+            "SELECT secret_ciphertext IS NOT NULL FROM api_keys WHERE key_id = ?",
+        )
+        .bind(key_id)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(|e| map_err("api key", &e))?;
+        match has_secret {
+            None => return Err(StoreError::NotFound("api key")),
+            Some(false) => return Err(StoreError::Conflict("api key secret")),
+            Some(true) => {}
+        }
+        // The current bytes move inside the database. (An upsert after a
+        // SELECT needs the SELECT's WHERE clause to parse unambiguously.)
+        // An early return above drops `tx`, which rolls it back.
+        sqlx::query(
+            "INSERT INTO api_key_previous_secrets (key_id, secret_ciphertext, valid_until_ms) \
+             SELECT key_id, secret_ciphertext, ? FROM api_keys WHERE key_id = ? \
+             ON CONFLICT (key_id) DO UPDATE SET \
+             secret_ciphertext = excluded.secret_ciphertext, \
+             valid_until_ms = excluded.valid_until_ms",
+        )
+        .bind(previous_valid_until_ms)
+        .bind(key_id)
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| map_err("previous secret", &e))?;
+        sqlx::query("UPDATE api_keys SET secret_ciphertext = ? WHERE key_id = ?")
+            .bind(new_ciphertext)
+            .bind(key_id)
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| map_err("api key", &e))?;
+        tx.commit()
+            .await
+            .map_err(|e| backend("rotate api key secret", &e))
+    }
+
+    async fn get_previous_secret(&self, key_id: &str) -> Result<Option<(Vec<u8>, i64)>> {
+        // One statement: the key's existence and its previous secret come
+        // from the same snapshot.
+        let row = sqlx::query(
+            "SELECT p.secret_ciphertext AS ciphertext, p.valid_until_ms AS valid_until_ms \
+             FROM api_keys k LEFT JOIN api_key_previous_secrets p ON p.key_id = k.key_id \
+             WHERE k.key_id = ?",
+        )
+        .bind(key_id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(|e| map_err("previous secret", &e))?
+        .ok_or(StoreError::NotFound("api key"))?;
+        let e = |e: sqlx::Error| map_err("previous secret", &e);
+        let ciphertext: Option<Vec<u8>> = row.try_get("ciphertext").map_err(e)?;
+        let valid_until_ms: Option<i64> = row.try_get("valid_until_ms").map_err(e)?;
+        match (ciphertext, valid_until_ms) {
+            (Some(ciphertext), Some(valid_until_ms)) => Ok(Some((ciphertext, valid_until_ms))),
+            (None, None) => Ok(None),
+            _ => Err(corrupt("previous secret")),
+        }
+    }
+
+    async fn drop_expired_previous_secrets(&self, now_ms: i64) -> Result<u64> {
+        let done = sqlx::query("DELETE FROM api_key_previous_secrets WHERE valid_until_ms <= ?")
+            .bind(now_ms)
+            .execute(&self.pool)
+            .await
+            .map_err(|e| map_err("previous secret", &e))?;
+        Ok(done.rows_affected())
+    }
+
+    async fn advance_key_counter(&self, key_id: &str, nonce: u64) -> Result<bool> {
+        let nonce = i64::try_from(nonce).map_err(|_| StoreError::Conflict("nonce out of range"))?;
+        // One statement, so the comparison and the write are atomic: the
+        // update applies only to a strictly greater nonce, and a nonce
+        // that is not applied changes no row.
+        let done = sqlx::query(
+            "INSERT INTO key_counters (key_id, last_nonce) VALUES (?, ?) \
+             ON CONFLICT (key_id) DO UPDATE SET last_nonce = excluded.last_nonce \
+             WHERE excluded.last_nonce > key_counters.last_nonce",
+        )
+        .bind(key_id)
+        .bind(nonce)
+        .execute(&self.pool)
+        .await
+        .map_err(|e| map_err("key counter", &e))?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn get_key_counter(&self, key_id: &str) -> Result<Option<u64>> {
+        let nonce: Option<i64> =
+            sqlx::query_scalar("SELECT last_nonce FROM key_counters WHERE key_id = ?")
+                .bind(key_id)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(|e| map_err("key counter", &e))?;
+        nonce
+            .map(|n| u64::try_from(n).map_err(|_| corrupt("key counter")))
+            .transpose()
     }
 
     async fn put_mfa(&self, enrolment: &MfaEnrolment) -> Result<()> {
@@ -706,6 +913,7 @@ impl Store for SqliteStore {
     async fn count_ciphertexts(&self) -> Result<u64> {
         let row = sqlx::query(
             "SELECT (SELECT COUNT(*) FROM api_keys WHERE secret_ciphertext IS NOT NULL) \
+             + (SELECT COUNT(*) FROM api_key_previous_secrets) \
              + (SELECT COUNT(*) FROM mfa_enrolments)",
         )
         .fetch_one(&self.pool)
@@ -725,46 +933,37 @@ impl Store for SqliteStore {
         if limit == 0 {
             return Ok(Vec::new());
         }
-        // Both queries read one snapshot; each walks a primary-key index
-        // from the `after` position (keyset pagination, no OFFSET).
+        // Every query reads one snapshot; each walks a primary-key index
+        // from the `after` position (keyset pagination, no OFFSET). Kinds
+        // before the one of `after` are done; later ones start at the top.
         let mut tx = self
             .pool
             .begin()
             .await
             .map_err(|e| backend("scan ciphertexts", &e))?;
         let mut page = Vec::new();
-        let keys = match after {
-            None => Some(sqlx::query(SCAN_KEYS_FIRST)),
-            Some(CipherRef::ApiKeySecret { key_id }) => {
-                Some(sqlx::query(SCAN_KEYS_AFTER).bind(key_id.as_str()))
+        let from = after.map_or(FieldKind::Secret, FieldKind::of);
+        for kind in [
+            FieldKind::Secret,
+            FieldKind::PreviousSecret,
+            FieldKind::Seed,
+        ] {
+            if kind < from {
+                continue;
             }
-            Some(CipherRef::MfaSeed { .. }) => None,
-        };
-        if let Some(query) = keys {
-            let rows = query
-                .bind(i64::from(limit))
-                .fetch_all(&mut *tx)
-                .await
-                .map_err(|e| map_err("api key", &e))?;
-            for row in &rows {
-                page.push(ciphertext_from(row, false)?);
+            let rest =
+                i64::from(limit).saturating_sub(i64::try_from(page.len()).unwrap_or(i64::MAX));
+            if rest <= 0 {
+                break;
             }
-        }
-        let rest = i64::from(limit).saturating_sub(i64::try_from(page.len()).unwrap_or(i64::MAX));
-        if rest > 0 {
-            let seeds = match after {
-                Some(CipherRef::MfaSeed { account_id, kind }) => sqlx::query(SCAN_SEEDS_AFTER)
-                    .bind(account_id.as_str())
-                    .bind(kind.as_str()),
-                None | Some(CipherRef::ApiKeySecret { .. }) => sqlx::query(SCAN_SEEDS_FIRST),
-            };
-            let rows = seeds
+            let rows = kind
+                .page_query(after)
                 .bind(rest)
                 .fetch_all(&mut *tx)
                 .await
-                .map_err(|e| map_err("mfa enrolment", &e))?;
+                .map_err(|e| map_err(kind.entity(), &e))?;
             for row in &rows {
-                page.push(ciphertext_from(row, true)?);
+                page.push(ciphertext_from(row, kind)?);
             }
         }
         tx.commit()
@@ -795,6 +994,16 @@ impl Store for SqliteStore {
                 .execute(&mut *tx)
                 .await
                 .map_err(|e| map_err("api key", &e))?,
+                CipherRef::ApiKeyPreviousSecret { key_id } => sqlx::query(
+                    "UPDATE api_key_previous_secrets SET secret_ciphertext = ? \
+                     WHERE key_id = ? AND secret_ciphertext = ?",
+                )
+                .bind(swap.new.as_slice())
+                .bind(key_id)
+                .bind(swap.expected.as_slice())
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| map_err("previous secret", &e))?,
                 CipherRef::MfaSeed { account_id, kind } => sqlx::query(
                     "UPDATE mfa_enrolments SET seed_ciphertext = ? \
                      WHERE account_id = ? AND kind = ? AND seed_ciphertext = ?",
@@ -885,7 +1094,7 @@ mod tests {
             .fetch_one(&store.pool)
             .await
             .unwrap();
-        assert_eq!(row.try_get::<i64, _>(0).unwrap(), 2);
+        assert_eq!(row.try_get::<i64, _>(0).unwrap(), 3);
     }
 
     #[tokio::test]
@@ -1020,6 +1229,8 @@ mod tests {
         for (sql, search) in [
             (SCAN_KEYS_FIRST, false),
             (SCAN_KEYS_AFTER, true),
+            (SCAN_PREVIOUS_FIRST, false),
+            (SCAN_PREVIOUS_AFTER, true),
             (SCAN_SEEDS_FIRST, false),
             (SCAN_SEEDS_AFTER, true),
         ] {
@@ -1039,6 +1250,149 @@ mod tests {
             assert_eq!(plan.starts_with("SEARCH"), search, "{sql}: {plan}");
             assert!(!plan.contains("TEMP B-TREE"), "{sql}: {plan}");
         }
+    }
+
+    async fn store_with_key(key_id: &str) -> SqliteStore {
+        let store = SqliteStore::open_in_memory().await.unwrap();
+        sqlx::query("INSERT INTO accounts VALUES ('a', 'a', NULL, 0)")
+            .execute(&store.pool)
+            .await
+            .unwrap();
+        sqlx::query(
+            "INSERT INTO api_keys (key_id, account_id, scheme, scopes, allowed_cidrs, state, \
+             secret_ciphertext, created_at_ms) VALUES (?, 'a', 's', '[]', '[]', 'enabled', x'01', 0)",
+        )
+        .bind(key_id)
+        .execute(&store.pool)
+        .await
+        .unwrap();
+        store
+    }
+
+    #[tokio::test]
+    async fn key_counter_refuses_negative_nonces_and_malformed_reads_are_errors() {
+        let store = store_with_key("k").await;
+        let err = sqlx::query("INSERT INTO key_counters VALUES ('k', -1)")
+            .execute(&store.pool)
+            .await
+            .unwrap_err();
+        assert!(err.as_database_error().unwrap().is_check_violation());
+        sqlx::query("PRAGMA ignore_check_constraints = ON")
+            .execute(&store.pool)
+            .await
+            .unwrap();
+        sqlx::query("INSERT INTO key_counters VALUES ('k', -1)")
+            .execute(&store.pool)
+            .await
+            .unwrap();
+        assert_eq!(
+            store.get_key_counter("k").await,
+            Err(StoreError::Backend(
+                "stored key counter is malformed".into()
+            ))
+        );
+    }
+
+    #[tokio::test]
+    async fn previous_secret_and_counter_go_with_their_key() {
+        let store = store_with_key("k").await;
+        store.rotate_api_key_secret("k", &[2], 5).await.unwrap();
+        assert!(store.advance_key_counter("k", 3).await.unwrap());
+        let err = sqlx::query("INSERT INTO key_counters VALUES ('nobody', 1)")
+            .execute(&store.pool)
+            .await
+            .unwrap_err();
+        assert!(err.as_database_error().unwrap().is_foreign_key_violation());
+        sqlx::query("DELETE FROM api_keys WHERE key_id = 'k'")
+            .execute(&store.pool)
+            .await
+            .unwrap();
+        for table in ["api_key_previous_secrets", "key_counters"] {
+            let n: i64 = sqlx::query_scalar(&format!("SELECT COUNT(*) FROM {table}"))
+                .fetch_one(&store.pool)
+                .await
+                .unwrap();
+            assert_eq!(n, 0, "{table}");
+        }
+        assert_eq!(store.count_ciphertexts().await.unwrap(), 0);
+    }
+
+    #[tokio::test]
+    async fn expiry_sweep_and_counter_use_indexes() {
+        let store = SqliteStore::open_in_memory().await.unwrap();
+        for (sql, index) in [
+            (
+                "DELETE FROM api_key_previous_secrets WHERE valid_until_ms <= ?",
+                "api_key_previous_secrets_valid_until_idx",
+            ),
+            (
+                "SELECT last_nonce FROM key_counters WHERE key_id = ?",
+                "sqlite_autoindex_key_counters",
+            ),
+        ] {
+            let rows = sqlx::query(&format!("EXPLAIN QUERY PLAN {sql}"))
+                .bind(1_i64)
+                .fetch_all(&store.pool)
+                .await
+                .unwrap();
+            let plan: Vec<String> = rows
+                .iter()
+                .map(|r| r.try_get::<String, _>("detail").unwrap())
+                .collect();
+            let plan = plan.join("; ");
+            assert!(
+                plan.starts_with("SEARCH") && plan.contains(index),
+                "{sql}: {plan}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn migration_keeps_rows_of_earlier_schema() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db.sqlite3");
+        {
+            let options = SqliteConnectOptions::new()
+                .filename(&path)
+                .create_if_missing(true);
+            let pool = SqlitePool::connect_with(options).await.unwrap();
+            let mut first = sqlx::migrate::Migrator::new(Path::new(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/migrations"
+            )))
+            .await
+            .unwrap();
+            first.migrations = std::borrow::Cow::Owned(
+                first
+                    .migrations
+                    .iter()
+                    .filter(|m| m.version <= 2)
+                    .cloned()
+                    .collect(),
+            );
+            first.run(&pool).await.unwrap();
+            sqlx::query("INSERT INTO accounts VALUES ('a', 'a', NULL, 0)")
+                .execute(&pool)
+                .await
+                .unwrap();
+            sqlx::query(
+                "INSERT INTO api_keys (key_id, account_id, scheme, scopes, allowed_cidrs, state, \
+                 secret_ciphertext, created_at_ms) \
+                 VALUES ('k', 'a', 's', '[]', '[]', 'enabled', x'01', 0)",
+            )
+            .execute(&pool)
+            .await
+            .unwrap();
+            pool.close().await;
+        }
+        let store = SqliteStore::open(&path).await.unwrap();
+        assert_eq!(store.get_previous_secret("k").await.unwrap(), None);
+        assert_eq!(store.get_key_counter("k").await.unwrap(), None);
+        store.rotate_api_key_secret("k", &[2], 9).await.unwrap();
+        assert_eq!(
+            store.get_previous_secret("k").await.unwrap(),
+            Some((vec![1], 9))
+        );
     }
 
     #[cfg(unix)]

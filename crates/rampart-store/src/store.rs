@@ -27,6 +27,10 @@ pub trait Store: Send + Sync {
         parent_id: &str,
     ) -> impl Future<Output = Result<Vec<Account>>> + Send;
 
+    /// Lists every account (sub-accounts included), ordered by id (compared
+    /// byte-wise).
+    fn list_accounts(&self) -> impl Future<Output = Result<Vec<Account>>> + Send;
+
     /// Creates an API key; `Conflict` if `key_id` exists,
     /// `MissingReference` if the account does not.
     fn create_api_key(&self, key: &ApiKey) -> impl Future<Output = Result<()>> + Send;
@@ -52,9 +56,85 @@ pub trait Store: Send + Sync {
     /// key id.
     fn list_api_keys(&self, account_id: &str) -> impl Future<Output = Result<Vec<ApiKey>>> + Send;
 
+    /// A page of at most `limit` API keys of every account (revoked ones
+    /// included) with a key id strictly after `after` (from the start when
+    /// `None`), ordered by key id compared byte-wise.
+    ///
+    /// Pagination is by key, as for
+    /// [`scan_ciphertexts`](Self::scan_ciphertexts): passing the last key id
+    /// of a page as the next `after` visits every key present for the whole
+    /// walk exactly once, and `after` need not exist. An empty page means
+    /// the walk is over.
+    fn list_all_api_keys(
+        &self,
+        after: Option<&str>,
+        limit: u32,
+    ) -> impl Future<Output = Result<Vec<ApiKey>>> + Send;
+
     /// Revokes an API key at `at_ms`; `NotFound` if absent. Revoking a
     /// revoked key keeps the first revocation time.
     fn revoke_api_key(&self, key_id: &str, at_ms: i64) -> impl Future<Output = Result<()>> + Send;
+
+    /// Rotates the secret of an API key, in one transaction: the current
+    /// secret ciphertext becomes the key's previous secret, accepted until
+    /// `previous_valid_until_ms` (replacing any earlier previous secret and
+    /// its validity), and `new_ciphertext` becomes the current secret.
+    ///
+    /// `NotFound("api key")` if the key does not exist;
+    /// `Conflict("api key secret")` if it has no current secret (asymmetric
+    /// schemes). Nothing changes on error.
+    ///
+    /// The stored bytes move as they are. A ciphertext whose associated
+    /// data names its field (sealed for [`CipherRef::ApiKeySecret`]) does
+    /// not open as [`CipherRef::ApiKeyPreviousSecret`] until the caller
+    /// re-seals it there, for example with a compare-and-swap through
+    /// [`swap_ciphertexts`](Self::swap_ciphertexts).
+    fn rotate_api_key_secret(
+        &self,
+        key_id: &str,
+        new_ciphertext: &[u8],
+        previous_valid_until_ms: i64,
+    ) -> impl Future<Output = Result<()>> + Send;
+
+    /// The previous secret ciphertext of an API key and the time (Unix
+    /// milliseconds) until which it is accepted; `None` when the key has
+    /// none. An expired previous secret is returned until
+    /// [`drop_expired_previous_secrets`](Self::drop_expired_previous_secrets)
+    /// removes it, so callers compare the time themselves. `NotFound("api
+    /// key")` if the key does not exist.
+    fn get_previous_secret(
+        &self,
+        key_id: &str,
+    ) -> impl Future<Output = Result<Option<(Vec<u8>, i64)>>> + Send;
+
+    /// Deletes every previous secret whose validity ended, that is whose
+    /// `valid_until_ms <= now_ms`, and returns how many were deleted. The
+    /// current secrets are untouched.
+    fn drop_expired_previous_secrets(
+        &self,
+        now_ms: i64,
+    ) -> impl Future<Output = Result<u64>> + Send;
+
+    /// Accepts a request nonce of an API key if, and only if, it is
+    /// strictly greater than the last nonce accepted for the key (any nonce
+    /// is accepted when none was), storing it as the new last nonce.
+    /// Returns whether it was accepted: `false` for a nonce equal to or
+    /// below the stored one, which stays as it is.
+    ///
+    /// Atomic: of concurrent calls with the same nonce, exactly one is
+    /// accepted. Nonces are stored as signed 64-bit integers, so a nonce
+    /// above `i64::MAX` is refused with `Conflict("nonce out of range")`
+    /// (checked first, before the key). `MissingReference("key counter")`
+    /// if the key does not exist.
+    fn advance_key_counter(
+        &self,
+        key_id: &str,
+        nonce: u64,
+    ) -> impl Future<Output = Result<bool>> + Send;
+
+    /// The last nonce accepted for an API key; `None` if none was (also
+    /// when the key does not exist).
+    fn get_key_counter(&self, key_id: &str) -> impl Future<Output = Result<Option<u64>>> + Send;
 
     /// Stores an MFA enrolment, replacing any earlier one of the same
     /// account and kind; `MissingReference` if the account does not exist.
@@ -142,16 +222,18 @@ pub trait Store: Send + Sync {
         purpose: &str,
     ) -> impl Future<Output = Result<Option<u32>>> + Send;
 
-    /// The number of stored encrypted fields: API keys with a secret, plus
-    /// every MFA enrolment.
+    /// The number of stored encrypted fields: API keys with a secret, every
+    /// previous secret of a rotated key (expired ones included until
+    /// dropped), plus every MFA enrolment.
     fn count_ciphertexts(&self) -> impl Future<Output = Result<u64>> + Send;
 
     /// A page of at most `limit` stored encrypted fields strictly after
     /// `after` (from the start when `None`), in [`CipherRef`] order: every
-    /// API-key secret by key id, then every MFA seed by account and kind,
-    /// ids compared byte-wise as Rust strings are (SQLite's `BINARY`
-    /// collation; a PostgreSQL backend needs `COLLATE "C"`). Keys without a
-    /// secret are skipped.
+    /// current API-key secret by key id, then every previous API-key secret
+    /// by key id, then every MFA seed by account and kind, ids compared
+    /// byte-wise as Rust strings are (SQLite's `BINARY` collation; a
+    /// PostgreSQL backend needs `COLLATE "C"`). Keys without a secret are
+    /// skipped. The `account_id` of a previous secret is its key's account.
     ///
     /// Pagination is by key, not offset: passing the last location of a
     /// page as the next `after` visits every field present for the whole

@@ -11,7 +11,7 @@
 
 use std::time::Instant;
 
-use rampart_store::conformance::{self, key_ref, mfa_ref};
+use rampart_store::conformance::{self, key_ref, mfa_ref, prev_ref};
 use rampart_store::{AccountKey, CipherSwap, SqliteStore, Store, StoredCiphertext};
 use zeroize::Zeroizing;
 
@@ -50,6 +50,13 @@ conformance_cases!(
     min_decrypt_version,
     ciphertext_scan_order,
     ciphertext_swaps,
+    accounts_list_all,
+    api_keys_list_all,
+    api_key_secret_rotation,
+    previous_secrets_expire,
+    ciphertext_scan_previous_secrets,
+    key_counter_strictly_increasing,
+    key_counter_concurrent_advances,
 );
 
 #[tokio::test]
@@ -106,9 +113,22 @@ async fn debug_never_prints_opaque_bytes() {
     assert!(shredded.contains("secret: shredded"), "{shredded}");
     assert!(shredded.contains("shredded_at_ms: Some(9)"), "{shredded}");
 
+    store
+        .rotate_api_key_secret("kid-dbg", &[0xde; 5], 1)
+        .await
+        .unwrap();
     let page = store.scan_ciphertexts(None, 10).await.unwrap();
     let shown = format!("{page:?}");
-    assert!(shown.contains("ciphertext: <4 bytes>"), "{shown}");
+    assert!(
+        shown.contains(
+            "ApiKeySecret { key_id: \"kid-dbg\" }, account_id: \"dbg\", ciphertext: <5 bytes>"
+        ),
+        "{shown}"
+    );
+    assert!(
+        shown.contains("ApiKeyPreviousSecret { key_id: \"kid-dbg\" }, account_id: \"dbg\", ciphertext: <4 bytes>"),
+        "{shown}"
+    );
     assert!(!shown.contains("222"), "{shown}");
     let swap = CipherSwap {
         location: key_ref("kid-dbg"),
@@ -126,10 +146,15 @@ async fn debug_never_prints_opaque_bytes() {
 #[test]
 fn cipher_ref_names_and_order() {
     let key = key_ref("kid-1");
+    let prev = prev_ref("kid-1");
     let seed = mfa_ref("acc-1", "totp");
     assert_eq!(
         (key.record_type(), key.field(), key.record_id()),
         ("api_key", "secret", "kid-1".to_owned())
+    );
+    assert_eq!(
+        (prev.record_type(), prev.field(), prev.record_id()),
+        ("api_key", "previous_secret", "kid-1".to_owned())
     );
     assert_eq!(
         (seed.record_type(), seed.field(), seed.record_id()),
@@ -137,9 +162,12 @@ fn cipher_ref_names_and_order() {
     );
     let mut refs = vec![
         mfa_ref("b", "a"),
+        prev_ref("a"),
         mfa_ref("a", "z"),
         key_ref("\u{10ffff}"),
+        prev_ref("\u{10ffff}"),
         key_ref("B"),
+        prev_ref("B"),
         key_ref("a"),
     ];
     refs.sort();
@@ -149,6 +177,9 @@ fn cipher_ref_names_and_order() {
             key_ref("B"),
             key_ref("a"),
             key_ref("\u{10ffff}"),
+            prev_ref("B"),
+            prev_ref("a"),
+            prev_ref("\u{10ffff}"),
             mfa_ref("a", "z"),
             mfa_ref("b", "a"),
         ]
@@ -354,6 +385,141 @@ async fn concurrent_encryption_counts_are_never_lost() {
     }
     let meta = store.list_key_metadata("cnt").await.unwrap();
     assert_eq!(meta[0].encryptions, 32 * 10 * 3);
+}
+
+/// Tasks on several threads race to advance one key's counter on a
+/// database file (one pool connection each): of identical nonces exactly
+/// one is accepted per round, and the stored nonce only ever rises.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_nonce_advances_on_one_file_accept_exactly_one() {
+    const TASKS: usize = 16;
+    const ROUNDS: u64 = 20;
+    let (_dir, store) = fresh().await;
+    store
+        .create_account(&conformance::account("nonce", None))
+        .await
+        .unwrap();
+    store
+        .create_api_key(&conformance::api_key("kid-nonce", "nonce"))
+        .await
+        .unwrap();
+    for round in 1..=ROUNDS {
+        let nonce = 1_700_000_000_000 + round;
+        let barrier = std::sync::Arc::new(tokio::sync::Barrier::new(TASKS));
+        let tasks: Vec<_> = (0..TASKS)
+            .map(|_| {
+                let store = store.clone();
+                let barrier = barrier.clone();
+                tokio::spawn(async move {
+                    barrier.wait().await;
+                    store.advance_key_counter("kid-nonce", nonce).await.unwrap()
+                })
+            })
+            .collect();
+        let mut accepted = 0;
+        for task in tasks {
+            if task.await.unwrap() {
+                accepted += 1;
+            }
+        }
+        assert_eq!(accepted, 1, "round {round}");
+        assert_eq!(
+            store.get_key_counter("kid-nonce").await.unwrap(),
+            Some(nonce)
+        );
+        assert!(!store.advance_key_counter("kid-nonce", nonce).await.unwrap());
+    }
+
+    // Every task sends its own increasing nonces; interleaved with the
+    // others, some are stale, but an accepted nonce always exceeds every
+    // nonce accepted before it.
+    let base = 1_800_000_000_000_u64;
+    let tasks: Vec<_> = (0..TASKS as u64)
+        .map(|t| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let mut won = Vec::new();
+                for i in 0..25 {
+                    let nonce = base + i * TASKS as u64 + t;
+                    if store.advance_key_counter("kid-nonce", nonce).await.unwrap() {
+                        won.push(nonce);
+                    }
+                }
+                won
+            })
+        })
+        .collect();
+    let mut won = Vec::new();
+    for task in tasks {
+        won.extend(task.await.unwrap());
+    }
+    let largest = base + 24 * TASKS as u64 + (TASKS as u64 - 1);
+    assert!(won.contains(&largest));
+    let mut sorted = won.clone();
+    sorted.sort_unstable();
+    sorted.dedup();
+    assert_eq!(sorted.len(), won.len(), "a nonce accepted twice");
+    assert_eq!(
+        store.get_key_counter("kid-nonce").await.unwrap(),
+        Some(largest)
+    );
+}
+
+/// A rotation racing readers and other rotations of the same key on a
+/// database file: every rotation lands whole, so the final previous secret
+/// is the current secret the last rotation replaced.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_rotations_on_one_file_chain() {
+    const TASKS: u8 = 8;
+    let (_dir, store) = fresh().await;
+    store
+        .create_account(&conformance::account("rotrace", None))
+        .await
+        .unwrap();
+    store
+        .create_api_key(&rampart_store::ApiKey {
+            secret_ciphertext: Some(vec![0]),
+            ..conformance::api_key("kid-rotrace", "rotrace")
+        })
+        .await
+        .unwrap();
+    let tasks: Vec<_> = (1..=TASKS)
+        .map(|t| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                store
+                    .rotate_api_key_secret("kid-rotrace", &[t], i64::from(t))
+                    .await
+                    .unwrap();
+                store.get_previous_secret("kid-rotrace").await.unwrap()
+            })
+        })
+        .collect();
+    for task in tasks {
+        assert!(task.await.unwrap().is_some());
+    }
+    // Each secret was current exactly once and is either current now or
+    // was moved to previous (and possibly replaced) by the next rotation.
+    let current = store
+        .get_api_key("kid-rotrace")
+        .await
+        .unwrap()
+        .secret_ciphertext
+        .unwrap();
+    let (previous, valid_until) = store
+        .get_previous_secret("kid-rotrace")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(current.len(), 1);
+    assert_eq!(previous.len(), 1);
+    assert_ne!(current, previous);
+    assert_eq!(
+        valid_until,
+        i64::from(current[0]),
+        "validity of the last rotation"
+    );
+    assert_eq!(store.count_ciphertexts().await.unwrap(), 2);
 }
 
 #[tokio::test]

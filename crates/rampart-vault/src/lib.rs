@@ -24,6 +24,8 @@
 //! data-key version while any readable record still uses it; or destroy a
 //! root key version while any live DEK is still wrapped by it.
 
+pub mod directory;
+
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -184,7 +186,9 @@ pub fn now_ms() -> i64 {
 #[must_use]
 pub fn purpose_of(location: &CipherRef) -> Purpose {
     match location {
-        CipherRef::ApiKeySecret { .. } => Purpose::ApiSecrets,
+        CipherRef::ApiKeySecret { .. } | CipherRef::ApiKeyPreviousSecret { .. } => {
+            Purpose::ApiSecrets
+        }
         CipherRef::MfaSeed { .. } => Purpose::MfaSeeds,
     }
 }

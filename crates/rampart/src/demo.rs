@@ -173,6 +173,53 @@ fn ensure_credentials(
             })
         }
     };
+    // Files from earlier versions lack the exchange-style keys: add them.
+    if let Some(keys) = creds
+        .get_mut("keys")
+        .and_then(serde_json::Value::as_array_mut)
+    {
+        let has = |keys: &Vec<serde_json::Value>, n: &str| {
+            keys.iter()
+                .any(|k| k.get("name").and_then(serde_json::Value::as_str) == Some(n))
+        };
+        if !has(keys, "binance-style") {
+            let secret: String = (0..64)
+                .map(|_| {
+                    const A: &[u8] =
+                        b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+                    let i = usize::from(rand::random::<u8>()) % A.len();
+                    A.get(i).map_or('A', |c| char::from(*c))
+                })
+                .collect();
+            keys.push(json!({
+                "name": "binance-style",
+                "key_id": key_id("bn"),
+                "scheme": "binance-hmac-sha256",
+                "secret": secret,
+                "scopes": ["read", "trade"],
+            }));
+        }
+        if !has(keys, "kraken-style") {
+            let secret: [u8; 64] = std::array::from_fn(|_| rand::random());
+            keys.push(json!({
+                "name": "kraken-style",
+                "key_id": key_id("kr"),
+                "scheme": "kraken-hmac-sha512",
+                "secret_b64": base64::engine::general_purpose::STANDARD.encode(secret),
+                "scopes": ["read", "trade"],
+            }));
+        }
+        if !has(keys, "coinbase-style") {
+            let ec = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
+            keys.push(json!({
+                "name": "coinbase-style",
+                "key_id": key_id("cb"),
+                "scheme": "coinbase-jwt-es256",
+                "private_key_pem": ec.serialize_pem(),
+                "scopes": ["read", "trade"],
+            }));
+        }
+    }
     if let Some(o) = creds.as_object_mut() {
         o.insert("gateway_url".into(), json!(format!("https://{listen}")));
         o.insert("admin_url".into(), json!(format!("https://{admin}")));
@@ -330,7 +377,11 @@ async fn run_async(dir: &Path, listen: SocketAddr, admin: SocketAddr) -> Result<
         .map_err(DemoError::Other)?;
     let maintenance_stop = stop.child_token();
     let maintenance = vault.spawn_maintenance(maintenance_stop.clone());
-    let running = rampart_gateway::start(cfg)
+    let auth = crate::keys::auth_services(&cfg, &vault).map_err(DemoError::Other)?;
+    exchange.require_gateway_signature(
+        &crate::keys::upstream_identity_secret(&cfg).map_err(DemoError::Other)?,
+    );
+    let running = rampart_gateway::start_with(cfg, Some(auth))
         .await
         .map_err(|e| DemoError::Other(e.to_string()))?;
     let creds = ensure_credentials(
@@ -485,7 +536,15 @@ async fn seed_store(vault: &rampart_vault::Vault, creds_path: &Path) -> Result<(
             public_key: None,
             created_at_ms: now,
         };
-        if let Some(b64) = str_field(key, "secret_b64") {
+        if let Some(ascii) = str_field(key, "secret") {
+            // Binance-style: the raw ASCII secret is the HMAC key.
+            record.secret_ciphertext = Some(
+                vault
+                    .seal_api_secret(&account, key_id, ascii.as_bytes())
+                    .await
+                    .map_err(|e| other(&e))?,
+            );
+        } else if let Some(b64) = str_field(key, "secret_b64") {
             let secret = zeroize::Zeroizing::new(
                 base64::engine::general_purpose::STANDARD
                     .decode(b64)

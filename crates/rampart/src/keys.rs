@@ -4,7 +4,7 @@
 
 use std::fs;
 use std::io::{IsTerminal, Read};
-use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -23,9 +23,55 @@ use crate::EXIT_CONFIG;
 /// Largest passphrase / PIN file accepted.
 const MAX_SECRET_FILE: u64 = 4096;
 
-/// `rampart keys …`: key-management commands.
+/// `rampart keys …`: API keys and the key hierarchy.
 #[derive(Subcommand)]
 pub enum KeysCmd {
+    /// Create an API key: HMAC secrets are generated and shown once;
+    /// asymmetric keys are registered by public key.
+    Create {
+        #[command(flatten)]
+        args: crate::apikeys::CreateArgs,
+        /// TOML configuration file.
+        #[arg(long, default_value = "rampart.toml")]
+        config: PathBuf,
+    },
+    /// List API keys (all, or one account's).
+    List {
+        /// Only this account's keys.
+        #[arg(long)]
+        account: Option<String>,
+        /// TOML configuration file.
+        #[arg(long, default_value = "rampart.toml")]
+        config: PathBuf,
+    },
+    /// Show one API key's settings (never its secret).
+    Show {
+        /// The key id.
+        key_id: String,
+        /// TOML configuration file.
+        #[arg(long, default_value = "rampart.toml")]
+        config: PathBuf,
+    },
+    /// Revoke an API key for good (its tokens stop working too).
+    Revoke {
+        /// The key id.
+        key_id: String,
+        /// TOML configuration file.
+        #[arg(long, default_value = "rampart.toml")]
+        config: PathBuf,
+    },
+    /// Give an HMAC key a new secret (shown once); the old one keeps
+    /// working during the overlap window, then stops.
+    Rotate {
+        /// The key id.
+        key_id: String,
+        /// How long the old secret keeps working.
+        #[arg(long, default_value = "24h")]
+        overlap: humantime::Duration,
+        /// TOML configuration file.
+        #[arg(long, default_value = "rampart.toml")]
+        config: PathBuf,
+    },
     /// Show the provider, root key versions, data-key versions and which
     /// versions stored fields use.
     Status {
@@ -253,6 +299,95 @@ pub async fn open_vault(cfg: &Config) -> Result<Arc<Vault>, String> {
     Ok(Arc::new(vault))
 }
 
+/// Reads (or creates, 0600, 32 random bytes base64) the secret with which
+/// the gateway signs the identity it sends upstream.
+///
+/// # Errors
+/// A message for loose permissions or a malformed file.
+pub fn upstream_identity_secret(cfg: &Config) -> Result<zeroize::Zeroizing<Vec<u8>>, String> {
+    use base64::Engine as _;
+    let path = cfg
+        .auth
+        .upstream_identity_key_file
+        .clone()
+        .unwrap_or_else(|| cfg.storage.data_dir.join("upstream-identity.key"));
+    if !path.exists() {
+        let secret: [u8; 32] = rand::random();
+        let text = zeroize::Zeroizing::new(format!(
+            "{}\n",
+            base64::engine::general_purpose::STANDARD.encode(secret)
+        ));
+        let mut f = fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&path)
+            .map_err(|e| format!("cannot create `{}`: {e}", path.display()))?;
+        std::io::Write::write_all(&mut f, text.as_bytes())
+            .and_then(|()| f.sync_all())
+            .map_err(|e| format!("cannot write `{}`: {e}", path.display()))?;
+        tracing::info!(path = %path.display(), "created the upstream identity secret; give the same file to the trading core");
+    }
+    let text = read_secret(
+        &SecretSource::File(path.clone()),
+        "upstream identity secret",
+    )?;
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(secrecy::ExposeSecret::expose_secret(&text).trim())
+        .map_err(|_| format!("`{}` is not base64", path.display()))?;
+    if bytes.len() < 32 {
+        return Err(format!("`{}` must hold at least 32 bytes", path.display()));
+    }
+    Ok(zeroize::Zeroizing::new(bytes))
+}
+
+/// Access tokens are signed by the key provider's Ed25519 signing key (so
+/// an HSM holds it when the provider is `pkcs11`).
+struct ProviderTokenSigner {
+    provider: Arc<dyn KeyProvider>,
+    public: [u8; 32],
+}
+
+impl rampart_gateway::tokens::TokenSigner for ProviderTokenSigner {
+    fn public_key(&self) -> [u8; 32] {
+        self.public
+    }
+    fn sign(&self, message: &[u8]) -> Result<[u8; 64], String> {
+        self.provider.sign(message).map_err(|e| e.to_string())
+    }
+}
+
+/// The authentication services for the gateway: the vault-backed key
+/// directory, the in-memory nonce cache and the upstream identity signer.
+///
+/// # Errors
+/// As [`upstream_identity_secret`].
+pub fn auth_services(
+    cfg: &Config,
+    vault: &Arc<Vault>,
+) -> Result<Arc<rampart_gateway::auth::AuthServices>, String> {
+    let secret = upstream_identity_secret(cfg)?;
+    Ok(Arc::new(rampart_gateway::auth::AuthServices {
+        directory: Arc::new(rampart_vault::directory::VaultDirectory::new(
+            Arc::clone(vault),
+            cfg.auth.key_cache_ttl,
+        )),
+        nonces: Arc::new(rampart_auth::MemoryNonceStore::new(
+            cfg.auth.nonce_cache_entries,
+        )),
+        identity: Arc::new(rampart_gateway::auth::IdentitySigner::hmac(&secret)?),
+        tokens: Some(Arc::new(rampart_gateway::tokens::Tokens::new(Arc::new(
+            ProviderTokenSigner {
+                provider: Arc::clone(vault.provider()),
+                public: vault
+                    .provider()
+                    .signing_public_key()
+                    .map_err(|e| e.to_string())?,
+            },
+        )))),
+    }))
+}
+
 fn load_config(path: &Path) -> Result<Config, ExitCode> {
     rampart_core::config::load(path).map_err(|errs| {
         for e in &errs.0 {
@@ -289,7 +424,12 @@ pub fn run(cmd: KeysCmd) -> ExitCode {
 
 async fn run_async(cmd: KeysCmd) -> Result<ExitCode, String> {
     let config = match &cmd {
-        KeysCmd::Status { config }
+        KeysCmd::Create { config, .. }
+        | KeysCmd::List { config, .. }
+        | KeysCmd::Show { config, .. }
+        | KeysCmd::Revoke { config, .. }
+        | KeysCmd::Rotate { config, .. }
+        | KeysCmd::Status { config }
         | KeysCmd::RotateDataKey { config, .. }
         | KeysCmd::Rewrap { config, .. }
         | KeysCmd::RotateRoot { config }
@@ -304,6 +444,13 @@ async fn run_async(cmd: KeysCmd) -> Result<ExitCode, String> {
     }
     let vault = open_vault(&cfg).await?;
     match cmd {
+        KeysCmd::Create { args, .. } => crate::apikeys::create(&vault, args).await?,
+        KeysCmd::List { account, .. } => crate::apikeys::list(&vault, account).await?,
+        KeysCmd::Show { key_id, .. } => crate::apikeys::show(&vault, &key_id).await?,
+        KeysCmd::Revoke { key_id, .. } => crate::apikeys::revoke(&vault, &key_id).await?,
+        KeysCmd::Rotate {
+            key_id, overlap, ..
+        } => crate::apikeys::rotate(&vault, &key_id, overlap.into()).await?,
         KeysCmd::Status { .. } => status(&vault).await?,
         KeysCmd::RotateDataKey { purpose, .. } => {
             let v = vault

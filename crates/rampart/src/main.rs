@@ -4,6 +4,8 @@
 //! This file only parses arguments and maps results to exit codes; the work
 //! lives in the library crates and in the modules beside it.
 
+mod apikeys;
+mod call;
 mod demo;
 mod keys;
 mod logging;
@@ -61,6 +63,16 @@ enum Cmd {
         #[command(subcommand)]
         cmd: keys::KeysCmd,
     },
+    /// Sign a request with a key from the credentials file, send it, print
+    /// the status and body.
+    ///
+    /// Prints `HTTP <status>` then the body (pretty JSON when it is JSON).
+    /// Exit 0 for 2xx, 1 for another status, 2 for usage or transport
+    /// errors. Without --key the request is sent unsigned (public routes).
+    Call {
+        #[command(flatten)]
+        args: call::CallArgs,
+    },
 }
 
 #[derive(Subcommand)]
@@ -85,6 +97,7 @@ fn main() -> ExitCode {
             admin_listen,
         } => demo::run(&data_dir, listen, admin_listen),
         Cmd::Keys { cmd } => keys::run(cmd),
+        Cmd::Call { args } => call::run(args),
     }
 }
 

@@ -62,7 +62,14 @@ pub fn run(path: &Path) -> ExitCode {
         };
         let maintenance_stop = tokio_util::sync::CancellationToken::new();
         let maintenance = vault.spawn_maintenance(maintenance_stop.clone());
-        let running = match rampart_gateway::start_sharded(cfg, workers()).await {
+        let auth = match crate::keys::auth_services(&cfg, &vault) {
+            Ok(a) => a,
+            Err(e) => {
+                eprintln!("rampart serve: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        let running = match rampart_gateway::start_sharded(cfg, workers(), Some(auth)).await {
             Ok(r) => r,
             Err(e) => {
                 eprintln!("{e}");

@@ -345,7 +345,15 @@ fn demo_serves_markets_over_tls13_h2_and_writes_credentials() {
         .collect();
     assert_eq!(
         names,
-        ["trader-hmac", "trader-ed25519", "reader", "treasury"]
+        [
+            "trader-hmac",
+            "trader-ed25519",
+            "reader",
+            "treasury",
+            "binance-style",
+            "kraken-style",
+            "coinbase-style"
+        ]
     );
     for k in creds["keys"].as_array().unwrap() {
         assert!(k["key_id"].as_str().unwrap().len() > 10);

@@ -518,7 +518,17 @@ fn demo_keeps_no_plaintext_secret_on_disk() {
             secrets.push((k["key_id"].as_str().unwrap().to_owned(), raw));
         }
     }
-    assert_eq!(secrets.len(), 3);
+    for k in creds["keys"].as_array().unwrap() {
+        if let Some(ascii) = k["secret"].as_str() {
+            needles.push((format!("{} ascii", k["name"]), ascii.as_bytes().to_vec()));
+            secrets.push((
+                k["key_id"].as_str().unwrap().to_owned(),
+                ascii.as_bytes().to_vec(),
+            ));
+        }
+    }
+    // trader-hmac, reader, treasury, kraken-style (base64) and binance-style (ASCII).
+    assert_eq!(secrets.len(), 5);
     let totp = creds["totp_secret_base32"].as_str().unwrap();
     let totp_raw = b32_decode(totp);
     needles.push(("totp base32".into(), totp.as_bytes().to_vec()));

@@ -173,7 +173,7 @@ pub async fn raw_request(
         let mut s = TcpStream::connect(addr).await.unwrap();
         let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
         if let Some(a) = account {
-            head.push_str(&format!("X-Rampart-Account: {a}\r\n"));
+            head.push_str(&format!("Rampart-Account: {a}\r\n"));
         }
         if let Some(b) = body {
             head.push_str("Content-Type: application/json\r\n");

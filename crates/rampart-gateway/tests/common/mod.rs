@@ -140,8 +140,15 @@ action = "Stream"
 scope = "read"
 "#;
 
+/// Starts a gateway without authentication services. The spine tests are
+/// not about authentication: every route is made public here (without
+/// services a non-public route is refused, fail closed; tests/auth.rs
+/// covers that and authentication itself).
 pub async fn start(text: &str) -> rampart_gateway::Running {
-    let cfg = rampart_core::config::parse(text, std::path::Path::new("/")).unwrap();
+    let mut cfg = rampart_core::config::parse(text, std::path::Path::new("/")).unwrap();
+    for r in &mut cfg.routes {
+        r.scope = "public".to_owned();
+    }
     rampart_gateway::start(cfg).await.unwrap()
 }
 

@@ -1,0 +1,94 @@
+//! Where the gateway finds keys: the [`KeyDirectory`] trait (implemented
+//! over the vault and store) and the [`KeyRecord`] it returns.
+
+use std::fmt;
+use std::future::Future;
+use std::net::IpAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use ipnet::IpNet;
+
+use crate::types::{KeyMaterial, Scheme};
+
+/// A boxed, sendable future.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Everything the gateway needs to authenticate with one API key. Secrets
+/// are already decrypted (the directory caches them in memory only).
+pub struct KeyRecord {
+    /// Public key id.
+    pub key_id: String,
+    /// Owning account (or sub-account).
+    pub account_id: String,
+    /// The parent account when `account_id` is a sub-account.
+    pub parent_account_id: Option<String>,
+    /// The key's registered scheme; a request must use it.
+    pub scheme: Scheme,
+    /// Granted scopes.
+    pub scopes: Vec<String>,
+    /// Allowed client networks; empty = any.
+    pub allowed_nets: Vec<IpNet>,
+    /// Expiry, Unix ms.
+    pub expires_at_ms: Option<i64>,
+    /// Bound client-certificate fingerprint (hex SHA-256, lowercase).
+    pub cert_fingerprint: Option<String>,
+    /// Revoked keys never authenticate.
+    pub revoked: bool,
+    /// The current verification key.
+    pub material: KeyMaterial,
+    /// The previous secret of a rotated key, accepted until the given Unix ms.
+    pub previous: Option<(KeyMaterial, i64)>,
+}
+
+impl fmt::Debug for KeyRecord {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KeyRecord")
+            .field("key_id", &self.key_id)
+            .field("account_id", &self.account_id)
+            .field("scheme", &self.scheme)
+            .field("scopes", &self.scopes)
+            .field("revoked", &self.revoked)
+            .finish_non_exhaustive()
+    }
+}
+
+impl KeyRecord {
+    /// Whether `ip` is inside the allowed networks (or no restriction is set).
+    #[must_use]
+    pub fn ip_allowed(&self, ip: IpAddr) -> bool {
+        let ip = match ip {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4),
+            v4 => v4,
+        };
+        self.allowed_nets.is_empty() || self.allowed_nets.iter().any(|n| n.contains(&ip))
+    }
+
+    /// Whether the key grants `scope`.
+    #[must_use]
+    pub fn has_scope(&self, scope: &str) -> bool {
+        self.scopes.iter().any(|s| s == scope)
+    }
+}
+
+/// Why a directory lookup failed (not "unknown key": that is `Ok(None)`).
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("key directory unavailable: {0}")]
+pub struct DirectoryError(pub String);
+
+/// Finds keys by id and keeps Kraken-style counters.
+pub trait KeyDirectory: Send + Sync {
+    /// The key with this id, `None` if there is none.
+    fn lookup<'a>(
+        &'a self,
+        key_id: &'a str,
+    ) -> BoxFuture<'a, Result<Option<Arc<KeyRecord>>, DirectoryError>>;
+
+    /// Accepts `nonce` for `key_id` iff it is strictly greater than every
+    /// nonce accepted before (persisted).
+    fn advance_counter<'a>(
+        &'a self,
+        key_id: &'a str,
+        nonce: u64,
+    ) -> BoxFuture<'a, Result<bool, DirectoryError>>;
+}

@@ -1,0 +1,999 @@
+//! Authentication through the real gateway, over real TLS, to a real demo
+//! exchange that accepts only gateway-signed requests: every scheme's round
+//! trip, every tampered part, replay (also concurrent), freshness, key
+//! state, networks, certificate binding and scopes — and that no rejected
+//! request reaches the upstream.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    clippy::disallowed_methods,
+    clippy::too_many_arguments,
+    missing_docs,
+    reason = "test code"
+)]
+
+mod common;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use aws_lc_rs::rand::SecureRandom;
+use aws_lc_rs::signature::{
+    EcdsaKeyPair, Ed25519KeyPair, KeyPair, ECDSA_P256_SHA256_FIXED_SIGNING,
+};
+use bytes::Bytes;
+use common::*;
+use http::{HeaderMap, HeaderValue, Method, Request};
+use http_body_util::Full;
+use parking_lot::Mutex;
+use rampart_auth::directory::BoxFuture;
+use rampart_auth::rfc9421::{self, SigningKey};
+use rampart_auth::{
+    DirectoryError, KeyDirectory, KeyMaterial, KeyRecord, MemoryNonceStore, RequestView, Scheme,
+};
+use rampart_gateway::auth::{AuthServices, IdentitySigner};
+use zeroize::Zeroizing;
+
+const GATEWAY_SECRET: [u8; 32] = [0x42; 32];
+const ORDER: &str = r#"{"symbol":"BTC-USD","side":"buy","type":"limit","qty":"0.01","price":"100.00","client_order_id":"CID","time_in_force":"gtc"}"#;
+
+#[derive(Default)]
+struct Directory {
+    keys: Mutex<HashMap<String, Arc<KeyRecord>>>,
+    counters: Mutex<HashMap<String, u64>>,
+}
+
+impl KeyDirectory for Directory {
+    fn lookup<'a>(
+        &'a self,
+        key_id: &'a str,
+    ) -> BoxFuture<'a, Result<Option<Arc<KeyRecord>>, DirectoryError>> {
+        let r = self.keys.lock().get(key_id).cloned();
+        Box::pin(async move { Ok(r) })
+    }
+    fn advance_counter<'a>(
+        &'a self,
+        key_id: &'a str,
+        nonce: u64,
+    ) -> BoxFuture<'a, Result<bool, DirectoryError>> {
+        let mut c = self.counters.lock();
+        let last = c.entry(key_id.to_owned()).or_insert(0);
+        let ok = nonce > *last;
+        if ok {
+            *last = nonce;
+        }
+        Box::pin(async move { Ok(ok) })
+    }
+}
+
+struct TestSigner(Ed25519KeyPair);
+
+impl rampart_gateway::tokens::TokenSigner for TestSigner {
+    fn public_key(&self) -> [u8; 32] {
+        self.0.public_key().as_ref().try_into().unwrap()
+    }
+    fn sign(&self, message: &[u8]) -> Result<[u8; 64], String> {
+        Ok(self.0.sign(message).as_ref().try_into().unwrap())
+    }
+}
+
+fn record(key_id: &str, account: &str, scheme: Scheme, material: KeyMaterial) -> KeyRecord {
+    KeyRecord {
+        key_id: key_id.into(),
+        account_id: account.into(),
+        parent_account_id: None,
+        scheme,
+        scopes: vec!["read".into(), "trade".into()],
+        allowed_nets: vec![],
+        expires_at_ms: None,
+        cert_fingerprint: None,
+        revoked: false,
+        material,
+        previous: None,
+    }
+}
+
+struct Env {
+    pki: Arc<Pki>,
+    addr: SocketAddr,
+    dir: Arc<Directory>,
+    ex: Arc<demo_exchange::Exchange>,
+    _g: rampart_gateway::Running,
+    _stop: tokio::sync::oneshot::Sender<()>,
+}
+
+impl Env {
+    fn orders(&self, account: &str) -> usize {
+        self.ex
+            .with_engine(|e| e.open_orders(account).map(|o| o.len()).unwrap_or(0))
+    }
+    fn add(&self, r: KeyRecord) {
+        self.dir.keys.lock().insert(r.key_id.clone(), Arc::new(r));
+    }
+}
+
+async fn env() -> Env {
+    env_with("").await
+}
+
+async fn env_with(auth_section: &str) -> Env {
+    let pki = pki();
+    let ex = demo_exchange::Exchange::new_seeded();
+    ex.require_gateway_signature(&GATEWAY_SECRET);
+    let (up, stop) = exchange(Arc::clone(&ex)).await;
+    let text = format!("{}{auth_section}", config(&pki, &[up], "", EXCHANGE_ROUTES));
+    let cfg = rampart_core::config::parse(&text, std::path::Path::new("/")).unwrap();
+    let dir = Arc::new(Directory::default());
+    let services = Arc::new(AuthServices {
+        directory: Arc::clone(&dir) as Arc<dyn KeyDirectory>,
+        nonces: Arc::new(MemoryNonceStore::new(100_000)),
+        identity: Arc::new(IdentitySigner::hmac(&GATEWAY_SECRET).unwrap()),
+        tokens: Some(Arc::new(rampart_gateway::tokens::Tokens::new(Arc::new(
+            TestSigner(Ed25519KeyPair::generate().unwrap()),
+        )))),
+    });
+    let g = rampart_gateway::start_with(cfg, Some(services))
+        .await
+        .unwrap();
+    Env {
+        pki: Arc::new(pki),
+        addr: g.addr,
+        dir,
+        ex,
+        _g: g,
+        _stop: stop,
+    }
+}
+
+fn now_ms() -> i64 {
+    rampart_gateway::auth::now_ms()
+}
+
+fn nonce() -> String {
+    let mut b = [0u8; 12];
+    aws_lc_rs::rand::SystemRandom::new().fill(&mut b).unwrap();
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// A request signed with RFC 9421 as a client would (authority `localhost`,
+/// the name the test client uses).
+fn signed(
+    method: Method,
+    pq: &str,
+    body: &str,
+    key_id: &str,
+    scheme: Scheme,
+    key: &SigningKey,
+    created: i64,
+    nonce: &str,
+) -> Request<Full<Bytes>> {
+    let mut headers = HeaderMap::new();
+    if !body.is_empty() {
+        headers.insert("content-type", HeaderValue::from_static("application/json"));
+        let d = rampart_auth::digest::content_digest(
+            rampart_auth::digest::DigestAlg::Sha256,
+            body.as_bytes(),
+        );
+        headers.insert("content-digest", HeaderValue::from_str(&d).unwrap());
+    }
+    let view = RequestView {
+        method: &method,
+        path_and_query: pq,
+        authority: "localhost",
+        scheme: "https",
+        headers: &headers,
+        body: body.as_bytes(),
+    };
+    let sig = rfc9421::sign(&view, key_id, scheme, key, created, nonce, &[]).unwrap();
+    sig.insert_into(&mut headers).unwrap();
+    let mut req = Request::builder()
+        .method(method)
+        .uri(pq)
+        .body(Full::new(Bytes::from(body.to_owned())))
+        .unwrap();
+    *req.headers_mut() = headers;
+    req
+}
+
+fn hmac_key() -> (SigningKey, KeyMaterial) {
+    let secret = vec![7u8; 32];
+    (
+        SigningKey::Hmac(Zeroizing::new(secret.clone())),
+        KeyMaterial::Hmac(Zeroizing::new(secret)),
+    )
+}
+
+fn order(cid: &str) -> String {
+    ORDER.replace("CID", cid)
+}
+
+#[tokio::test]
+async fn public_routes_pass_and_are_gateway_signed_upstream() {
+    let e = env().await;
+    let r = send(&e.pki, e.addr, false, get("/v1/markets")).await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    assert!(e.ex.accepted_signed.load(Ordering::Relaxed) >= 1);
+    assert_eq!(e.ex.rejected_unsigned.load(Ordering::Relaxed), 0);
+}
+
+#[tokio::test]
+async fn hmac_round_trip_books_on_the_keys_account_over_h1_and_h2() {
+    let e = env().await;
+    let (sk, km) = hmac_key();
+    e.add(record("k-hmac", "demo2", Scheme::Rfc9421HmacSha256, km));
+    for (i, h2) in [false, true].into_iter().enumerate() {
+        let body = order(&format!("h-{i}"));
+        let req = signed(
+            Method::POST,
+            "/v1/orders",
+            &body,
+            "k-hmac",
+            Scheme::Rfc9421HmacSha256,
+            &sk,
+            now_ms() / 1000,
+            &nonce(),
+        );
+        let r = send(&e.pki, e.addr, h2, req).await;
+        assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
+    }
+    assert_eq!(e.orders("demo2"), 2, "booked on the key's account");
+    assert_eq!(e.orders("demo"), 0);
+    // GET with a query string.
+    let req = signed(
+        Method::GET,
+        "/v1/orders?symbol=BTC-USD",
+        "",
+        "k-hmac",
+        Scheme::Rfc9421HmacSha256,
+        &sk,
+        now_ms() / 1000,
+        &nonce(),
+    );
+    assert_eq!(send(&e.pki, e.addr, false, req).await.status, 200);
+}
+
+#[tokio::test]
+async fn ed25519_and_ecdsa_round_trips() {
+    let e = env().await;
+    let rng = aws_lc_rs::rand::SystemRandom::new();
+    let ed = Ed25519KeyPair::generate().unwrap();
+    let ed_pub: [u8; 32] = ed.public_key().as_ref().try_into().unwrap();
+    e.add(record(
+        "k-ed",
+        "demo",
+        Scheme::Rfc9421Ed25519,
+        KeyMaterial::Ed25519(ed_pub),
+    ));
+    let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng).unwrap();
+    let ec = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8.as_ref()).unwrap();
+    e.add(record(
+        "k-ec",
+        "demo",
+        Scheme::Rfc9421EcdsaP256,
+        KeyMaterial::EcdsaP256(ec.public_key().as_ref().to_vec()),
+    ));
+    let req = signed(
+        Method::POST,
+        "/v1/orders",
+        &order("ed-1"),
+        "k-ed",
+        Scheme::Rfc9421Ed25519,
+        &SigningKey::Ed25519(ed),
+        now_ms() / 1000,
+        &nonce(),
+    );
+    assert_eq!(send(&e.pki, e.addr, true, req).await.status, 201);
+    let req = signed(
+        Method::POST,
+        "/v1/orders",
+        &order("ec-1"),
+        "k-ec",
+        Scheme::Rfc9421EcdsaP256,
+        &SigningKey::EcdsaP256(ec),
+        now_ms() / 1000,
+        &nonce(),
+    );
+    assert_eq!(send(&e.pki, e.addr, true, req).await.status, 201);
+}
+
+#[tokio::test]
+async fn every_tampered_part_is_rejected_with_its_code_and_never_reaches_the_upstream() {
+    let e = env().await;
+    let (sk, km) = hmac_key();
+    e.add(record("k1", "demo", Scheme::Rfc9421HmacSha256, km));
+    e.add(record(
+        "k2",
+        "demo",
+        Scheme::Rfc9421HmacSha256,
+        KeyMaterial::Hmac(Zeroizing::new(vec![9u8; 32])),
+    ));
+    let upstream_before = e.ex.accepted_signed.load(Ordering::Relaxed);
+    let fresh = || {
+        signed(
+            Method::POST,
+            "/v1/orders",
+            &order("t-1"),
+            "k1",
+            Scheme::Rfc9421HmacSha256,
+            &sk,
+            now_ms() / 1000,
+            &nonce(),
+        )
+    };
+    type Tamper = Box<dyn Fn(&mut Request<Full<Bytes>>)>;
+    let cases: Vec<(&str, Tamper, &str)> = vec![
+        (
+            "method",
+            Box::new(|r| *r.method_mut() = Method::PUT),
+            "METHOD_NOT_ALLOWED",
+        ),
+        (
+            "path",
+            Box::new(|r| *r.uri_mut() = "/v1/orders?x=1".parse().unwrap()),
+            "SIGNATURE_INVALID",
+        ),
+        (
+            "body",
+            Box::new(|r| *r.body_mut() = Full::new(Bytes::from(order("t-2")))),
+            "DIGEST_MISMATCH",
+        ),
+        (
+            "content-digest",
+            Box::new(|r| {
+                let d = rampart_auth::digest::content_digest(
+                    rampart_auth::digest::DigestAlg::Sha256,
+                    order("t-2").as_bytes(),
+                );
+                r.headers_mut().insert("content-digest", d.parse().unwrap());
+                *r.body_mut() = Full::new(Bytes::from(order("t-2")));
+            }),
+            "SIGNATURE_INVALID",
+        ),
+        (
+            "created",
+            Box::new(|r| {
+                let si = r.headers()["signature-input"].to_str().unwrap().to_owned();
+                let c = si
+                    .split("created=")
+                    .nth(1)
+                    .unwrap()
+                    .split(';')
+                    .next()
+                    .unwrap()
+                    .to_owned();
+                let n: i64 = c.parse().unwrap();
+                r.headers_mut().insert(
+                    "signature-input",
+                    si.replace(&format!("created={c}"), &format!("created={}", n - 1))
+                        .parse()
+                        .unwrap(),
+                );
+            }),
+            "SIGNATURE_INVALID",
+        ),
+        (
+            "nonce",
+            Box::new(|r| {
+                let si = r.headers()["signature-input"].to_str().unwrap().to_owned();
+                r.headers_mut().insert(
+                    "signature-input",
+                    si.replacen("nonce=\"", "nonce=\"x", 1).parse().unwrap(),
+                );
+            }),
+            "SIGNATURE_INVALID",
+        ),
+        (
+            "keyid to another key",
+            Box::new(|r| {
+                let si = r.headers()["signature-input"].to_str().unwrap().to_owned();
+                r.headers_mut().insert(
+                    "signature-input",
+                    si.replace("keyid=\"k1\"", "keyid=\"k2\"").parse().unwrap(),
+                );
+            }),
+            "SIGNATURE_INVALID",
+        ),
+        (
+            "keyid unknown",
+            Box::new(|r| {
+                let si = r.headers()["signature-input"].to_str().unwrap().to_owned();
+                r.headers_mut().insert(
+                    "signature-input",
+                    si.replace("keyid=\"k1\"", "keyid=\"nobody\"")
+                        .parse()
+                        .unwrap(),
+                );
+            }),
+            "UNKNOWN_KEY",
+        ),
+        (
+            "alg",
+            Box::new(|r| {
+                let si = r.headers()["signature-input"].to_str().unwrap().to_owned();
+                r.headers_mut().insert(
+                    "signature-input",
+                    si.replace("alg=\"hmac-sha256\"", "alg=\"ed25519\"")
+                        .parse()
+                        .unwrap(),
+                );
+            }),
+            "SIGNATURE_INVALID",
+        ),
+        (
+            "signature",
+            Box::new(|r| {
+                let s = r.headers()["signature"].to_str().unwrap().to_owned();
+                let flipped = if s.contains(":A") {
+                    s.replacen(":A", ":B", 1)
+                } else {
+                    s.replacen(':', ":A", 1)
+                };
+                r.headers_mut()
+                    .insert("signature", flipped.parse().unwrap());
+            }),
+            "SIGNATURE_INVALID",
+        ),
+        (
+            "no credentials",
+            Box::new(|r| {
+                r.headers_mut().remove("signature");
+                r.headers_mut().remove("signature-input");
+            }),
+            "MISSING_CREDENTIALS",
+        ),
+    ];
+    for (what, tamper, code) in cases {
+        let mut req = fresh();
+        tamper(&mut req);
+        let r = send(&e.pki, e.addr, false, req).await;
+        assert_eq!(
+            r.code(),
+            code,
+            "tampered {what}: {}",
+            String::from_utf8_lossy(&r.body)
+        );
+        if r.status == 401 {
+            assert!(
+                r.headers.get("www-authenticate").is_some(),
+                "{what}: 401 without WWW-Authenticate"
+            );
+        }
+    }
+    assert_eq!(e.orders("demo"), 0, "no tampered order was booked");
+    assert_eq!(
+        e.ex.accepted_signed.load(Ordering::Relaxed),
+        upstream_before,
+        "nothing reached the upstream"
+    );
+    // The untampered request still works.
+    assert_eq!(send(&e.pki, e.addr, false, fresh()).await.status, 201);
+}
+
+#[tokio::test]
+async fn any_single_byte_change_of_path_or_body_is_rejected() {
+    let e = env().await;
+    let (sk, km) = hmac_key();
+    e.add(record("k1", "demo", Scheme::Rfc9421HmacSha256, km));
+    let body = order("b-1");
+    let before = e.ex.accepted_signed.load(Ordering::Relaxed);
+    for i in 0..body.len() {
+        let req = signed(
+            Method::POST,
+            "/v1/orders",
+            &body,
+            "k1",
+            Scheme::Rfc9421HmacSha256,
+            &sk,
+            now_ms() / 1000,
+            &nonce(),
+        );
+        let (parts, _) = req.into_parts();
+        let mut b = body.clone().into_bytes();
+        b[i] ^= 0x01;
+        let req = Request::from_parts(parts, Full::new(Bytes::from(b)));
+        let r = send(&e.pki, e.addr, false, req).await;
+        assert!(r.status == 401 || r.status == 400, "byte {i}: {}", r.status);
+    }
+    assert_eq!(e.ex.accepted_signed.load(Ordering::Relaxed), before);
+    assert_eq!(e.orders("demo"), 0);
+}
+
+#[tokio::test]
+async fn replays_are_rejected_and_concurrent_replays_let_exactly_one_through() {
+    let e = env().await;
+    let (sk, km) = hmac_key();
+    e.add(record("k1", "demo", Scheme::Rfc9421HmacSha256, km));
+    let req = signed(
+        Method::POST,
+        "/v1/orders",
+        &order("r-1"),
+        "k1",
+        Scheme::Rfc9421HmacSha256,
+        &sk,
+        now_ms() / 1000,
+        &nonce(),
+    );
+    let (parts, body) = req.into_parts();
+    let copy = || Request::from_parts(parts.clone(), body.clone());
+    assert_eq!(send(&e.pki, e.addr, false, copy()).await.status, 201);
+    let r = send(&e.pki, e.addr, true, copy()).await;
+    assert_eq!(r.code(), "REPLAYED_NONCE");
+
+    // 16 connections race the same captured request.
+    let req = signed(
+        Method::POST,
+        "/v1/orders",
+        &order("r-2"),
+        "k1",
+        Scheme::Rfc9421HmacSha256,
+        &sk,
+        now_ms() / 1000,
+        &nonce(),
+    );
+    let (parts, body) = req.into_parts();
+    let ok = Arc::new(AtomicU64::new(0));
+    let replayed = Arc::new(AtomicU64::new(0));
+    let mut tasks = Vec::new();
+    let pki = Arc::clone(&e.pki);
+    for i in 0..16 {
+        let (parts, body, ok, replayed, pki) = (
+            parts.clone(),
+            body.clone(),
+            Arc::clone(&ok),
+            Arc::clone(&replayed),
+            Arc::clone(&pki),
+        );
+        let addr = e.addr;
+        tasks.push(tokio::spawn(async move {
+            let r = send(&pki, addr, i % 2 == 0, Request::from_parts(parts, body)).await;
+            if r.status == 201 {
+                ok.fetch_add(1, Ordering::Relaxed);
+            } else if r.code() == "REPLAYED_NONCE" {
+                replayed.fetch_add(1, Ordering::Relaxed);
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    assert_eq!(ok.load(Ordering::Relaxed), 1);
+    assert_eq!(replayed.load(Ordering::Relaxed), 15);
+    assert_eq!(e.orders("demo"), 2);
+}
+
+#[tokio::test]
+async fn stale_and_future_requests_carry_both_times_and_the_window() {
+    let e = env().await;
+    let (sk, km) = hmac_key();
+    e.add(record("k1", "demo", Scheme::Rfc9421HmacSha256, km));
+    let old = signed(
+        Method::GET,
+        "/v1/account",
+        "",
+        "k1",
+        Scheme::Rfc9421HmacSha256,
+        &sk,
+        now_ms() / 1000 - 30,
+        &nonce(),
+    );
+    let r = send(&e.pki, e.addr, false, old).await;
+    assert_eq!(r.code(), "TIMESTAMP_TOO_OLD");
+    let v = r.json();
+    assert!(v["request_time_ms"].as_i64().unwrap() > 0);
+    assert!(v["server_time_ms"].as_i64().unwrap() > v["request_time_ms"].as_i64().unwrap());
+    assert_eq!(v["max_age_ms"], 5000);
+    assert_eq!(v["max_future_ms"], 1000);
+    let future = signed(
+        Method::GET,
+        "/v1/account",
+        "",
+        "k1",
+        Scheme::Rfc9421HmacSha256,
+        &sk,
+        now_ms() / 1000 + 30,
+        &nonce(),
+    );
+    assert_eq!(
+        send(&e.pki, e.addr, false, future).await.code(),
+        "TIMESTAMP_IN_FUTURE"
+    );
+}
+
+#[tokio::test]
+async fn key_state_networks_certificates_and_scopes() {
+    let e = env().await;
+    let (sk, km) = hmac_key();
+    let mk = |id: &str, f: &dyn Fn(&mut KeyRecord)| {
+        let mut r = record(
+            id,
+            "demo",
+            Scheme::Rfc9421HmacSha256,
+            KeyMaterial::Hmac(Zeroizing::new(vec![7u8; 32])),
+        );
+        f(&mut r);
+        e.add(r);
+    };
+    drop(km);
+    mk("revoked", &|r| r.revoked = true);
+    mk("expired", &|r| r.expires_at_ms = Some(now_ms() - 1));
+    mk("elsewhere", &|r| {
+        r.allowed_nets = vec![
+            "10.0.0.0/8".parse().unwrap(),
+            "2001:db8::/32".parse().unwrap(),
+        ]
+    });
+    mk("loopback", &|r| {
+        r.allowed_nets = vec!["127.0.0.0/8".parse().unwrap()]
+    });
+    mk("bound", &|r| r.cert_fingerprint = Some("ab".repeat(32)));
+    mk("readonly", &|r| r.scopes = vec!["read".into()]);
+    let call = |id: &str, m: Method, pq: &str, body: &str| {
+        signed(
+            m,
+            pq,
+            body,
+            id,
+            Scheme::Rfc9421HmacSha256,
+            &sk,
+            now_ms() / 1000,
+            &nonce(),
+        )
+    };
+    assert_eq!(
+        send(
+            &e.pki,
+            e.addr,
+            false,
+            call("revoked", Method::GET, "/v1/account", "")
+        )
+        .await
+        .code(),
+        "KEY_REVOKED"
+    );
+    assert_eq!(
+        send(
+            &e.pki,
+            e.addr,
+            false,
+            call("expired", Method::GET, "/v1/account", "")
+        )
+        .await
+        .code(),
+        "KEY_EXPIRED"
+    );
+    assert_eq!(
+        send(
+            &e.pki,
+            e.addr,
+            false,
+            call("elsewhere", Method::GET, "/v1/account", "")
+        )
+        .await
+        .code(),
+        "IP_NOT_ALLOWED"
+    );
+    assert_eq!(
+        send(
+            &e.pki,
+            e.addr,
+            false,
+            call("loopback", Method::GET, "/v1/account", "")
+        )
+        .await
+        .status,
+        200
+    );
+    assert_eq!(
+        send(
+            &e.pki,
+            e.addr,
+            false,
+            call("bound", Method::GET, "/v1/account", "")
+        )
+        .await
+        .code(),
+        "CERT_REQUIRED"
+    );
+    assert_eq!(
+        send(
+            &e.pki,
+            e.addr,
+            false,
+            call("readonly", Method::GET, "/v1/account", "")
+        )
+        .await
+        .status,
+        200
+    );
+    let r = send(
+        &e.pki,
+        e.addr,
+        false,
+        call("readonly", Method::POST, "/v1/orders", &order("s-1")),
+    )
+    .await;
+    assert_eq!(r.code(), "SCOPE_MISSING");
+    assert_eq!(r.status, 403);
+    assert_eq!(e.orders("demo"), 0);
+}
+
+#[tokio::test]
+async fn rotated_key_previous_secret_works_inside_its_window_only() {
+    let e = env().await;
+    let old = SigningKey::Hmac(Zeroizing::new(vec![1u8; 32]));
+    let new = SigningKey::Hmac(Zeroizing::new(vec![2u8; 32]));
+    let mut r = record(
+        "rot",
+        "demo",
+        Scheme::Rfc9421HmacSha256,
+        KeyMaterial::Hmac(Zeroizing::new(vec![2u8; 32])),
+    );
+    r.previous = Some((
+        KeyMaterial::Hmac(Zeroizing::new(vec![1u8; 32])),
+        now_ms() + 60_000,
+    ));
+    e.add(r);
+    for k in [&old, &new] {
+        let req = signed(
+            Method::GET,
+            "/v1/account",
+            "",
+            "rot",
+            Scheme::Rfc9421HmacSha256,
+            k,
+            now_ms() / 1000,
+            &nonce(),
+        );
+        assert_eq!(send(&e.pki, e.addr, false, req).await.status, 200);
+    }
+    let mut r = record(
+        "rot",
+        "demo",
+        Scheme::Rfc9421HmacSha256,
+        KeyMaterial::Hmac(Zeroizing::new(vec![2u8; 32])),
+    );
+    r.previous = Some((
+        KeyMaterial::Hmac(Zeroizing::new(vec![1u8; 32])),
+        now_ms() - 1,
+    ));
+    e.add(r);
+    let req = signed(
+        Method::GET,
+        "/v1/account",
+        "",
+        "rot",
+        Scheme::Rfc9421HmacSha256,
+        &old,
+        now_ms() / 1000,
+        &nonce(),
+    );
+    assert_eq!(
+        send(&e.pki, e.addr, false, req).await.code(),
+        "SIGNATURE_INVALID"
+    );
+}
+
+#[tokio::test]
+async fn without_services_non_public_routes_fail_closed() {
+    let pki = pki();
+    let ex = demo_exchange::Exchange::new_seeded();
+    let (up, _stop) = exchange(Arc::clone(&ex)).await;
+    let cfg = rampart_core::config::parse(
+        &config(&pki, &[up], "", EXCHANGE_ROUTES),
+        std::path::Path::new("/"),
+    )
+    .unwrap();
+    let g = rampart_gateway::start(cfg).await.unwrap();
+    let r = send(&pki, g.addr, false, post_json("/v1/orders", &order("x"))).await;
+    assert_eq!(r.code(), "AUTH_UNAVAILABLE");
+    assert_eq!(r.status, 503);
+    assert_eq!(
+        ex.with_engine(|e| e.open_orders("demo").map(|o| o.len()).unwrap_or(0)),
+        0
+    );
+}
+
+#[tokio::test]
+async fn client_identity_headers_and_credentials_never_reach_the_upstream() {
+    // A raw upstream that records what it receives.
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let up = l.local_addr().unwrap();
+    let seen = Arc::new(Mutex::new(String::new()));
+    let seen2 = Arc::clone(&seen);
+    tokio::spawn(async move {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        while let Ok((mut s, _)) = l.accept().await {
+            let seen = Arc::clone(&seen2);
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 16384];
+                let n = s.read(&mut buf).await.unwrap_or(0);
+                *seen.lock() = String::from_utf8_lossy(&buf[..n]).to_lowercase();
+                let _ = s
+                    .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n{}")
+                    .await;
+            });
+        }
+    });
+    let pki = pki();
+    let cfg = rampart_core::config::parse(
+        &config(&pki, &[up], "", EXCHANGE_ROUTES),
+        std::path::Path::new("/"),
+    )
+    .unwrap();
+    let dir = Arc::new(Directory::default());
+    let (sk, km) = hmac_key();
+    dir.keys.lock().insert(
+        "k1".into(),
+        Arc::new(record("k1", "acct-9", Scheme::Rfc9421HmacSha256, km)),
+    );
+    let services = Arc::new(AuthServices {
+        directory: Arc::clone(&dir) as Arc<dyn KeyDirectory>,
+        nonces: Arc::new(MemoryNonceStore::new(10_000)),
+        identity: Arc::new(IdentitySigner::hmac(&GATEWAY_SECRET).unwrap()),
+        tokens: None,
+    });
+    let g = rampart_gateway::start_with(cfg, Some(services))
+        .await
+        .unwrap();
+    let mut req = signed(
+        Method::GET,
+        "/v1/account",
+        "",
+        "k1",
+        Scheme::Rfc9421HmacSha256,
+        &sk,
+        now_ms() / 1000,
+        &nonce(),
+    );
+    req.headers_mut()
+        .insert("rampart-account", "victim".parse().unwrap());
+    req.headers_mut()
+        .insert("x-rampart-account", "victim".parse().unwrap());
+    req.headers_mut()
+        .insert("rampart-scopes", "withdraw".parse().unwrap());
+    let r = send(&pki, g.addr, false, req).await;
+    assert_eq!(r.status, 200);
+    let text = seen.lock().clone();
+    assert!(text.contains("rampart-account: acct-9"), "{text}");
+    assert!(!text.contains("victim"), "{text}");
+    assert!(text.contains("rampart-scopes: read,trade"), "{text}");
+    assert!(!text.contains("withdraw"), "{text}");
+    assert!(text.contains("keyid=\"rampart-gateway\""), "{text}");
+    assert!(
+        !text.contains("keyid=\"k1\""),
+        "client signature stripped: {text}"
+    );
+}
+
+fn bearer(pq: &str, token: &str) -> Request<Full<Bytes>> {
+    Request::get(pq)
+        .header("authorization", format!("Bearer {token}"))
+        .body(Full::new(Bytes::new()))
+        .unwrap()
+}
+
+#[tokio::test]
+async fn oauth_client_credentials_tokens_jwks_scopes_and_revocation() {
+    let e = env().await;
+    let (sk, km) = hmac_key();
+    e.add(record("k1", "demo2", Scheme::Rfc9421HmacSha256, km));
+    let token_req = |body: &str| {
+        let mut r = signed(
+            Method::POST,
+            "/oauth/token",
+            body,
+            "k1",
+            Scheme::Rfc9421HmacSha256,
+            &sk,
+            now_ms() / 1000,
+            &nonce(),
+        );
+        r.headers_mut()
+            .insert("content-type", "application/json".parse().unwrap());
+        r
+    };
+    // Unsigned: refused.
+    let r = send(
+        &e.pki,
+        e.addr,
+        false,
+        post_json("/oauth/token", r#"{"grant_type":"client_credentials"}"#),
+    )
+    .await;
+    assert_eq!(r.code(), "MISSING_CREDENTIALS");
+    // More scope than the key: refused.
+    let r = send(
+        &e.pki,
+        e.addr,
+        false,
+        token_req(r#"{"grant_type":"client_credentials","scope":"read withdraw"}"#),
+    )
+    .await;
+    assert_eq!(r.code(), "SCOPE_MISSING");
+    let r = send(
+        &e.pki,
+        e.addr,
+        false,
+        token_req(r#"{"grant_type":"password"}"#),
+    )
+    .await;
+    assert_eq!(r.code(), "VALIDATION_FAILED");
+    // A read-only token.
+    let r = send(
+        &e.pki,
+        e.addr,
+        true,
+        token_req(r#"{"grant_type":"client_credentials","scope":"read"}"#),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    let v = r.json();
+    assert_eq!(v["token_type"], "Bearer");
+    assert_eq!(v["scope"], "read");
+    assert!(v["expires_in"].as_i64().unwrap() <= 900);
+    let token = v["access_token"].as_str().unwrap().to_owned();
+
+    // JWKS verifies it.
+    let jwks = send(&e.pki, e.addr, false, get("/.well-known/jwks.json"))
+        .await
+        .json();
+    let x = jwks["keys"][0]["x"].as_str().unwrap();
+    use base64::Engine as _;
+    let pk = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(x)
+        .unwrap();
+    let (input, sig) = token.rsplit_once('.').unwrap();
+    let sig = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(sig)
+        .unwrap();
+    aws_lc_rs::signature::UnparsedPublicKey::new(&aws_lc_rs::signature::ED25519, &pk)
+        .verify(input.as_bytes(), &sig)
+        .unwrap();
+
+    // Use: read works on the key's account; trade is outside the token.
+    let r = send(&e.pki, e.addr, false, bearer("/v1/account", &token)).await;
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(r.json()["account"], "demo2");
+    let mut post = post_json("/v1/orders", &order("tok-1"));
+    post.headers_mut()
+        .insert("authorization", format!("Bearer {token}").parse().unwrap());
+    assert_eq!(
+        send(&e.pki, e.addr, false, post).await.code(),
+        "SCOPE_MISSING"
+    );
+    // A token cannot mint tokens.
+    let mut again = post_json("/oauth/token", r#"{"grant_type":"client_credentials"}"#);
+    again
+        .headers_mut()
+        .insert("authorization", format!("Bearer {token}").parse().unwrap());
+    assert_eq!(send(&e.pki, e.addr, false, again).await.status, 401);
+    // Tampered token.
+    let mut bad = token.clone();
+    bad.pop();
+    bad.push(if token.ends_with('A') { 'B' } else { 'A' });
+    assert_eq!(
+        send(&e.pki, e.addr, false, bearer("/v1/account", &bad))
+            .await
+            .code(),
+        "SIGNATURE_INVALID"
+    );
+    // Revoking the key revokes its tokens at once.
+    let mut r = record(
+        "k1",
+        "demo2",
+        Scheme::Rfc9421HmacSha256,
+        KeyMaterial::Hmac(Zeroizing::new(vec![7u8; 32])),
+    );
+    r.revoked = true;
+    e.add(r);
+    assert_eq!(
+        send(&e.pki, e.addr, false, bearer("/v1/account", &token))
+            .await
+            .code(),
+        "KEY_REVOKED"
+    );
+}
