@@ -624,3 +624,125 @@ fn decode_bits(s: &str, alphabet: &[u8], width: u32) -> Vec<u8> {
     }
     out
 }
+
+/// `rampart demo` requires signatures on non-public routes; every key of
+/// `demo-credentials.json` works through `rampart call`, the curl script
+/// signs too, and a key gets an OAuth token.
+#[test]
+fn demo_requires_signatures_and_every_demo_key_works() {
+    let d = tempfile::tempdir().unwrap();
+    let dir = d.path().join("demo");
+    let mut child = Command::new(BIN)
+        .args([
+            "demo",
+            "--data-dir",
+            dir.to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:0",
+            "--admin-listen",
+            "127.0.0.1:0",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut running = false;
+    for line in stderr.lines() {
+        if line.unwrap().contains("Rampart demo is running") {
+            running = true;
+            break;
+        }
+    }
+    assert!(running);
+    let creds_path = dir.join("demo-credentials.json");
+    let creds: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&creds_path).unwrap()).unwrap();
+    let gw = creds["gateway_url"].as_str().unwrap().to_owned();
+    let c = creds_path.to_str().unwrap();
+    let call = |args: &[&str]| {
+        let mut all = vec!["call", "--credentials", c];
+        all.extend_from_slice(args);
+        rampart(&all, &[])
+    };
+    let account = format!("{gw}/v1/account");
+    let orders = format!("{gw}/v1/orders");
+
+    let o = call(&["GET", &account]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(text(&o).contains("MISSING_CREDENTIALS"), "{}", text(&o));
+    let o = call(&["GET", &format!("{gw}/v1/markets")]);
+    assert!(o.status.success(), "{}", text(&o));
+
+    for k in creds["keys"].as_array().unwrap() {
+        let name = k["name"].as_str().unwrap();
+        let o = call(&["--key", name, "GET", &account]);
+        assert!(o.status.success(), "{name}: {}", text(&o));
+        assert!(text(&o).contains("\"demo\""), "{name}: {}", text(&o));
+    }
+    let body = r#"{"symbol":"BTC-USD","side":"buy","type":"limit","qty":"0.01","price":"100.00","client_order_id":"cli-1","time_in_force":"gtc"}"#;
+    let o = call(&["--key", "trader-hmac", "--data", body, "POST", &orders]);
+    assert!(o.status.success(), "{}", text(&o));
+    let o = call(&[
+        "--key",
+        "reader",
+        "--data",
+        &body.replace("cli-1", "cli-2"),
+        "POST",
+        &orders,
+    ]);
+    assert!(text(&o).contains("SCOPE_MISSING"), "{}", text(&o));
+
+    // curl + openssl only.
+    let hmac = creds["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["name"] == "trader-hmac")
+        .unwrap();
+    let script =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/rampart-curl.sh");
+    let o = Command::new("bash")
+        .arg(&script)
+        .args([
+            hmac["key_id"].as_str().unwrap(),
+            hmac["secret_b64"].as_str().unwrap(),
+            "POST",
+            &orders,
+            &body.replace("cli-1", "curl-1"),
+        ])
+        .env("CA", creds["ca_cert_path"].as_str().unwrap())
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("curl-1"),
+        "{}",
+        text(&o)
+    );
+
+    // OAuth client credentials, then the token on a read route.
+    let o = call(&[
+        "--key",
+        "trader-hmac",
+        "--data",
+        r#"{"grant_type":"client_credentials","scope":"read"}"#,
+        "POST",
+        &format!("{gw}/oauth/token"),
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    let json_start = out.find('{').unwrap();
+    let v: serde_json::Value = serde_json::from_str(&out[json_start..]).unwrap();
+    let token = v["access_token"].as_str().unwrap();
+    let o = call(&[
+        "-H",
+        &format!("Authorization: Bearer {token}"),
+        "GET",
+        &account,
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let _ = child.wait();
+}
