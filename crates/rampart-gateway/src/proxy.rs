@@ -593,9 +593,52 @@ async fn authenticate_phase(
         headers: &head.headers,
         body,
     };
-    crate::auth::authenticate(svc, &rt.cfg.auth, conn, Some(&route.cfg.scope), &input)
-        .await
-        .map_err(Box::new)
+    let res =
+        crate::auth::authenticate(svc, &rt.cfg.auth, conn, Some(&route.cfg.scope), &input).await;
+    log_auth(&res, conn, &route.cfg.action, &head.headers);
+    res.map_err(Box::new)
+}
+
+/// One structured line per authentication decision (target `rampart::auth`;
+/// the audit log takes these over when it exists). Never a secret or a
+/// signature: the key id comes from the principal, or for a failure from
+/// the request's own claim (public by design), truncated.
+fn log_auth(
+    res: &Result<crate::auth::Authenticated, Problem>,
+    conn: &ConnInfo,
+    action: &str,
+    headers: &HeaderMap,
+) {
+    match res {
+        Ok(a) => tracing::debug!(
+            target: "rampart::auth",
+            decision = "allow",
+            key_id = %a.principal.key_id,
+            account = %a.principal.account_id,
+            scheme = a.principal.scheme.as_str(),
+            action,
+            peer = %conn.peer.ip(),
+            "authenticated"
+        ),
+        Err(p) => {
+            let claimed = headers
+                .get("signature-input")
+                .or_else(|| headers.get("x-mbx-apikey"))
+                .or_else(|| headers.get("api-key"))
+                .and_then(|v| v.to_str().ok())
+                .map(|v| v.chars().take(96).collect::<String>())
+                .unwrap_or_default();
+            tracing::info!(
+                target: "rampart::auth",
+                decision = "deny",
+                code = p.code.as_str(),
+                action,
+                peer = %conn.peer.ip(),
+                claimed = %claimed,
+                "authentication failed"
+            );
+        }
+    }
 }
 
 /// The parts of the client request that the upstream request is built from.

@@ -997,3 +997,171 @@ async fn oauth_client_credentials_tokens_jwks_scopes_and_revocation() {
         "KEY_REVOKED"
     );
 }
+
+/// A request signed by `rampart-client` for any scheme (exchange profiles).
+fn client_signed(
+    key: &rampart_client::ClientKey,
+    method: Method,
+    pq: &str,
+    body: &str,
+) -> Request<Full<Bytes>> {
+    let mut headers = HeaderMap::new();
+    if !body.is_empty() {
+        headers.insert("content-type", HeaderValue::from_static("application/json"));
+    }
+    let parts = rampart_client::sign(
+        key,
+        &method,
+        "localhost",
+        pq,
+        &mut headers,
+        body.as_bytes(),
+        now_ms(),
+        &nonce(),
+    )
+    .unwrap();
+    let mut req = Request::builder()
+        .method(method)
+        .uri(parts.path_and_query.as_str())
+        .body(Full::new(Bytes::from(parts.body)))
+        .unwrap();
+    *req.headers_mut() = headers;
+    req
+}
+
+#[tokio::test]
+async fn exchange_profiles_through_the_gateway_round_trip_tamper_and_replay() {
+    use rampart_client::{ClientKey, Material};
+    let e = env().await;
+    let before = e.ex.accepted_signed.load(Ordering::Relaxed);
+    let mut accepted = 0u64;
+
+    // Binance-style HMAC.
+    let bsecret = b"vmPUZE6mv9SD5VNHk4HlWFsOr6aKE2zvsw0MuIgwCIPy6utIco14y7Ju91duEh8A".to_vec();
+    e.add(record(
+        "bn1",
+        "demo",
+        Scheme::BinanceHmac,
+        KeyMaterial::Hmac(Zeroizing::new(bsecret.clone())),
+    ));
+    let bk = ClientKey::new("bn", "bn1", Material::BinanceHmac(Zeroizing::new(bsecret)));
+    let req = client_signed(&bk, Method::GET, "/v1/orders?symbol=BTC-USD", "");
+    let (parts, body) = req.into_parts();
+    assert_eq!(
+        send(
+            &e.pki,
+            e.addr,
+            false,
+            Request::from_parts(parts.clone(), body.clone())
+        )
+        .await
+        .status,
+        200
+    );
+    accepted += 1;
+    assert_eq!(
+        send(
+            &e.pki,
+            e.addr,
+            false,
+            Request::from_parts(parts.clone(), body.clone())
+        )
+        .await
+        .code(),
+        "REPLAYED_NONCE"
+    );
+    let mut tampered = Request::from_parts(parts, body);
+    let pq = tampered.uri().to_string().replace("BTC-USD", "ETH-USD");
+    *tampered.uri_mut() = pq.parse().unwrap();
+    assert_eq!(
+        send(&e.pki, e.addr, false, tampered).await.code(),
+        "SIGNATURE_INVALID"
+    );
+
+    // Kraken-style: strictly increasing counter nonces, persisted per key.
+    let ksecret = vec![5u8; 64];
+    e.add(record(
+        "kr1",
+        "demo",
+        Scheme::KrakenHmac,
+        KeyMaterial::Hmac(Zeroizing::new(ksecret.clone())),
+    ));
+    let kk = ClientKey::new("kr", "kr1", Material::KrakenHmac(Zeroizing::new(ksecret)));
+    let req = client_signed(&kk, Method::POST, "/v1/orders", &order("kr-1"));
+    let (parts, body) = req.into_parts();
+    assert_eq!(
+        send(
+            &e.pki,
+            e.addr,
+            false,
+            Request::from_parts(parts.clone(), body.clone())
+        )
+        .await
+        .status,
+        201
+    );
+    accepted += 1;
+    assert_eq!(
+        send(&e.pki, e.addr, false, Request::from_parts(parts, body))
+            .await
+            .code(),
+        "REPLAYED_NONCE"
+    );
+    let mut bad = client_signed(&kk, Method::POST, "/v1/orders", &order("kr-2"));
+    *bad.body_mut() = Full::new(Bytes::from(order("kr-3")));
+    assert_eq!(
+        send(&e.pki, e.addr, false, bad).await.code(),
+        "SIGNATURE_INVALID"
+    );
+
+    // Coinbase-style JWT (ES256).
+    let signer =
+        rampart_auth::profiles::jwt::JwtSigner::generate(rampart_auth::profiles::jwt::Alg::Es256)
+            .unwrap();
+    e.add(record(
+        "cb1",
+        "demo",
+        Scheme::CoinbaseJwtEs256,
+        signer.public_key().unwrap(),
+    ));
+    let ck = ClientKey::new("cb", "cb1", Material::CoinbaseJwt(signer));
+    let req = client_signed(&ck, Method::GET, "/v1/account", "");
+    let (parts, body) = req.into_parts();
+    assert_eq!(
+        send(
+            &e.pki,
+            e.addr,
+            true,
+            Request::from_parts(parts.clone(), body.clone())
+        )
+        .await
+        .status,
+        200
+    );
+    accepted += 1;
+    assert_eq!(
+        send(
+            &e.pki,
+            e.addr,
+            true,
+            Request::from_parts(parts.clone(), body.clone())
+        )
+        .await
+        .code(),
+        "REPLAYED_NONCE"
+    );
+    // The same token on another path: its `uri` claim does not match.
+    let mut other = Request::from_parts(parts, body);
+    *other.uri_mut() = "/v1/orders".parse().unwrap();
+    assert_eq!(
+        send(&e.pki, e.addr, true, other).await.code(),
+        "SIGNATURE_INVALID"
+    );
+
+    assert_eq!(e.orders("demo"), 1);
+    assert_eq!(
+        e.ex.accepted_signed.load(Ordering::Relaxed),
+        before + accepted,
+        "only the valid requests reached the upstream"
+    );
+}
