@@ -220,3 +220,144 @@ async fn http2_to_the_upstream() {
         }
     }
 }
+
+/// A key bound to a client certificate authenticates only on a connection
+/// that presented exactly that certificate.
+#[tokio::test]
+async fn key_bound_to_a_certificate_needs_that_certificate() {
+    use rampart_auth::rfc9421::{self, SigningKey};
+    use rampart_auth::{KeyMaterial, KeyRecord, MemoryNonceStore, RequestView, Scheme};
+    struct OneKey(Arc<KeyRecord>);
+    impl rampart_auth::KeyDirectory for OneKey {
+        fn lookup<'a>(
+            &'a self,
+            key_id: &'a str,
+        ) -> rampart_auth::directory::BoxFuture<
+            'a,
+            Result<Option<Arc<KeyRecord>>, rampart_auth::DirectoryError>,
+        > {
+            let r = (key_id == self.0.key_id).then(|| Arc::clone(&self.0));
+            Box::pin(async move { Ok(r) })
+        }
+        fn advance_counter<'a>(
+            &'a self,
+            _: &'a str,
+            _: u64,
+        ) -> rampart_auth::directory::BoxFuture<'a, Result<bool, rampart_auth::DirectoryError>>
+        {
+            Box::pin(async { Ok(false) })
+        }
+    }
+    let d = tempfile::tempdir().unwrap();
+    let p = pki();
+    let cp = client_pki(d.path());
+    let ex = demo_exchange::Exchange::new_seeded();
+    ex.require_gateway_signature(&[1u8; 32]);
+    let (up, stop) = exchange(ex).await;
+    std::mem::forget(stop);
+    let text = config(&p, &[up], "", EXCHANGE_ROUTES);
+    let (a, b) = (
+        text.find("[server.tls]").unwrap(),
+        text.find("[log]").unwrap(),
+    );
+    let text = format!(
+        "{}{}\n{}",
+        &text[..a],
+        tls_table(&p, &cp.ca_pem, "optional"),
+        &text[b..]
+    );
+    let cfg = rampart_core::config::parse(&text, std::path::Path::new("/")).unwrap();
+    let secret = vec![3u8; 32];
+    let record = KeyRecord {
+        key_id: "bound".into(),
+        account_id: "demo".into(),
+        parent_account_id: None,
+        scheme: Scheme::Rfc9421HmacSha256,
+        scopes: vec!["read".into()],
+        allowed_nets: vec![],
+        expires_at_ms: None,
+        cert_fingerprint: Some(rampart_gateway::tls::fingerprint(&cp.cert)),
+        revoked: false,
+        material: KeyMaterial::Hmac(zeroize::Zeroizing::new(secret.clone())),
+        previous: None,
+    };
+    let services = Arc::new(rampart_gateway::auth::AuthServices {
+        directory: Arc::new(OneKey(Arc::new(record))),
+        nonces: Arc::new(MemoryNonceStore::new(10_000)),
+        identity: Arc::new(rampart_gateway::auth::IdentitySigner::hmac(&[1u8; 32]).unwrap()),
+        tokens: None,
+    });
+    let g = rampart_gateway::start_with(cfg, Some(services))
+        .await
+        .unwrap();
+
+    let signed = |n: &str| {
+        let headers = http::HeaderMap::new();
+        let view = RequestView {
+            method: &http::Method::GET,
+            path_and_query: "/v1/account",
+            authority: "localhost",
+            scheme: "https",
+            headers: &headers,
+            body: b"",
+        };
+        let created = rampart_gateway::auth::now_ms() / 1000;
+        let key = SigningKey::Hmac(zeroize::Zeroizing::new(secret.clone()));
+        let sig = rfc9421::sign(
+            &view,
+            "bound",
+            Scheme::Rfc9421HmacSha256,
+            &key,
+            created,
+            n,
+            &[],
+        )
+        .unwrap();
+        let mut req = get("/v1/account");
+        sig.insert_into(req.headers_mut()).unwrap();
+        req.headers_mut()
+            .insert("host", "localhost".parse().unwrap());
+        req
+    };
+    let send_with = |cert: Option<(CertificateDer<'static>, PrivatePkcs8KeyDer<'static>)>,
+                     req: http::Request<http_body_util::Full<bytes::Bytes>>| {
+        let p = &p;
+        let addr = g.addr;
+        async move {
+            let mut roots = rustls::RootCertStore::empty();
+            roots.add(p.ca_der.clone()).unwrap();
+            let b = rustls::ClientConfig::builder_with_provider(Arc::new(
+                rustls::crypto::aws_lc_rs::default_provider(),
+            ))
+            .with_protocol_versions(&[&rustls::version::TLS13])
+            .unwrap()
+            .with_root_certificates(roots);
+            let mut cfg = match cert {
+                Some((c, k)) => b
+                    .with_client_auth_cert(vec![c], PrivateKeyDer::Pkcs8(k))
+                    .unwrap(),
+                None => b.with_no_client_auth(),
+            };
+            cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+            let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+            let tls = tokio_rustls::TlsConnector::from(Arc::new(cfg))
+                .connect(ServerName::try_from("localhost").unwrap(), tcp)
+                .await
+                .unwrap();
+            let (mut s, c) =
+                hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls))
+                    .await
+                    .unwrap();
+            tokio::spawn(c);
+            let resp = s.send_request(req).await.unwrap();
+            let status = resp.status().as_u16();
+            let body = resp.into_body().collect().await.unwrap().to_bytes();
+            (status, String::from_utf8_lossy(&body).into_owned())
+        }
+    };
+    let (status, body) = send_with(Some((cp.cert.clone(), cp.key.clone_key())), signed("n1")).await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = send_with(None, signed("n2")).await;
+    assert_eq!(status, 401);
+    assert!(body.contains("CERT_REQUIRED"), "{body}");
+}
