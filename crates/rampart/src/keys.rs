@@ -400,7 +400,7 @@ fn load_config(path: &Path) -> Result<Config, ExitCode> {
 /// Runs a `rampart keys …` command.
 pub fn run(cmd: KeysCmd) -> ExitCode {
     harden_process();
-    crate::logging::init("warn");
+    crate::logging::init_stderr("warn");
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -746,3 +746,107 @@ fn demo_requires_signatures_and_every_demo_key_works() {
         .status();
     let _ = child.wait();
 }
+
+/// `keys create / list / show / rotate / revoke` through the binary, checked
+/// against what the gateway's key directory then sees.
+#[test]
+fn api_key_lifecycle_from_the_cli() {
+    use rampart_auth::KeyDirectory as _;
+    let d = tempfile::tempdir().unwrap();
+    let cfg = write_config(d.path(), "");
+    let c = cfg.to_str().unwrap();
+    let out = ok(
+        &[
+            "keys",
+            "create",
+            "--config",
+            c,
+            "--account",
+            "desk",
+            "--scheme",
+            "hmac-sha256",
+            "--scopes",
+            "read,trade",
+            "--allow-ip",
+            "10.0.0.0/8",
+            "--expires-in",
+            "30days",
+        ],
+        &[],
+    );
+    let created: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let key_id = created["key_id"].as_str().unwrap().to_owned();
+    let first = b64(created["secret_b64"].as_str().unwrap());
+    assert_eq!(first.len(), 32);
+    fails_with(
+        &[
+            "keys",
+            "create",
+            "--config",
+            c,
+            "--account",
+            "desk",
+            "--scheme",
+            "ed25519",
+        ],
+        &[],
+        "--public-key",
+    );
+    let list = ok(&["keys", "list", "--config", c], &[]);
+    assert!(
+        list.contains(&key_id) && list.contains("read,trade"),
+        "{list}"
+    );
+    let show = ok(&["keys", "show", &key_id, "--config", c], &[]);
+    assert!(
+        !show.contains(created["secret_b64"].as_str().unwrap()),
+        "show never prints the secret"
+    );
+    assert!(show.contains("10.0.0.0/8"), "{show}");
+
+    let out = ok(
+        &["keys", "rotate", &key_id, "--overlap", "1h", "--config", c],
+        &[],
+    );
+    let rotated: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let second = b64(rotated["secret_b64"].as_str().unwrap());
+    assert_ne!(first, second);
+
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let vault = Arc::new(open_vault(d.path()).await);
+        let dir = rampart_vault::directory::VaultDirectory::new(Arc::clone(&vault), Duration::ZERO);
+        let rec = dir.lookup(&key_id).await.unwrap().unwrap();
+        let rampart_auth::KeyMaterial::Hmac(now) = &rec.material else {
+            panic!()
+        };
+        assert_eq!(&now[..], &second[..]);
+        let (prev, until) = rec.previous.as_ref().unwrap();
+        let rampart_auth::KeyMaterial::Hmac(prev) = prev else {
+            panic!()
+        };
+        assert_eq!(
+            &prev[..],
+            &first[..],
+            "the old secret works during the overlap"
+        );
+        assert!(*until > rampart_vault::now_ms());
+        assert!(!rec.revoked);
+        assert_eq!(rec.allowed_nets.len(), 1);
+        // Rewrap covers previous secrets too (they are readable fields).
+        vault.rotate_data_key(Purpose::ApiSecrets).await.unwrap();
+        let report = vault.rewrap(100, false, &mut |_| {}).await.unwrap();
+        assert_eq!(report.unreadable, 0);
+        assert_eq!(report.rewrapped, 2);
+    });
+    ok(&["keys", "revoke", &key_id, "--config", c], &[]);
+    rt.block_on(async {
+        let vault = Arc::new(open_vault(d.path()).await);
+        let dir = rampart_vault::directory::VaultDirectory::new(vault, Duration::ZERO);
+        assert!(dir.lookup(&key_id).await.unwrap().unwrap().revoked);
+    });
+}
+
+fn b64(s: &str) -> Vec<u8> {
+    b64_decode(s)
+}
