@@ -139,15 +139,7 @@ fn serve_runs_without_core_dumps() {
         .spawn()
         .unwrap();
     // The JSON log goes to stdout.
-    let stdout = BufReader::new(child.stdout.take().unwrap());
-    let mut seen = false;
-    for line in stdout.lines() {
-        if line.unwrap().contains("rampart listening") {
-            seen = true;
-            break;
-        }
-    }
-    assert!(seen, "serve did not start");
+    wait_for_line(child.stdout.take().unwrap(), "rampart listening");
     let limits = std::fs::read_to_string(format!("/proc/{}/limits", child.id())).unwrap();
     let core = limits
         .lines()
@@ -496,15 +488,7 @@ fn demo_keeps_no_plaintext_secret_on_disk() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let stderr = BufReader::new(child.stderr.take().unwrap());
-    let mut running = false;
-    for line in stderr.lines() {
-        if line.unwrap().contains("Rampart demo is running") {
-            running = true;
-            break;
-        }
-    }
-    assert!(running);
+    wait_for_line(child.stderr.take().unwrap(), "Rampart demo is running");
     let creds: serde_json::Value =
         serde_json::from_slice(&std::fs::read(dir.join("demo-credentials.json")).unwrap()).unwrap();
     let mut needles: Vec<(String, Vec<u8>)> = Vec::new();
@@ -546,7 +530,13 @@ fn demo_keeps_no_plaintext_secret_on_disk() {
             if f.file_name().unwrap() == "demo-credentials.json" {
                 continue;
             }
-            let bytes = std::fs::read(&f).unwrap();
+            // SQLite's transient files (journals) may vanish between the
+            // listing and the read while the demo runs.
+            let bytes = match std::fs::read(&f) {
+                Ok(b) => b,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => panic!("{}: {e}", f.display()),
+            };
             for (what, needle) in &needles {
                 assert!(
                     !bytes.windows(needle.len()).any(|w| w == needle.as_slice()),
@@ -646,15 +636,7 @@ fn demo_requires_signatures_and_every_demo_key_works() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let stderr = BufReader::new(child.stderr.take().unwrap());
-    let mut running = false;
-    for line in stderr.lines() {
-        if line.unwrap().contains("Rampart demo is running") {
-            running = true;
-            break;
-        }
-    }
-    assert!(running);
+    wait_for_line(child.stderr.take().unwrap(), "Rampart demo is running");
     let creds_path = dir.join("demo-credentials.json");
     let creds: serde_json::Value =
         serde_json::from_slice(&std::fs::read(&creds_path).unwrap()).unwrap();
@@ -849,4 +831,24 @@ fn api_key_lifecycle_from_the_cli() {
 
 fn b64(s: &str) -> Vec<u8> {
     b64_decode(s)
+}
+
+/// Reads `pipe` until a line contains `needle`, then keeps draining it in
+/// the background: closing the pipe early would make the child's next write
+/// fail (and `eprintln!` panics on a closed stderr).
+fn wait_for_line(pipe: impl std::io::Read + Send + 'static, needle: &'static str) {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut tx = Some(tx);
+        for line in BufReader::new(pipe).lines() {
+            let Ok(line) = line else { return };
+            if line.contains(needle) {
+                if let Some(tx) = tx.take() {
+                    let _ = tx.send(());
+                }
+            }
+        }
+    });
+    rx.recv_timeout(Duration::from_secs(60))
+        .unwrap_or_else(|_| panic!("no line containing `{needle}`"));
 }
