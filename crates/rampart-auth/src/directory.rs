@@ -39,6 +39,9 @@ pub struct KeyRecord {
     pub material: KeyMaterial,
     /// The previous secret of a rotated key, accepted until the given Unix ms.
     pub previous: Option<(KeyMaterial, i64)>,
+    /// Kraken-style counter nonces: how far below the highest nonce a
+    /// request may be (out of order, each once); 0 = strictly increasing.
+    pub nonce_window: u64,
 }
 
 impl fmt::Debug for KeyRecord {
@@ -84,11 +87,13 @@ pub trait KeyDirectory: Send + Sync {
         key_id: &'a str,
     ) -> BoxFuture<'a, Result<Option<Arc<KeyRecord>>, DirectoryError>>;
 
-    /// Accepts `nonce` for `key_id` iff it is strictly greater than every
-    /// nonce accepted before (persisted).
+    /// Accepts counter `nonce` for `key_id` (persisted): with `window` 0 iff
+    /// it is strictly greater than every nonce accepted before; otherwise iff
+    /// it is above `highest - window` and was never accepted.
     fn advance_counter<'a>(
         &'a self,
         key_id: &'a str,
         nonce: u64,
+        window: u64,
     ) -> BoxFuture<'a, Result<bool, DirectoryError>>;
 }

@@ -403,11 +403,16 @@ pub async fn authenticate(
         }
     }
     if let Some(counter) = claims.counter_nonce {
-        match svc.directory.advance_counter(&record.key_id, counter).await {
+        match svc
+            .directory
+            .advance_counter(&record.key_id, counter, record.nonce_window)
+            .await
+        {
             Ok(true) => {}
             Ok(false) => {
-                return Err(Problem::new(ProblemCode::ReplayedNonce)
-                    .detail("the nonce must be greater than every nonce this key used before"))
+                return Err(Problem::new(ProblemCode::ReplayedNonce).detail(
+                    "the nonce was used before, or is not above the key's highest nonce minus its nonce window",
+                ))
             }
             Err(e) => {
                 tracing::error!(error = %e, "nonce counter unavailable");

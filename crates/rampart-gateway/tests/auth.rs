@@ -44,7 +44,7 @@ const ORDER: &str = r#"{"symbol":"BTC-USD","side":"buy","type":"limit","qty":"0.
 #[derive(Default)]
 struct Directory {
     keys: Mutex<HashMap<String, Arc<KeyRecord>>>,
-    counters: Mutex<HashMap<String, u64>>,
+    counters: Mutex<HashMap<String, (u64, std::collections::HashSet<u64>)>>,
 }
 
 impl KeyDirectory for Directory {
@@ -59,12 +59,14 @@ impl KeyDirectory for Directory {
         &'a self,
         key_id: &'a str,
         nonce: u64,
+        window: u64,
     ) -> BoxFuture<'a, Result<bool, DirectoryError>> {
+        // Same rule as the store: above highest - window, each once.
         let mut c = self.counters.lock();
-        let last = c.entry(key_id.to_owned()).or_insert(0);
-        let ok = nonce > *last;
+        let (highest, seen) = c.entry(key_id.to_owned()).or_default();
+        let ok = nonce > highest.saturating_sub(window) && seen.insert(nonce);
         if ok {
-            *last = nonce;
+            *highest = (*highest).max(nonce);
         }
         Box::pin(async move { Ok(ok) })
     }
@@ -94,6 +96,7 @@ fn record(key_id: &str, account: &str, scheme: Scheme, material: KeyMaterial) ->
         revoked: false,
         material,
         previous: None,
+        nonce_window: 0,
     }
 }
 
@@ -1164,4 +1167,50 @@ async fn exchange_profiles_through_the_gateway_round_trip_tamper_and_replay() {
         before + accepted,
         "only the valid requests reached the upstream"
     );
+}
+
+#[tokio::test]
+async fn kraken_nonce_window_accepts_out_of_order_nonces_once() {
+    use rampart_auth::profiles::kraken;
+    let e = env().await;
+    let secret = vec![6u8; 64];
+    let mut r = record(
+        "krw",
+        "demo",
+        Scheme::KrakenHmac,
+        KeyMaterial::Hmac(Zeroizing::new(secret.clone())),
+    );
+    r.nonce_window = 1_000;
+    e.add(r);
+    let req = |nonce: u64, cid: &str| {
+        let body = format!(r#"{{"nonce":{nonce},{}"#, &order(cid)[1..]);
+        let headers = kraken::sign(&secret, "krw", "/v1/orders", nonce, body.as_bytes());
+        let mut b = Request::post("/v1/orders").header("content-type", "application/json");
+        for (k, v) in headers {
+            b = b.header(k, v);
+        }
+        b.body(Full::new(Bytes::from(body))).unwrap()
+    };
+    assert_eq!(
+        send(&e.pki, e.addr, false, req(5_000, "w-1")).await.status,
+        201
+    );
+    assert_eq!(
+        send(&e.pki, e.addr, false, req(4_500, "w-2")).await.status,
+        201,
+        "out of order, inside the window"
+    );
+    assert_eq!(
+        send(&e.pki, e.addr, false, req(4_500, "w-3")).await.code(),
+        "REPLAYED_NONCE"
+    );
+    assert_eq!(
+        send(&e.pki, e.addr, false, req(3_000, "w-4")).await.code(),
+        "REPLAYED_NONCE"
+    );
+    assert_eq!(
+        send(&e.pki, e.addr, false, req(5_001, "w-5")).await.status,
+        201
+    );
+    assert_eq!(e.orders("demo"), 3);
 }

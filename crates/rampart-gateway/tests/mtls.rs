@@ -243,6 +243,7 @@ async fn key_bound_to_a_certificate_needs_that_certificate() {
             &'a self,
             _: &'a str,
             _: u64,
+            _: u64,
         ) -> rampart_auth::directory::BoxFuture<'a, Result<bool, rampart_auth::DirectoryError>>
         {
             Box::pin(async { Ok(false) })
@@ -280,6 +281,7 @@ async fn key_bound_to_a_certificate_needs_that_certificate() {
         revoked: false,
         material: KeyMaterial::Hmac(zeroize::Zeroizing::new(secret.clone())),
         previous: None,
+        nonce_window: 0,
     };
     let services = Arc::new(rampart_gateway::auth::AuthServices {
         directory: Arc::new(OneKey(Arc::new(record))),

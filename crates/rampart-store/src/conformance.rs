@@ -1725,6 +1725,102 @@ pub async fn ciphertext_scan_previous_secrets(store: &impl Store) -> Outcome {
     Ok(())
 }
 
+/// Kraken-style nonce window: out-of-order nonces inside the window are
+/// accepted once each; nonces at or below `highest - window` never.
+pub async fn key_nonce_window(store: &impl Store) -> Outcome {
+    store.create_account(&account("win", None)).await?;
+    store.create_api_keys(&[api_key("win-k1", "win")]).await?;
+    check_eq!(
+        store.get_key_nonce_window("win-k1").await?,
+        0,
+        "no window at first"
+    );
+    store.set_key_nonce_window("win-k1", 10).await?;
+    check_eq!(
+        store.get_key_nonce_window("win-k1").await?,
+        10,
+        "window stored"
+    );
+    check_eq!(
+        store.accept_windowed_nonce("win-k1", 100, 10).await?,
+        true,
+        "first"
+    );
+    check_eq!(
+        store.accept_windowed_nonce("win-k1", 95, 10).await?,
+        true,
+        "out of order, inside"
+    );
+    check_eq!(
+        store.accept_windowed_nonce("win-k1", 95, 10).await?,
+        false,
+        "inside, but used"
+    );
+    check_eq!(
+        store.accept_windowed_nonce("win-k1", 100, 10).await?,
+        false,
+        "the highest, used"
+    );
+    check_eq!(
+        store.accept_windowed_nonce("win-k1", 90, 10).await?,
+        false,
+        "at the window's edge"
+    );
+    check_eq!(
+        store.accept_windowed_nonce("win-k1", 120, 10).await?,
+        true,
+        "ahead"
+    );
+    check_eq!(
+        store.accept_windowed_nonce("win-k1", 105, 10).await?,
+        false,
+        "now out of the window"
+    );
+    check_eq!(
+        store.accept_windowed_nonce("win-k1", 111, 10).await?,
+        true,
+        "inside the new window"
+    );
+    check_eq!(
+        store.get_key_counter("win-k1").await?,
+        Some(120),
+        "highest kept"
+    );
+    check_eq!(
+        store.get_key_nonce_window("win-k1").await?,
+        10,
+        "window kept"
+    );
+    // Window 0 is strictly increasing.
+    check_eq!(
+        store.accept_windowed_nonce("win-k1", 121, 0).await?,
+        true,
+        "next"
+    );
+    check_eq!(
+        store.accept_windowed_nonce("win-k1", 121, 0).await?,
+        false,
+        "equal"
+    );
+    check_eq!(
+        matches!(
+            store.accept_windowed_nonce("nobody", 1, 10).await,
+            Err(StoreError::MissingReference(_))
+        ),
+        true,
+        "unknown key"
+    );
+    check_eq!(
+        matches!(
+            store.accept_windowed_nonce("win-k1", u64::MAX, 10).await,
+            Err(StoreError::Conflict(_))
+        ),
+        true,
+        "out of range"
+    );
+    Ok(())
+}
+
 /// A key's nonce is accepted only when strictly greater than the last
 /// accepted one (any nonce, 0 included, when none was), per key; equal or
 /// smaller nonces are refused and change nothing; nonces above `i64::MAX`
@@ -2031,5 +2127,6 @@ pub async fn run_all(store: &impl Store) -> Outcome {
     case!(ciphertext_scan_previous_secrets);
     case!(key_counter_strictly_increasing);
     case!(key_counter_concurrent_advances);
+    case!(key_nonce_window);
     Ok(())
 }

@@ -76,6 +76,21 @@ pub trait DynStore: Send + Sync {
     ) -> BoxFuture<'a, Result<bool>>;
     /// See [`Store::get_key_counter`].
     fn get_key_counter<'a>(&'a self, key_id: &'a str) -> BoxFuture<'a, Result<Option<u64>>>;
+    /// See [`Store::set_key_nonce_window`].
+    fn set_key_nonce_window<'a>(
+        &'a self,
+        key_id: &'a str,
+        window: u64,
+    ) -> BoxFuture<'a, Result<()>>;
+    /// See [`Store::get_key_nonce_window`].
+    fn get_key_nonce_window<'a>(&'a self, key_id: &'a str) -> BoxFuture<'a, Result<u64>>;
+    /// See [`Store::accept_windowed_nonce`].
+    fn accept_windowed_nonce<'a>(
+        &'a self,
+        key_id: &'a str,
+        nonce: u64,
+        window: u64,
+    ) -> BoxFuture<'a, Result<bool>>;
     /// See [`Store::put_mfa`].
     fn put_mfa<'a>(&'a self, enrolment: &'a MfaEnrolment) -> BoxFuture<'a, Result<()>>;
     /// See [`Store::get_mfa`].
@@ -213,6 +228,24 @@ impl<S: Store> DynStore for S {
     }
     fn get_key_counter<'a>(&'a self, key_id: &'a str) -> BoxFuture<'a, Result<Option<u64>>> {
         Box::pin(Store::get_key_counter(self, key_id))
+    }
+    fn set_key_nonce_window<'a>(
+        &'a self,
+        key_id: &'a str,
+        window: u64,
+    ) -> BoxFuture<'a, Result<()>> {
+        Box::pin(Store::set_key_nonce_window(self, key_id, window))
+    }
+    fn get_key_nonce_window<'a>(&'a self, key_id: &'a str) -> BoxFuture<'a, Result<u64>> {
+        Box::pin(Store::get_key_nonce_window(self, key_id))
+    }
+    fn accept_windowed_nonce<'a>(
+        &'a self,
+        key_id: &'a str,
+        nonce: u64,
+        window: u64,
+    ) -> BoxFuture<'a, Result<bool>> {
+        Box::pin(Store::accept_windowed_nonce(self, key_id, nonce, window))
     }
     fn put_mfa<'a>(&'a self, enrolment: &'a MfaEnrolment) -> BoxFuture<'a, Result<()>> {
         Box::pin(Store::put_mfa(self, enrolment))
@@ -376,6 +409,15 @@ impl Store for AnyStore {
     }
     async fn get_key_counter(&self, key_id: &str) -> Result<Option<u64>> {
         DynStore::get_key_counter(&*self.0, key_id).await
+    }
+    async fn set_key_nonce_window(&self, key_id: &str, window: u64) -> Result<()> {
+        DynStore::set_key_nonce_window(&*self.0, key_id, window).await
+    }
+    async fn get_key_nonce_window(&self, key_id: &str) -> Result<u64> {
+        DynStore::get_key_nonce_window(&*self.0, key_id).await
+    }
+    async fn accept_windowed_nonce(&self, key_id: &str, nonce: u64, window: u64) -> Result<bool> {
+        DynStore::accept_windowed_nonce(&*self.0, key_id, nonce, window).await
     }
     async fn put_mfa(&self, enrolment: &MfaEnrolment) -> Result<()> {
         DynStore::put_mfa(&*self.0, enrolment).await

@@ -685,6 +685,84 @@ impl Store for SqliteStore {
             .transpose()
     }
 
+    async fn set_key_nonce_window(&self, key_id: &str, window: u64) -> Result<()> {
+        let window =
+            i64::try_from(window).map_err(|_| StoreError::Conflict("nonce out of range"))?;
+        sqlx::query(
+            "INSERT INTO key_counters (key_id, last_nonce, nonce_window) VALUES (?, 0, ?) \
+             ON CONFLICT (key_id) DO UPDATE SET nonce_window = excluded.nonce_window",
+        )
+        .bind(key_id)
+        .bind(window)
+        .execute(&self.pool)
+        .await
+        .map_err(|e| map_err("key counter", &e))?;
+        Ok(())
+    }
+
+    async fn get_key_nonce_window(&self, key_id: &str) -> Result<u64> {
+        let w: Option<i64> =
+            sqlx::query_scalar("SELECT nonce_window FROM key_counters WHERE key_id = ?")
+                .bind(key_id)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(|e| map_err("key counter", &e))?;
+        w.map_or(Ok(0), |w| {
+            u64::try_from(w).map_err(|_| corrupt("key counter"))
+        })
+    }
+
+    async fn accept_windowed_nonce(&self, key_id: &str, nonce: u64, window: u64) -> Result<bool> {
+        let out_of_range = || StoreError::Conflict("nonce out of range");
+        let nonce = i64::try_from(nonce).map_err(|_| out_of_range())?;
+        let window = i64::try_from(window).map_err(|_| out_of_range())?;
+        let mut tx = self
+            .pool
+            .begin_with(BEGIN_WRITE)
+            .await
+            .map_err(|e| backend("accept nonce", &e))?;
+        let highest: Option<i64> =
+            sqlx::query_scalar("SELECT last_nonce FROM key_counters WHERE key_id = ?")
+                .bind(key_id)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(|e| map_err("key counter", &e))?;
+        let highest = highest.unwrap_or(0);
+        if nonce <= highest.saturating_sub(window) {
+            return Ok(false);
+        }
+        let inserted = sqlx::query(
+            "INSERT INTO key_window_nonces (key_id, nonce) VALUES (?, ?) \
+             ON CONFLICT (key_id, nonce) DO NOTHING",
+        )
+        .bind(key_id)
+        .bind(nonce)
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| map_err("key counter", &e))?;
+        if inserted.rows_affected() == 0 {
+            return Ok(false);
+        }
+        let new_highest = highest.max(nonce);
+        sqlx::query(
+            "INSERT INTO key_counters (key_id, last_nonce) VALUES (?, ?) \
+             ON CONFLICT (key_id) DO UPDATE SET last_nonce = excluded.last_nonce",
+        )
+        .bind(key_id)
+        .bind(new_highest)
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| map_err("key counter", &e))?;
+        sqlx::query("DELETE FROM key_window_nonces WHERE key_id = ? AND nonce <= ?")
+            .bind(key_id)
+            .bind(new_highest.saturating_sub(window))
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| map_err("key counter", &e))?;
+        tx.commit().await.map_err(|e| backend("accept nonce", &e))?;
+        Ok(true)
+    }
+
     async fn put_mfa(&self, enrolment: &MfaEnrolment) -> Result<()> {
         sqlx::query(
             "INSERT INTO mfa_enrolments (account_id, kind, seed_ciphertext, created_at_ms) \
@@ -1094,7 +1172,7 @@ mod tests {
             .fetch_one(&store.pool)
             .await
             .unwrap();
-        assert_eq!(row.try_get::<i64, _>(0).unwrap(), 3);
+        assert_eq!(row.try_get::<i64, _>(0).unwrap(), 4);
     }
 
     #[tokio::test]
@@ -1272,7 +1350,7 @@ mod tests {
     #[tokio::test]
     async fn key_counter_refuses_negative_nonces_and_malformed_reads_are_errors() {
         let store = store_with_key("k").await;
-        let err = sqlx::query("INSERT INTO key_counters VALUES ('k', -1)")
+        let err = sqlx::query("INSERT INTO key_counters (key_id, last_nonce) VALUES ('k', -1)")
             .execute(&store.pool)
             .await
             .unwrap_err();
@@ -1281,7 +1359,7 @@ mod tests {
             .execute(&store.pool)
             .await
             .unwrap();
-        sqlx::query("INSERT INTO key_counters VALUES ('k', -1)")
+        sqlx::query("INSERT INTO key_counters (key_id, last_nonce) VALUES ('k', -1)")
             .execute(&store.pool)
             .await
             .unwrap();
@@ -1298,7 +1376,7 @@ mod tests {
         let store = store_with_key("k").await;
         store.rotate_api_key_secret("k", &[2], 5).await.unwrap();
         assert!(store.advance_key_counter("k", 3).await.unwrap());
-        let err = sqlx::query("INSERT INTO key_counters VALUES ('nobody', 1)")
+        let err = sqlx::query("INSERT INTO key_counters (key_id, last_nonce) VALUES ('nobody', 1)")
             .execute(&store.pool)
             .await
             .unwrap_err();

@@ -136,6 +136,32 @@ pub trait Store: Send + Sync {
     /// when the key does not exist).
     fn get_key_counter(&self, key_id: &str) -> impl Future<Output = Result<Option<u64>>> + Send;
 
+    /// Sets the nonce window of an API key (0 = strictly increasing nonces).
+    /// `MissingReference("key counter")` if the key does not exist;
+    /// `Conflict("nonce out of range")` above `i64::MAX`.
+    fn set_key_nonce_window(
+        &self,
+        key_id: &str,
+        window: u64,
+    ) -> impl Future<Output = Result<()>> + Send;
+
+    /// The nonce window of an API key (0 when never set or unknown).
+    fn get_key_nonce_window(&self, key_id: &str) -> impl Future<Output = Result<u64>> + Send;
+
+    /// Accepts `nonce` for a key with a nonce window of `window`: accepted
+    /// if it is above `highest - window` (where `highest` is the highest
+    /// nonce accepted so far, 0 when none) and was never accepted before.
+    /// One transaction: concurrent calls with the same nonce accept it once.
+    /// Nonces that fall out of the window are forgotten (they can never be
+    /// accepted again anyway). `MissingReference("key counter")` if the key
+    /// does not exist; `Conflict("nonce out of range")` above `i64::MAX`.
+    fn accept_windowed_nonce(
+        &self,
+        key_id: &str,
+        nonce: u64,
+        window: u64,
+    ) -> impl Future<Output = Result<bool>> + Send;
+
     /// Stores an MFA enrolment, replacing any earlier one of the same
     /// account and kind; `MissingReference` if the account does not exist.
     fn put_mfa(&self, enrolment: &MfaEnrolment) -> impl Future<Output = Result<()>> + Send;

@@ -57,6 +57,7 @@ conformance_cases!(
     ciphertext_scan_previous_secrets,
     key_counter_strictly_increasing,
     key_counter_concurrent_advances,
+    key_nonce_window,
 );
 
 #[tokio::test]

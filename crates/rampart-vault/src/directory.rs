@@ -150,6 +150,15 @@ pub async fn record_for(vault: &Vault, key: &ApiKey) -> Result<KeyRecord, String
         revoked: key.state == KeyState::Revoked,
         material,
         previous,
+        nonce_window: if scheme == Scheme::KrakenHmac {
+            vault
+                .store()
+                .get_key_nonce_window(&key.key_id)
+                .await
+                .map_err(de)?
+        } else {
+            0
+        },
     })
 }
 
@@ -182,9 +191,16 @@ impl KeyDirectory for VaultDirectory {
         &'a self,
         key_id: &'a str,
         nonce: u64,
+        window: u64,
     ) -> BoxFuture<'a, Result<bool, DirectoryError>> {
         Box::pin(async move {
-            match self.vault.store().advance_key_counter(key_id, nonce).await {
+            let store = self.vault.store();
+            let res = if window == 0 {
+                store.advance_key_counter(key_id, nonce).await
+            } else {
+                store.accept_windowed_nonce(key_id, nonce, window).await
+            };
+            match res {
                 Ok(accepted) => Ok(accepted),
                 Err(StoreError::Conflict(_)) => Ok(false),
                 Err(e) => Err(DirectoryError(e.to_string())),

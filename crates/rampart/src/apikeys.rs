@@ -41,6 +41,10 @@ pub struct CreateArgs {
     /// Public key (PEM SubjectPublicKeyInfo) for asymmetric schemes.
     #[arg(long)]
     pub public_key: Option<PathBuf>,
+    /// Kraken-style keys: accept nonces up to this far below the highest
+    /// one seen (out of order, each once); 0 = strictly increasing.
+    #[arg(long, default_value_t = 0)]
+    pub nonce_window: u64,
 }
 
 fn err(e: impl std::fmt::Display) -> String {
@@ -239,7 +243,19 @@ pub async fn create(vault: &Vault, a: CreateArgs) -> Result<(), String> {
             o.insert("expires_at_ms".into(), json!(e));
         }
     }
+    if a.nonce_window > 0 && scheme != Scheme::KrakenHmac {
+        return Err("--nonce-window applies to kraken-hmac-sha512 keys only".to_owned());
+    }
     store.create_api_key(&key).await.map_err(err)?;
+    if a.nonce_window > 0 {
+        store
+            .set_key_nonce_window(&key_id, a.nonce_window)
+            .await
+            .map_err(err)?;
+        if let Some(o) = out.as_object_mut() {
+            o.insert("nonce_window".into(), json!(a.nonce_window));
+        }
+    }
     println!("{}", serde_json::to_string_pretty(&out).map_err(err)?);
     if is_hmac(scheme) {
         eprintln!("the secret is shown once: store it now; Rampart keeps it only encrypted");

@@ -821,6 +821,54 @@ fn api_key_lifecycle_from_the_cli() {
         assert_eq!(report.unreadable, 0);
         assert_eq!(report.rewrapped, 2);
     });
+    let out = ok(
+        &[
+            "keys",
+            "create",
+            "--config",
+            c,
+            "--account",
+            "desk",
+            "--scheme",
+            "kraken-hmac-sha512",
+            "--scopes",
+            "trade",
+            "--nonce-window",
+            "500",
+        ],
+        &[],
+    );
+    let kraken: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(kraken["nonce_window"], 500);
+    assert_eq!(b64(kraken["secret_b64"].as_str().unwrap()).len(), 64);
+    fails_with(
+        &[
+            "keys",
+            "create",
+            "--config",
+            c,
+            "--account",
+            "desk",
+            "--nonce-window",
+            "5",
+        ],
+        &[],
+        "kraken-hmac-sha512 keys only",
+    );
+    rt.block_on(async {
+        let vault = Arc::new(open_vault(d.path()).await);
+        let dir = rampart_vault::directory::VaultDirectory::new(vault, Duration::ZERO);
+        let rec = dir
+            .lookup(kraken["key_id"].as_str().unwrap())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(rec.nonce_window, 500);
+        assert!(dir.advance_counter(&rec.key_id, 1_000, 500).await.unwrap());
+        assert!(dir.advance_counter(&rec.key_id, 700, 500).await.unwrap());
+        assert!(!dir.advance_counter(&rec.key_id, 700, 500).await.unwrap());
+        assert!(!dir.advance_counter(&rec.key_id, 400, 500).await.unwrap());
+    });
     ok(&["keys", "revoke", &key_id, "--config", c], &[]);
     rt.block_on(async {
         let vault = Arc::new(open_vault(d.path()).await);
