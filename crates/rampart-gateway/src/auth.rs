@@ -359,27 +359,8 @@ pub async fn authenticate(
     }
     verified.map_err(|e| auth_problem(&e))?;
 
-    if record.revoked {
-        return Err(Problem::new(ProblemCode::KeyRevoked).detail("the key was revoked"));
-    }
-    if record.expires_at_ms.is_some_and(|e| e <= now) {
-        return Err(Problem::new(ProblemCode::KeyExpired).detail("the key has expired"));
-    }
-    if let Some(bound) = &record.cert_fingerprint {
-        let presented = conn.client_cert_sha256.as_deref().unwrap_or("");
-        let same = presented.len() == bound.len()
-            && bool::from(presented.as_bytes().ct_eq(bound.as_bytes()));
-        if !same {
-            return Err(Problem::new(ProblemCode::CertRequired).detail(
-                "this key is bound to a client certificate that was not presented on this connection",
-            ));
-        }
-    }
+    key_gates(&record, conn, now, "the key")?;
     let ip: IpAddr = conn.peer.ip();
-    if !record.ip_allowed(ip) {
-        return Err(Problem::new(ProblemCode::IpNotAllowed)
-            .detail("the key may not be used from this address"));
-    }
 
     // Replay.
     if let Some(nonce) = &claims.nonce {
@@ -445,6 +426,134 @@ pub async fn authenticate(
     })
 }
 
+/// The checks every use of a key passes after its proof: not revoked, not
+/// expired, on its bound certificate, from an allowed network.
+fn key_gates(record: &KeyRecord, conn: &ConnInfo, now: i64, what: &str) -> Result<(), Problem> {
+    if record.revoked {
+        return Err(Problem::new(ProblemCode::KeyRevoked).detail(format!(
+            "{what} was revoked (which also revokes its tokens)"
+        )));
+    }
+    if record.expires_at_ms.is_some_and(|e| e <= now) {
+        return Err(Problem::new(ProblemCode::KeyExpired).detail(format!("{what} has expired")));
+    }
+    if let Some(bound) = &record.cert_fingerprint {
+        let presented = conn.client_cert_sha256.as_deref().unwrap_or("");
+        let same = presented.len() == bound.len()
+            && bool::from(presented.as_bytes().ct_eq(bound.as_bytes()));
+        if !same {
+            return Err(Problem::new(ProblemCode::CertRequired).detail(format!(
+                "{what} is bound to a client certificate that was not presented on this connection"
+            )));
+        }
+    }
+    if !record.ip_allowed(conn.peer.ip()) {
+        return Err(Problem::new(ProblemCode::IpNotAllowed)
+            .detail("the key may not be used from this address"));
+    }
+    Ok(())
+}
+
+/// Longest lifetime accepted for an RFC 7523 client assertion.
+const MAX_ASSERTION_LIFETIME_S: i64 = 300;
+
+/// RFC 7523 §2.2 client authentication at the token endpoint: a JWT signed
+/// with the key's own private key (ES256 or EdDSA; `kid` = `iss` = `sub` =
+/// the key id, `aud` = the token endpoint URL, `exp` at most 5 minutes
+/// ahead, `jti` single-use).
+///
+/// # Errors
+/// The problem to answer with.
+pub async fn authenticate_assertion(
+    svc: &AuthServices,
+    conn: &ConnInfo,
+    assertion: &str,
+    audience: &str,
+) -> Result<Authenticated, Problem> {
+    use rampart_auth::profiles::jwt;
+    let invalid = |why: &str| Problem::new(ProblemCode::SignatureInvalid).detail(why.to_owned());
+    let token = jwt::parse(assertion).map_err(|e| invalid(&e.to_string()))?;
+    let key_id = token.header.kid.clone();
+    let record = match svc.directory.lookup(&key_id).await {
+        Ok(Some(r)) => r,
+        Ok(None) => {
+            return Err(Problem::new(ProblemCode::UnknownKey).detail("the key id is not known"))
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "key directory unavailable");
+            return Err(Problem::new(ProblemCode::AuthUnavailable)
+                .detail("keys cannot be looked up right now"));
+        }
+    };
+    token
+        .verify_signature(&record.material)
+        .map_err(|_| invalid("the client assertion does not verify with the key"))?;
+    let p = &token.decoded.payload;
+    let s = |k: &str| p.get(k).and_then(serde_json::Value::as_str);
+    if s("iss") != Some(key_id.as_str()) || s("sub") != Some(key_id.as_str()) {
+        return Err(invalid("iss and sub must both be the key id"));
+    }
+    let aud_ok = match p.get("aud") {
+        Some(serde_json::Value::String(a)) => a == audience,
+        Some(serde_json::Value::Array(v)) => v.iter().any(|a| a.as_str() == Some(audience)),
+        _ => false,
+    };
+    if !aud_ok {
+        return Err(invalid("aud must be this token endpoint's URL"));
+    }
+    let now = now_ms();
+    let exp = p
+        .get("exp")
+        .and_then(serde_json::Value::as_i64)
+        .ok_or_else(|| invalid("the client assertion has no exp"))?;
+    if exp.saturating_mul(1000) <= now {
+        return Err(Problem::new(ProblemCode::TimestampTooOld)
+            .detail("the client assertion has expired")
+            .with("request_time_ms", exp.saturating_mul(1000))
+            .with("server_time_ms", now));
+    }
+    if exp.saturating_sub(now / 1000) > MAX_ASSERTION_LIFETIME_S {
+        return Err(invalid("the client assertion may live at most 5 minutes"));
+    }
+    let jti = s("jti").ok_or_else(|| invalid("the client assertion has no jti"))?;
+    key_gates(&record, conn, now, "the key")?;
+    let replay_key = format!("jti:{jti}");
+    match svc
+        .nonces
+        .check_and_insert(
+            &record.key_id,
+            &replay_key,
+            now,
+            exp.saturating_mul(1000).saturating_add(1000),
+        )
+        .await
+    {
+        NonceCheck::Fresh => {}
+        NonceCheck::Replayed => {
+            return Err(Problem::new(ProblemCode::ReplayedNonce)
+                .detail("this client assertion (jti) was already used"))
+        }
+        NonceCheck::Full => {
+            return Err(Problem::new(ProblemCode::AuthUnavailable)
+                .detail("the replay cache is full; retry shortly"))
+        }
+    }
+    Ok(Authenticated {
+        principal: Principal {
+            key_id: record.key_id.clone(),
+            account_id: record.account_id.clone(),
+            parent_account_id: record.parent_account_id.clone(),
+            scopes: record.scopes.clone(),
+            scheme: record.scheme,
+            client_ip: conn.peer.ip(),
+            cert_fingerprint: conn.client_cert_sha256.clone(),
+            mfa_covered: false,
+            token_id: None,
+        },
+        strip: vec![],
+    })
+}
+
 fn bearer(headers: &HeaderMap) -> Option<&str> {
     let v = headers.get(http::header::AUTHORIZATION)?.to_str().ok()?;
     let (scheme, token) = v.split_once(' ')?;
@@ -472,29 +581,9 @@ async fn authenticate_token(
                 .detail("keys cannot be looked up right now; the request was not forwarded"));
         }
     };
-    if record.revoked {
-        return Err(Problem::new(ProblemCode::KeyRevoked)
-            .detail("the token's key was revoked, which revokes its tokens"));
-    }
     let now = now_ms();
-    if record.expires_at_ms.is_some_and(|e| e <= now) {
-        return Err(Problem::new(ProblemCode::KeyExpired).detail("the token's key has expired"));
-    }
-    if let Some(bound) = &record.cert_fingerprint {
-        let presented = conn.client_cert_sha256.as_deref().unwrap_or("");
-        let same = presented.len() == bound.len()
-            && bool::from(presented.as_bytes().ct_eq(bound.as_bytes()));
-        if !same {
-            return Err(Problem::new(ProblemCode::CertRequired).detail(
-                "the token's key is bound to a client certificate that was not presented",
-            ));
-        }
-    }
+    key_gates(&record, conn, now, "the token's key")?;
     let ip = conn.peer.ip();
-    if !record.ip_allowed(ip) {
-        return Err(Problem::new(ProblemCode::IpNotAllowed)
-            .detail("the key may not be used from this address"));
-    }
     let scopes: Vec<String> = claims
         .scopes
         .into_iter()

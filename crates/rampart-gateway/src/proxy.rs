@@ -447,12 +447,27 @@ async fn token_endpoints(
         headers: &head.headers,
         body: &body,
     };
-    let auth = match crate::auth::authenticate(svc, &rt.cfg.auth, conn, None, &input).await {
+    // grant_type, scope and an optional RFC 7523 client assertion, from a
+    // form or a JSON body.
+    let fields = token_request_fields(&head.headers, &body);
+    let (grant, scope) = (fields.grant, fields.scope);
+    let auth = match (fields.assertion_type.as_deref(), fields.assertion.as_deref()) {
+        (Some(JWT_BEARER), Some(assertion)) => {
+            let audience = format!(
+                "{}://{authority}/oauth/token",
+                if conn.tls { "https" } else { "http" }
+            );
+            crate::auth::authenticate_assertion(svc, conn, assertion, &audience).await
+        }
+        (Some(_), _) | (None, Some(_)) => Err(Problem::new(ProblemCode::ValidationFailed).detail(
+            "client_assertion_type must be urn:ietf:params:oauth:client-assertion-type:jwt-bearer, with client_assertion",
+        )),
+        (None, None) => crate::auth::authenticate(svc, &rt.cfg.auth, conn, None, &input).await,
+    };
+    let auth = match auth {
         Ok(a) => a,
         Err(p) => return Some(Outcome::reject(p, rid, None)),
     };
-    // grant_type and scope from a form or a JSON body.
-    let (grant, scope) = token_request_fields(&head.headers, &body);
     if grant.as_deref() != Some("client_credentials") {
         return Some(Outcome::reject(
             Problem::new(ProblemCode::ValidationFailed)
@@ -512,33 +527,49 @@ async fn token_endpoints(
     }
 }
 
-fn token_request_fields(headers: &HeaderMap, body: &[u8]) -> (Option<String>, Option<String>) {
+/// RFC 7523 client assertion type.
+const JWT_BEARER: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
+
+#[derive(Default)]
+struct TokenFields {
+    grant: Option<String>,
+    scope: Option<String>,
+    assertion_type: Option<String>,
+    assertion: Option<String>,
+}
+
+fn token_request_fields(headers: &HeaderMap, body: &[u8]) -> TokenFields {
     let is_json = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("application/json"));
+    let mut f = TokenFields::default();
     if is_json {
         let v: serde_json::Value = serde_json::from_slice(body).unwrap_or_default();
-        let f = |k: &str| {
+        let get = |k: &str| {
             v.get(k)
                 .and_then(serde_json::Value::as_str)
                 .map(str::to_owned)
         };
-        return (f("grant_type"), f("scope"));
+        f.grant = get("grant_type");
+        f.scope = get("scope");
+        f.assertion_type = get("client_assertion_type");
+        f.assertion = get("client_assertion");
+        return f;
     }
-    let mut grant = None;
-    let mut scope = None;
     for pair in body.split(|b| *b == b'&') {
         let text = String::from_utf8_lossy(pair);
         let (k, v) = text.split_once('=').unwrap_or((&text, ""));
         let v = percent_decode(v);
         match k {
-            "grant_type" => grant = Some(v),
-            "scope" => scope = Some(v),
+            "grant_type" => f.grant = Some(v),
+            "scope" => f.scope = Some(v),
+            "client_assertion_type" => f.assertion_type = Some(v),
+            "client_assertion" => f.assertion = Some(v),
             _ => {}
         }
     }
-    (grant, scope)
+    f
 }
 
 /// `application/x-www-form-urlencoded` value decoding (`+` is a space);

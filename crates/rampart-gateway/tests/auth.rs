@@ -1214,3 +1214,93 @@ async fn kraken_nonce_window_accepts_out_of_order_nonces_once() {
     );
     assert_eq!(e.orders("demo"), 3);
 }
+
+#[tokio::test]
+async fn oauth_rfc7523_jwt_assertion_issues_a_token_once_per_jti() {
+    use rampart_auth::profiles::jwt::{encode, Alg, JwtSigner};
+    use serde_json::{json, Map, Value};
+    let e = env().await;
+    let signer = JwtSigner::generate(Alg::EdDsa).unwrap();
+    e.add(record(
+        "ed-as",
+        "demo2",
+        Scheme::Rfc9421Ed25519,
+        signer.public_key().unwrap(),
+    ));
+    let assertion = |aud: &str, jti: &str, exp_in: i64| {
+        let mut h = Map::new();
+        h.insert("kid".into(), Value::from("ed-as"));
+        h.insert("typ".into(), Value::from("JWT"));
+        let now = now_ms() / 1000;
+        let p = json!({"iss": "ed-as", "sub": "ed-as", "aud": aud, "exp": now + exp_in, "iat": now, "jti": jti});
+        encode(&signer, &h, p.as_object().unwrap()).unwrap()
+    };
+    let aud = "https://localhost/oauth/token";
+    let form = |a: &str| {
+        format!("grant_type=client_credentials&scope=read&client_assertion_type=urn%3Aietf%3Aparams%3Aoauth%3Aclient-assertion-type%3Ajwt-bearer&client_assertion={a}")
+    };
+    let post = |body: String| {
+        Request::post("/oauth/token")
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(Full::new(Bytes::from(body)))
+            .unwrap()
+    };
+    let a1 = assertion(aud, "j-1", 60);
+    let r = send(&e.pki, e.addr, false, post(form(&a1))).await;
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    let token = r.json()["access_token"].as_str().unwrap().to_owned();
+    let r = send(&e.pki, e.addr, false, bearer("/v1/account", &token)).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.json()["account"], "demo2");
+    // The same assertion again (same jti): refused.
+    assert_eq!(
+        send(&e.pki, e.addr, false, post(form(&a1))).await.code(),
+        "REPLAYED_NONCE"
+    );
+    // Wrong audience, too long a lifetime, expired, foreign key.
+    assert_eq!(
+        send(
+            &e.pki,
+            e.addr,
+            false,
+            post(form(&assertion("https://evil/oauth/token", "j-2", 60)))
+        )
+        .await
+        .code(),
+        "SIGNATURE_INVALID"
+    );
+    assert_eq!(
+        send(
+            &e.pki,
+            e.addr,
+            false,
+            post(form(&assertion(aud, "j-3", 3_600)))
+        )
+        .await
+        .code(),
+        "SIGNATURE_INVALID"
+    );
+    assert_eq!(
+        send(
+            &e.pki,
+            e.addr,
+            false,
+            post(form(&assertion(aud, "j-4", -5)))
+        )
+        .await
+        .code(),
+        "TIMESTAMP_TOO_OLD"
+    );
+    let other = JwtSigner::generate(Alg::EdDsa).unwrap();
+    let mut h = Map::new();
+    h.insert("kid".into(), Value::from("ed-as"));
+    let now = now_ms() / 1000;
+    let p = json!({"iss": "ed-as", "sub": "ed-as", "aud": aud, "exp": now + 60, "jti": "j-5"});
+    let forged = encode(&other, &h, p.as_object().unwrap()).unwrap();
+    assert_eq!(
+        send(&e.pki, e.addr, false, post(form(&forged)))
+            .await
+            .code(),
+        "SIGNATURE_INVALID"
+    );
+}
