@@ -103,6 +103,30 @@ fn bench(c: &mut Criterion) {
             },
         },
     );
+    // The gateway's own signature on every forwarded request.
+    let signer = rampart_gateway::auth::IdentitySigner::hmac(&[7u8; 32]).unwrap();
+    let mut base_headers = http::HeaderMap::new();
+    for (k, v) in [
+        ("accept", "*/*"),
+        ("user-agent", "bench/1.0"),
+        ("x-forwarded-for", "127.0.0.1"),
+        ("x-forwarded-proto", "https"),
+        ("x-request-id", "0123456789abcdef0123456789abcdef"),
+    ] {
+        base_headers.insert(k, http::HeaderValue::from_static(v));
+    }
+    c.bench_function("identity/sign-public-get", |b| {
+        b.iter(|| {
+            let mut h = base_headers.clone();
+            signer
+                .sign(&Method::GET, "127.0.0.1:18080", "/v1/time", &mut h, b"", "nonce0123456789")
+                .unwrap();
+            h
+        });
+    });
+    c.bench_function("identity/clone-headers-only", |b| {
+        b.iter(|| base_headers.clone());
+    });
     c.bench_function("pool/pick", |b| {
         b.iter(|| black_box(pool.pick(&[]).map(|(i, _)| i)))
     });
