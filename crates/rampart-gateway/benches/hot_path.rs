@@ -119,7 +119,14 @@ fn bench(c: &mut Criterion) {
         b.iter(|| {
             let mut h = base_headers.clone();
             signer
-                .sign(&Method::GET, "127.0.0.1:18080", "/v1/time", &mut h, b"", "nonce0123456789")
+                .sign(
+                    &Method::GET,
+                    "127.0.0.1:18080",
+                    "/v1/time",
+                    &mut h,
+                    b"",
+                    "nonce0123456789",
+                )
                 .unwrap();
             h
         });
