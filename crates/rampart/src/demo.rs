@@ -344,6 +344,15 @@ pub fn run(dir: &Path, listen: SocketAddr, admin: SocketAddr) -> ExitCode {
     }
 }
 
+/// `eprintln!` that never panics: a closed stderr (the terminal gone, a
+/// pipe closed by a supervisor) must not stop the demo.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+
 async fn run_async(dir: &Path, listen: SocketAddr, admin: SocketAddr) -> Result<(), DemoError> {
     let dir = prepare_dir(dir)?;
     let certs = ensure_certs(&dir)?;
@@ -392,7 +401,7 @@ async fn run_async(dir: &Path, listen: SocketAddr, admin: SocketAddr) -> Result<
     )?;
     seed_store(&vault, &creds).await?;
 
-    eprintln!(
+    say!(
         "\nRampart demo is running (Ctrl-C stops it).\n\
          \n  gateway   https://{gw}  (TLS 1.3; HTTP/2 and HTTP/1.1)\
          \n  admin     https://{ad}/metrics\
@@ -423,16 +432,16 @@ async fn run_async(dir: &Path, listen: SocketAddr, admin: SocketAddr) -> Result<
                 match second.take() {
                     Some(t) => {
                         t.cancel();
-                        eprintln!("backend {addr} stopped: watch it being ejected (admin /readyz, metrics rampart_upstream_healthy)");
+                        say!("backend {addr} stopped: watch it being ejected (admin /readyz, metrics rampart_upstream_healthy)");
                     }
                     None => match tokio::net::TcpListener::bind(addr).await {
                         Ok(l) => {
                             let t = stop.child_token();
                             spawn_backend(l, exchange.clone(), t.clone());
                             second = Some(t);
-                            eprintln!("backend {addr} restarted: health checks re-admit it");
+                            say!("backend {addr} restarted: health checks re-admit it");
                         }
-                        Err(e) => eprintln!("backend {addr} could not restart: {e}"),
+                        Err(e) => say!("backend {addr} could not restart: {e}"),
                     },
                 }
             }
@@ -440,7 +449,7 @@ async fn run_async(dir: &Path, listen: SocketAddr, admin: SocketAddr) -> Result<
             _ = tokio::signal::ctrl_c() => break,
         }
     }
-    eprintln!("stopping…");
+    say!("stopping…");
     running.gateway.shutdown();
     tokio::time::timeout(
         std::time::Duration::from_secs(12),
