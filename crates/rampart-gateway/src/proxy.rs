@@ -560,7 +560,11 @@ fn token_request_fields(headers: &HeaderMap, body: &[u8]) -> TokenFields {
     for pair in body.split(|b| *b == b'&') {
         let text = String::from_utf8_lossy(pair);
         let (k, v) = text.split_once('=').unwrap_or((&text, ""));
-        let v = percent_decode(v);
+        // An invalid escape makes the field absent (and the request invalid).
+        let Ok(v) = rampart_auth::profiles::form_decode(v.as_bytes()) else {
+            continue;
+        };
+        let v = String::from_utf8_lossy(&v).into_owned();
         match k {
             "grant_type" => f.grant = Some(v),
             "scope" => f.scope = Some(v),
@@ -570,34 +574,6 @@ fn token_request_fields(headers: &HeaderMap, body: &[u8]) -> TokenFields {
         }
     }
     f
-}
-
-/// `application/x-www-form-urlencoded` value decoding (`+` is a space);
-/// invalid escapes are kept as they are.
-fn percent_decode(v: &str) -> String {
-    let bytes = v.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while let Some(&b) = bytes.get(i) {
-        match b {
-            b'+' => out.push(b' '),
-            b'%' => {
-                let hex = bytes
-                    .get(i + 1..i + 3)
-                    .and_then(|h| std::str::from_utf8(h).ok())
-                    .and_then(|h| u8::from_str_radix(h, 16).ok());
-                if let Some(x) = hex {
-                    out.push(x);
-                    i += 2;
-                } else {
-                    out.push(b'%');
-                }
-            }
-            other => out.push(other),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// Runs [`crate::auth::authenticate`]; refuses (fail closed) when the

@@ -59,7 +59,7 @@ fn is_hmac(s: Scheme) -> bool {
 }
 
 /// A fresh secret in the encoding the scheme's clients expect, and its raw bytes.
-fn new_secret(s: Scheme) -> (serde_json::Value, Zeroizing<Vec<u8>>) {
+pub(crate) fn new_secret(s: Scheme) -> (serde_json::Value, Zeroizing<Vec<u8>>) {
     match s {
         Scheme::BinanceHmac => {
             const A: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";

@@ -127,15 +127,29 @@ fn key_id(prefix: &str) -> String {
     )
 }
 
-fn hmac_key(name: &str, scopes: &[&str]) -> serde_json::Value {
-    let secret: [u8; 32] = rand::random();
-    json!({
+/// A demo key with a shared secret, generated exactly as `rampart keys
+/// create` generates it (same encodings, no modulo bias).
+fn secret_key(
+    name: &str,
+    prefix: &str,
+    scheme: rampart_auth::Scheme,
+    scopes: &[&str],
+) -> serde_json::Value {
+    let (secret_fields, _raw) = crate::apikeys::new_secret(scheme);
+    let mut key = json!({
         "name": name,
-        "key_id": key_id("rk"),
-        "scheme": "hmac-sha256",
-        "secret_b64": base64::engine::general_purpose::STANDARD.encode(secret),
+        "key_id": key_id(prefix),
+        "scheme": scheme.as_str(),
         "scopes": scopes,
-    })
+    });
+    if let (Some(o), Some(f)) = (key.as_object_mut(), secret_fields.as_object()) {
+        o.extend(f.clone());
+    }
+    key
+}
+
+fn hmac_key(name: &str, scopes: &[&str]) -> serde_json::Value {
+    secret_key(name, "rk", rampart_auth::Scheme::Rfc9421HmacSha256, scopes)
 }
 
 /// Creates `demo-credentials.json` in the CONTRACT.md shape, or reuses it
@@ -183,31 +197,20 @@ fn ensure_credentials(
                 .any(|k| k.get("name").and_then(serde_json::Value::as_str) == Some(n))
         };
         if !has(keys, "binance-style") {
-            let secret: String = (0..64)
-                .map(|_| {
-                    const A: &[u8] =
-                        b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
-                    let i = usize::from(rand::random::<u8>()) % A.len();
-                    A.get(i).map_or('A', |c| char::from(*c))
-                })
-                .collect();
-            keys.push(json!({
-                "name": "binance-style",
-                "key_id": key_id("bn"),
-                "scheme": "binance-hmac-sha256",
-                "secret": secret,
-                "scopes": ["read", "trade"],
-            }));
+            keys.push(secret_key(
+                "binance-style",
+                "bn",
+                rampart_auth::Scheme::BinanceHmac,
+                &["read", "trade"],
+            ));
         }
         if !has(keys, "kraken-style") {
-            let secret: [u8; 64] = std::array::from_fn(|_| rand::random());
-            keys.push(json!({
-                "name": "kraken-style",
-                "key_id": key_id("kr"),
-                "scheme": "kraken-hmac-sha512",
-                "secret_b64": base64::engine::general_purpose::STANDARD.encode(secret),
-                "scopes": ["read", "trade"],
-            }));
+            keys.push(secret_key(
+                "kraken-style",
+                "kr",
+                rampart_auth::Scheme::KrakenHmac,
+                &["read", "trade"],
+            ));
         }
         if !has(keys, "coinbase-style") {
             let ec = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;

@@ -154,8 +154,12 @@ pub(crate) fn percent_decode(raw: &[u8], plus_is_space: bool) -> Result<Vec<u8>,
     Ok(out)
 }
 
-/// Form-decodes a parameter name or value (`+` is a space).
-pub(crate) fn form_decode(raw: &[u8]) -> Result<Vec<u8>, AuthError> {
+/// Form-decodes a parameter name or value (`application/x-www-form-urlencoded`:
+/// `+` is a space, `%XX` escapes are strict).
+///
+/// # Errors
+/// [`AuthError::Malformed`] for an invalid escape.
+pub fn form_decode(raw: &[u8]) -> Result<Vec<u8>, AuthError> {
     percent_decode(raw, true)
 }
 

@@ -17,6 +17,8 @@
 pub mod binance;
 pub mod coinbase;
 mod common;
+
+pub use common::form_decode;
 pub mod deribit;
 pub mod jwt;
 pub mod kraken;
