@@ -78,6 +78,8 @@ pub struct Config {
     pub keys: KeysConfig,
     /// Request authentication.
     pub auth: AuthConfig,
+    /// The audit trail.
+    pub audit: AuditConfig,
 }
 
 /// Request authentication settings.
@@ -110,6 +112,128 @@ impl Default for AuthConfig {
             token_lifetime: Duration::from_secs(900),
             upstream_identity_key_file: None,
         }
+    }
+}
+
+/// What the gateway does when the audit writer's queue is full.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuditOnFull {
+    /// Refuse new requests on authenticated routes (503
+    /// `AUDIT_UNAVAILABLE`) until the writer catches up: no request is
+    /// served without its audit record. The default.
+    Reject,
+    /// Keep serving and count the records lost (an `audit.overflow` event
+    /// records how many). For venues that rank availability above a
+    /// complete trail; never the default.
+    Continue,
+}
+
+/// Where the audit clock learns whether the host clock is synchronised.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClockSyncConfig {
+    /// systemd-timesyncd's marker if present, else `unknown`.
+    Auto,
+    /// The operator asserts the host clock is disciplined.
+    Assume,
+    /// Synchronised while this file exists.
+    File(PathBuf),
+}
+
+/// One audit exporter (OCSF JSON lines).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AuditExporterConfig {
+    /// Appends to a local file.
+    File {
+        /// Exporter name (names its cursor).
+        name: String,
+        /// File to append to.
+        path: PathBuf,
+    },
+    /// RFC 5424 over TCP with TLS 1.3 (RFC 5425 framing).
+    Syslog {
+        /// Exporter name (names its cursor).
+        name: String,
+        /// `host:port` of the collector.
+        address: String,
+        /// TLS server name to verify.
+        server_name: String,
+        /// CA certificate (PEM) the collector's certificate chains to.
+        ca_file: PathBuf,
+        /// Syslog facility (0–23; default 13, log audit).
+        facility: u8,
+    },
+}
+
+/// The audit trail settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditConfig {
+    /// Whether the gateway writes the audit trail (default true).
+    pub enabled: bool,
+    /// Log directory (default `<data_dir>/audit`).
+    pub dir: Option<PathBuf>,
+    /// Checkpoint origin line and signing key name.
+    pub origin: String,
+    /// Longest time a request decision waits for its group commit (fsync).
+    pub group_commit: Duration,
+    /// Request decisions queued for the writer at most.
+    pub queue_capacity: usize,
+    /// Policy when the queue is full.
+    pub on_full: AuditOnFull,
+    /// A checkpoint at least every this many entries …
+    pub checkpoint_every: u64,
+    /// … and at least this often while the log grows.
+    pub checkpoint_interval: Duration,
+    /// Segment files roll over at this size.
+    pub segment_max_bytes: u64,
+    /// Entries younger than this are never deleted (PCI DSS 10.5.1: 12
+    /// months).
+    pub retention: Duration,
+    /// Where segments are exported before they are pruned (default
+    /// `<data_dir>/audit-archive`).
+    pub archive_dir: Option<PathBuf>,
+    /// Clock sync source.
+    pub clock_sync: ClockSyncConfig,
+    /// Exporters.
+    pub exporters: Vec<AuditExporterConfig>,
+}
+
+/// Shortest retention the configuration accepts: PCI DSS 10.5.1's twelve
+/// months.
+pub const MIN_AUDIT_RETENTION: Duration = Duration::from_secs(365 * 24 * 3600);
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            dir: None,
+            origin: "rampart/audit".to_owned(),
+            group_commit: Duration::from_millis(10),
+            queue_capacity: 65_536,
+            on_full: AuditOnFull::Reject,
+            checkpoint_every: 100_000,
+            checkpoint_interval: Duration::from_secs(1),
+            segment_max_bytes: 64 * 1024 * 1024,
+            retention: MIN_AUDIT_RETENTION,
+            archive_dir: None,
+            clock_sync: ClockSyncConfig::Auto,
+            exporters: Vec::new(),
+        }
+    }
+}
+
+impl AuditConfig {
+    /// The log directory for a data dir.
+    #[must_use]
+    pub fn dir_in(&self, data_dir: &Path) -> PathBuf {
+        self.dir.clone().unwrap_or_else(|| data_dir.join("audit"))
+    }
+
+    /// The archive directory for a data dir.
+    #[must_use]
+    pub fn archive_dir_in(&self, data_dir: &Path) -> PathBuf {
+        self.archive_dir
+            .clone()
+            .unwrap_or_else(|| data_dir.join("audit-archive"))
     }
 }
 
@@ -433,6 +557,37 @@ struct RawAuth {
     key_cache_ttl: Option<String>,
     token_lifetime: Option<String>,
     upstream_identity_key_file: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawAudit {
+    enabled: Option<bool>,
+    dir: Option<String>,
+    origin: Option<String>,
+    group_commit: Option<String>,
+    queue_capacity: Option<usize>,
+    on_full: Option<String>,
+    checkpoint_every: Option<u64>,
+    checkpoint_interval: Option<String>,
+    segment_max_bytes: Option<u64>,
+    retention: Option<String>,
+    archive_dir: Option<String>,
+    clock_sync: Option<String>,
+    #[serde(default)]
+    exporters: Vec<RawAuditExporter>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAuditExporter {
+    name: String,
+    kind: String,
+    path: Option<String>,
+    address: Option<String>,
+    server_name: Option<String>,
+    ca_file: Option<String>,
+    facility: Option<u8>,
 }
 
 #[derive(Deserialize, Default)]
@@ -849,7 +1004,8 @@ pub fn parse_template(t: &str) -> Result<Vec<TemplateSeg>, String> {
     Ok(out)
 }
 
-const KNOWN_SECTIONS: [&str; 9] = [
+const KNOWN_SECTIONS: [&str; 10] = [
+    "audit",
     "auth",
     "server",
     "admin",
@@ -951,6 +1107,157 @@ impl Compiler<'_> {
             upstream_identity_key_file: raw
                 .upstream_identity_key_file
                 .map(|f| self.path_in_base(&f)),
+        }
+    }
+
+    fn audit(&mut self, table: &toml::Table) -> AuditConfig {
+        let raw = match table.get("audit") {
+            Some(v) => self
+                .de::<RawAudit>(v.clone(), &[k("audit")])
+                .unwrap_or_default(),
+            None => RawAudit::default(),
+        };
+        let d = AuditConfig::default();
+        let p = |n: &str| [k("audit"), k(n)];
+        let origin = raw.origin.unwrap_or(d.origin);
+        // C2SP signed-note: a key name is non-empty, has no spaces or `+`,
+        // and the origin is one line.
+        if origin.is_empty()
+            || origin.len() > 256
+            || origin.chars().any(|c| c.is_whitespace() || c == '+' || c.is_control())
+        {
+            self.err(
+                &p("origin"),
+                "must be 1–256 characters with no spaces, `+` or control characters",
+            );
+        }
+        let group_commit = raw
+            .group_commit
+            .map_or(d.group_commit, |s| self.duration(&s, &p("group_commit")));
+        if group_commit < Duration::from_millis(1) || group_commit > Duration::from_millis(100) {
+            self.err(&p("group_commit"), "must be between 1ms and 100ms");
+        }
+        let queue_capacity = raw.queue_capacity.unwrap_or(d.queue_capacity);
+        if !(1_024..=16_777_216).contains(&queue_capacity) {
+            self.err(&p("queue_capacity"), "must be between 1024 and 16777216");
+        }
+        let on_full = match raw.on_full.as_deref() {
+            None | Some("reject") => AuditOnFull::Reject,
+            Some("continue") => AuditOnFull::Continue,
+            Some(other) => {
+                self.err(
+                    &p("on_full"),
+                    format!("unknown policy `{other}`, expected `reject` or `continue`"),
+                );
+                AuditOnFull::Reject
+            }
+        };
+        let checkpoint_every = raw.checkpoint_every.unwrap_or(d.checkpoint_every);
+        if !(1..=10_000_000).contains(&checkpoint_every) {
+            self.err(&p("checkpoint_every"), "must be between 1 and 10000000");
+        }
+        let checkpoint_interval = raw.checkpoint_interval.map_or(d.checkpoint_interval, |s| {
+            self.duration(&s, &p("checkpoint_interval"))
+        });
+        if checkpoint_interval < Duration::from_millis(100)
+            || checkpoint_interval > Duration::from_secs(1)
+        {
+            self.err(&p("checkpoint_interval"), "must be between 100ms and 1s");
+        }
+        let segment_max_bytes = raw.segment_max_bytes.unwrap_or(d.segment_max_bytes);
+        if !(1024 * 1024..=1024 * 1024 * 1024).contains(&segment_max_bytes) {
+            self.err(
+                &p("segment_max_bytes"),
+                "must be between 1048576 (1 MiB) and 1073741824 (1 GiB)",
+            );
+        }
+        let retention = raw
+            .retention
+            .map_or(d.retention, |s| self.duration(&s, &p("retention")));
+        if retention < MIN_AUDIT_RETENTION {
+            self.err(
+                &p("retention"),
+                "must be at least 365days (PCI DSS 10.5.1 keeps audit records for 12 months)",
+            );
+        }
+        let clock_sync = match raw.clock_sync.as_deref() {
+            None | Some("auto") => ClockSyncConfig::Auto,
+            Some("assume") => ClockSyncConfig::Assume,
+            Some(s) => match s.strip_prefix("file:") {
+                Some(f) if !f.is_empty() => ClockSyncConfig::File(self.path_in_base(f)),
+                _ => {
+                    self.err(
+                        &p("clock_sync"),
+                        "expected `auto`, `assume` or `file:PATH`",
+                    );
+                    ClockSyncConfig::Auto
+                }
+            },
+        };
+        let mut exporters = Vec::new();
+        let mut names = BTreeSet::new();
+        for (i, e) in raw.exporters.into_iter().enumerate() {
+            let ep = |n: &str| [k("audit"), k("exporters"), Seg::Index(i), k(n)];
+            if e.name.is_empty()
+                || !e
+                    .name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+            {
+                self.err(&ep("name"), "must be non-empty: letters, digits, `-`, `_`");
+            }
+            if !names.insert(e.name.clone()) {
+                self.err(&ep("name"), format!("duplicate exporter name `{}`", e.name));
+            }
+            match e.kind.as_str() {
+                "file" => match e.path {
+                    Some(path) => exporters.push(AuditExporterConfig::File {
+                        name: e.name,
+                        path: self.path_in_base(&path),
+                    }),
+                    None => self.err(&ep("path"), "missing: a file exporter needs `path`"),
+                },
+                "syslog" => {
+                    let facility = e.facility.unwrap_or(13);
+                    if facility > 23 {
+                        self.err(&ep("facility"), "must be between 0 and 23");
+                    }
+                    match (e.address, e.server_name, e.ca_file) {
+                        (Some(address), Some(server_name), Some(ca_file)) => {
+                            exporters.push(AuditExporterConfig::Syslog {
+                                name: e.name,
+                                address,
+                                server_name,
+                                ca_file: self.path_in_base(&ca_file),
+                                facility,
+                            });
+                        }
+                        _ => self.err(
+                            &ep("kind"),
+                            "a syslog exporter needs `address`, `server_name` and `ca_file` (TLS is required)",
+                        ),
+                    }
+                }
+                other => self.err(
+                    &ep("kind"),
+                    format!("unknown exporter kind `{other}`, expected `file` or `syslog`"),
+                ),
+            }
+        }
+        AuditConfig {
+            enabled: raw.enabled.unwrap_or(true),
+            dir: raw.dir.map(|f| self.path_in_base(&f)),
+            origin,
+            group_commit,
+            queue_capacity,
+            on_full,
+            checkpoint_every,
+            checkpoint_interval,
+            segment_max_bytes,
+            retention,
+            archive_dir: raw.archive_dir.map(|f| self.path_in_base(&f)),
+            clock_sync,
+            exporters,
         }
     }
 
@@ -1143,6 +1450,7 @@ pub fn parse(text: &str, base_dir: &Path) -> Result<Config, ConfigErrors> {
     let storage = c.storage(&table);
     let keys = c.keys(&table);
     let auth = c.auth(&table);
+    let audit = c.audit(&table);
 
     // [log]
     let log = match table.get("log") {
@@ -1258,6 +1566,7 @@ pub fn parse(text: &str, base_dir: &Path) -> Result<Config, ConfigErrors> {
             storage,
             keys,
             auth,
+            audit,
         }),
         _ => Err(ConfigErrors(c.errors)),
     }
@@ -1716,5 +2025,63 @@ weight = 0
         let unknown = format!("{GOOD}[keys]\nprovider = \"kms\"\n");
         let errs = parse(&unknown, d.path()).unwrap_err().0;
         assert!(errs[0].message.contains("unknown key provider `kms`"));
+    }
+    #[test]
+    fn audit_defaults_and_settings() {
+        let d = dir_with_certs();
+        let cfg = parse(GOOD, d.path()).unwrap();
+        assert_eq!(cfg.audit, AuditConfig::default());
+        assert!(cfg.audit.enabled);
+        assert_eq!(cfg.audit.on_full, AuditOnFull::Reject);
+        assert!(cfg.audit.group_commit <= Duration::from_millis(10));
+        assert!(cfg.audit.checkpoint_interval <= Duration::from_secs(1));
+        assert_eq!(
+            cfg.audit.dir_in(Path::new("/data")),
+            PathBuf::from("/data/audit")
+        );
+        let text = format!(
+            "{GOOD}[audit]\norigin = \"venue.example/audit\"\ngroup_commit = \"5ms\"\non_full = \"continue\"\nretention = \"400days\"\nclock_sync = \"file:/run/chrony.synced\"\n[[audit.exporters]]\nname = \"siem\"\nkind = \"syslog\"\naddress = \"siem.internal:6514\"\nserver_name = \"siem.internal\"\nca_file = \"ca.pem\"\n[[audit.exporters]]\nname = \"file\"\nkind = \"file\"\npath = \"ocsf.jsonl\"\n"
+        );
+        let cfg = parse(&text, d.path()).unwrap();
+        assert_eq!(cfg.audit.origin, "venue.example/audit");
+        assert_eq!(cfg.audit.group_commit, Duration::from_millis(5));
+        assert_eq!(cfg.audit.on_full, AuditOnFull::Continue);
+        assert_eq!(cfg.audit.retention, Duration::from_secs(400 * 86_400));
+        assert_eq!(
+            cfg.audit.clock_sync,
+            ClockSyncConfig::File(PathBuf::from("/run/chrony.synced"))
+        );
+        assert_eq!(cfg.audit.exporters.len(), 2);
+        assert!(matches!(
+            &cfg.audit.exporters[0],
+            AuditExporterConfig::Syslog { facility: 13, ca_file, .. } if *ca_file == d.path().join("ca.pem")
+        ));
+    }
+
+    #[test]
+    fn audit_errors_are_all_reported() {
+        let d = dir_with_certs();
+        let text = format!(
+            "{GOOD}[audit]\norigin = \"has space\"\ngroup_commit = \"1s\"\non_full = \"drop\"\nretention = \"30days\"\ncheckpoint_interval = \"10s\"\nclock_sync = \"ntp\"\n[[audit.exporters]]\nname = \"s\"\nkind = \"syslog\"\naddress = \"x:1\"\n[[audit.exporters]]\nname = \"s\"\nkind = \"kafka\"\n"
+        );
+        let errs = parse(&text, d.path()).unwrap_err().0;
+        let joined = errs
+            .iter()
+            .map(|e| format!("{}: {}", e.path, e.message))
+            .collect::<Vec<_>>()
+            .join("\n");
+        for needle in [
+            "audit.origin: must be",
+            "audit.group_commit: must be between 1ms and 100ms",
+            "unknown policy `drop`",
+            "audit.retention: must be at least 365days",
+            "audit.checkpoint_interval: must be between",
+            "audit.clock_sync: expected",
+            "TLS is required",
+            "duplicate exporter name `s`",
+            "unknown exporter kind `kafka`",
+        ] {
+            assert!(joined.contains(needle), "missing `{needle}` in:\n{joined}");
+        }
     }
 }

@@ -79,6 +79,10 @@ pub enum ProblemCode {
     /// 503: a dependency of authentication (key directory, replay cache) is
     /// unavailable; the request is refused, never let through.
     AuthUnavailable,
+    /// 503: the audit writer cannot take the request's record (queue full or
+    /// writer failed); authenticated routes are refused rather than served
+    /// unaudited.
+    AuditUnavailable,
     /// 504: the upstream did not answer in time.
     UpstreamTimeout,
 }
@@ -117,6 +121,7 @@ impl ProblemCode {
         Self::UpstreamUnavailable,
         Self::Overloaded,
         Self::AuthUnavailable,
+        Self::AuditUnavailable,
         Self::UpstreamTimeout,
     ];
 
@@ -154,6 +159,7 @@ impl ProblemCode {
             Self::UpstreamUnavailable => "UPSTREAM_UNAVAILABLE",
             Self::Overloaded => "OVERLOADED",
             Self::AuthUnavailable => "AUTH_UNAVAILABLE",
+            Self::AuditUnavailable => "AUDIT_UNAVAILABLE",
             Self::UpstreamTimeout => "UPSTREAM_TIMEOUT",
         }
     }
@@ -188,7 +194,9 @@ impl ProblemCode {
             Self::RateLimited | Self::LockedOut => StatusCode::TOO_MANY_REQUESTS,
             Self::InternalError => StatusCode::INTERNAL_SERVER_ERROR,
             Self::UpstreamUnavailable => StatusCode::BAD_GATEWAY,
-            Self::Overloaded | Self::AuthUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Overloaded | Self::AuthUnavailable | Self::AuditUnavailable => {
+                StatusCode::SERVICE_UNAVAILABLE
+            },
             Self::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
         }
     }
@@ -227,6 +235,7 @@ impl ProblemCode {
             Self::UpstreamUnavailable => "upstream unavailable",
             Self::Overloaded => "overloaded",
             Self::AuthUnavailable => "authentication unavailable",
+            Self::AuditUnavailable => "audit trail unavailable",
             Self::UpstreamTimeout => "upstream timeout",
         }
     }
