@@ -127,6 +127,8 @@ pub struct AuthServices {
     pub identity: Arc<IdentitySigner>,
     /// Issues and verifies bearer access tokens (`None`: no token endpoint).
     pub tokens: Option<Arc<crate::tokens::Tokens>>,
+    /// The audit trail (`None`: decisions are only logged).
+    pub audit: Option<Arc<crate::audit::Auditor>>,
 }
 
 impl std::fmt::Debug for AuthServices {

@@ -8,6 +8,7 @@
 //! safe.
 
 pub mod admin;
+pub mod audit;
 pub mod auth;
 pub mod listener;
 pub mod proxy;

@@ -16,6 +16,8 @@ use http::{Method, Request, Response, StatusCode, Uri};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
+use rampart_audit::event::types;
+use rampart_audit::{Actor, AuditEvent, Decision};
 use rampart_core::config::RetryPolicy;
 use rampart_core::{Problem, ProblemCode};
 
@@ -147,6 +149,16 @@ struct Outcome {
     route: Option<Arc<Route>>,
     upstream: Option<String>,
     attempts: u32,
+    /// Set when the request was rejected: what the audit record says.
+    denial: Option<Denial>,
+}
+
+/// The audit facts of a rejection.
+struct Denial {
+    code: ProblemCode,
+    event_type: &'static str,
+    actor: Option<Actor>,
+    account: Option<String>,
 }
 
 impl Outcome {
@@ -156,7 +168,33 @@ impl Outcome {
             route,
             upstream: None,
             attempts: 0,
+            denial: Some(Denial {
+                code: p.code,
+                event_type: types::REQUEST_REJECTED,
+                actor: None,
+                account: None,
+            }),
         }
+    }
+
+    /// Marks the rejection as an authentication or authorization decision.
+    fn as_auth_denial(mut self, event_type: &'static str, actor: Actor) -> Self {
+        if let Some(d) = self.denial.as_mut() {
+            d.event_type = event_type;
+            d.actor = Some(actor);
+        }
+        self
+    }
+
+    /// Attributes a later-layer rejection to the authenticated principal.
+    fn by(mut self, who: Option<&(String, String)>) -> Self {
+        if let (Some(d), Some((key, account))) = (self.denial.as_mut(), who) {
+            if d.actor.is_none() {
+                d.actor = Some(Actor::key(key.clone()));
+                d.account = Some(account.clone());
+            }
+        }
+        self
     }
 }
 
@@ -178,8 +216,31 @@ pub async fn handle(
         .log
         .access_log
         .then(|| req.uri().path().chars().take(256).collect());
+    let auditor = rt.auth.as_ref().and_then(|a| a.audit.clone());
+    let path_for_audit: Option<String> = auditor
+        .as_ref()
+        .map(|_| req.uri().path().chars().take(512).collect());
 
     let out = pipeline(&rt, &conn, req, &rid).await;
+    if let (Some(auditor), Some(denial), Some(path)) = (&auditor, &out.denial, path_for_audit) {
+        let action = out.route.as_ref().map_or("none", |r| r.cfg.action.as_str());
+        let mut ev = AuditEvent::new(
+            auditor.now(),
+            denial.event_type,
+            denial.actor.clone().unwrap_or_else(|| Actor::anonymous("")),
+            action,
+            path,
+            Decision::Deny,
+        )
+        .source_ip(conn.peer.ip())
+        .request_id(rid.as_str())
+        .reason(denial.code.as_str())
+        .plain("method", method.as_str());
+        if let Some(account) = &denial.account {
+            ev = ev.account(account.as_str());
+        }
+        auditor.record_deny(&ev);
+    }
     let mut resp = out.resp;
     respond::stamp(&mut resp, Some(&rid));
     if method == Method::HEAD {
@@ -309,9 +370,9 @@ async fn pipeline(
     if is_websocket_upgrade(&req) {
         let principal = if needs_auth {
             let head = make_head(req.method().clone(), req.uri(), req.headers().clone());
-            match authenticate_phase(rt, conn, &route, &head, &path_and_query, &[]).await {
+            match auth_and_audit(rt, conn, &route, &head, &path, &path_and_query, &[], rid).await {
                 Ok(p) => Some(p),
-                Err(p) => return Outcome::reject(*p, rid, Some(route)),
+                Err(o) => return *o,
             }
         } else {
             None
@@ -358,20 +419,141 @@ async fn pipeline(
 
     // Phase: authentication (over the buffered body).
     let principal = if needs_auth {
-        match authenticate_phase(rt, conn, &route, &head, &path_and_query, &body).await {
+        match auth_and_audit(rt, conn, &route, &head, &path, &path_and_query, &body, rid).await {
             Ok(p) => Some(p),
-            Err(p) => return Outcome::reject(*p, rid, Some(route)),
+            Err(o) => return *o,
         }
     } else {
         None
     };
 
-    // Phase: forward.
+    // Phase: forward. A later rejection is attributed to the principal.
+    let who = auditor(rt).and(principal.as_ref()).map(|a| {
+        (
+            a.principal.key_id.clone(),
+            a.principal.account_id.clone(),
+        )
+    });
     let identity = rt.auth.as_ref().map(|a| Arc::clone(&a.identity));
     forward(
         &pool, conn, head, body, &target, rid, route, principal, identity,
     )
     .await
+    .by(who.as_ref())
+}
+
+fn auditor(rt: &Runtime) -> Option<&Arc<crate::audit::Auditor>> {
+    rt.auth.as_ref().and_then(|a| a.audit.as_ref())
+}
+
+fn audit_unavailable(rid: &str, route: Option<Arc<Route>>) -> Outcome {
+    Outcome::reject(
+        Problem::new(ProblemCode::AuditUnavailable)
+            .detail("the audit trail cannot record the request right now; retry shortly")
+            .retry_after(1),
+        rid,
+        route,
+    )
+}
+
+/// The key id a request claims (public by design): the RFC 9421 `keyid`
+/// parameter, an exchange-style API key header, or `bearer`. Truncated;
+/// never a secret or a signature.
+fn claimed_key_id(headers: &HeaderMap) -> String {
+    let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    if let Some(input) = text("signature-input") {
+        if let Some(rest) = input.split("keyid=\"").nth(1) {
+            return rest.split('"').next().unwrap_or("").chars().take(96).collect();
+        }
+    }
+    if let Some(k) = text("x-mbx-apikey").or_else(|| text("api-key")) {
+        return k.chars().take(96).collect();
+    }
+    if text("authorization").is_some_and(|v| v.get(..7).is_some_and(|p| p.eq_ignore_ascii_case("bearer "))) {
+        return "bearer".to_owned();
+    }
+    String::new()
+}
+
+/// Authentication and authorization of a non-public route, with its audit
+/// record: a denial becomes an `auth.failure` / `authz.decision` rejection;
+/// an allow is recorded (queued for group commit) before the request goes
+/// anywhere, and refused with `503 AUDIT_UNAVAILABLE` when the record
+/// cannot be queued under the `reject` policy.
+#[allow(clippy::too_many_arguments, reason = "one call per phase input")]
+async fn auth_and_audit(
+    rt: &Runtime,
+    conn: &ConnInfo,
+    route: &Arc<Route>,
+    head: &Head,
+    path: &str,
+    path_and_query: &str,
+    body: &[u8],
+    rid: &str,
+) -> Result<crate::auth::Authenticated, Box<Outcome>> {
+    let audit = auditor(rt);
+    if audit.is_some_and(|a| !a.admits()) {
+        return Err(Box::new(audit_unavailable(rid, Some(route.clone()))));
+    }
+    let auth = match authenticate_phase(rt, conn, route, head, path_and_query, body).await {
+        Ok(a) => a,
+        Err(p) => {
+            let code = p.code;
+            let o = Outcome::reject(*p, rid, Some(route.clone()));
+            let claimed = claimed_key_id(&head.headers);
+            // A missing scope is decided after the signature verified, so
+            // the claimed key is the proven one.
+            let o = match code {
+                ProblemCode::ScopeMissing => {
+                    o.as_auth_denial(types::AUTHZ_DECISION, Actor::key(claimed))
+                }
+                ProblemCode::AuthUnavailable => o,
+                _ => o.as_auth_denial(types::AUTH_FAILURE, Actor::anonymous(&claimed)),
+            };
+            return Err(Box::new(o));
+        }
+    };
+    let Some(a) = audit else {
+        return Ok(auth);
+    };
+    let p = &auth.principal;
+    let mut ev = AuditEvent::new(
+        a.now(),
+        types::AUTH_SUCCESS,
+        Actor::key(p.key_id.as_str()),
+        route.cfg.action.as_str(),
+        path,
+        Decision::Allow,
+    )
+    .account(p.account_id.as_str())
+    .source_ip(conn.peer.ip())
+    .request_id(rid)
+    .plain("method", head.method.as_str())
+    .plain("scheme", p.scheme.as_str())
+    .plain("scope", route.cfg.scope.as_str());
+    if let Some(t) = &p.token_id {
+        ev = ev.plain("token_id", t.as_str());
+    }
+    if p.mfa_covered {
+        ev = ev.plain("mfa", true);
+    }
+    // Order details travel in the query (exchange-style APIs) or the body:
+    // sealed with the audit data key, never plaintext, never a bare digest
+    // (a low-entropy order is easy to brute-force from its hash).
+    if let Some((_, query)) = path_and_query.split_once('?') {
+        ev = ev.sensitive(a.sealer(), "query", query.as_bytes());
+    }
+    if !body.is_empty() {
+        let kept = body.get(..crate::audit::MAX_AUDITED_BODY).unwrap_or(body);
+        ev = ev.sensitive(a.sealer(), "body", kept);
+        if kept.len() < body.len() {
+            ev = ev.plain("body_bytes", body.len());
+        }
+    }
+    match a.record_allow(&ev) {
+        Ok(()) => Ok(auth),
+        Err(()) => Err(Box::new(audit_unavailable(rid, Some(route.clone())))),
+    }
 }
 
 /// `POST /oauth/token` and `GET /.well-known/jwks.json`; `None` when the
@@ -399,6 +581,7 @@ async fn token_endpoints(
             route: None,
             upstream: None,
             attempts: 0,
+            denial: None,
         }
     };
     if path == "/.well-known/jwks.json" {
@@ -466,15 +649,31 @@ async fn token_endpoints(
     };
     let auth = match auth {
         Ok(a) => a,
-        Err(p) => return Some(Outcome::reject(p, rid, None)),
+        Err(p) => {
+            let claimed = claimed_key_id(&head.headers);
+            let o = if p.code == ProblemCode::AuthUnavailable {
+                Outcome::reject(p, rid, None)
+            } else {
+                Outcome::reject(p, rid, None)
+                    .as_auth_denial(types::AUTH_FAILURE, Actor::anonymous(&claimed))
+            };
+            return Some(o);
+        }
     };
+    let who = (
+        auth.principal.key_id.clone(),
+        auth.principal.account_id.clone(),
+    );
     if grant.as_deref() != Some("client_credentials") {
-        return Some(Outcome::reject(
-            Problem::new(ProblemCode::ValidationFailed)
-                .detail("grant_type must be client_credentials"),
-            rid,
-            None,
-        ));
+        return Some(
+            Outcome::reject(
+                Problem::new(ProblemCode::ValidationFailed)
+                    .detail("grant_type must be client_credentials"),
+                rid,
+                None,
+            )
+            .by(Some(&who)),
+        );
     }
     let key_scopes = &auth.principal.scopes;
     let scopes: Vec<String> = match scope {
@@ -486,13 +685,16 @@ async fn token_endpoints(
                 .map(str::to_owned)
                 .collect();
             if let Some(extra) = asked.iter().find(|a| !key_scopes.contains(a)) {
-                return Some(Outcome::reject(
-                    Problem::new(ProblemCode::ScopeMissing).detail(format!(
-                        "the key lacks the `{extra}` scope; a token cannot have more than its key"
-                    )),
-                    rid,
-                    None,
-                ));
+                return Some(
+                    Outcome::reject(
+                        Problem::new(ProblemCode::ScopeMissing).detail(format!(
+                            "the key lacks the `{extra}` scope; a token cannot have more than its key"
+                        )),
+                        rid,
+                        None,
+                    )
+                    .as_auth_denial(types::AUTHZ_DECISION, Actor::key(who.0.clone())),
+                );
             }
             asked
         }
@@ -506,7 +708,27 @@ async fn token_endpoints(
         now_s,
         lifetime,
     ) {
-        Ok((token, _jti)) => Some(json_response(
+        Ok((token, jti)) => {
+            if let Some(a) = auditor(rt) {
+                let ev = AuditEvent::new(
+                    a.now(),
+                    types::AUTH_SUCCESS,
+                    Actor::key(who.0.as_str()),
+                    "oauth.token",
+                    path,
+                    Decision::Allow,
+                )
+                .account(who.1.as_str())
+                .source_ip(conn.peer.ip())
+                .request_id(rid)
+                .plain("scheme", auth.principal.scheme.as_str())
+                .plain("token_id", jti.as_str())
+                .plain("scopes", scopes.join(" "));
+                if a.record_allow(&ev).is_err() {
+                    return Some(audit_unavailable(rid, None).by(Some(&who)));
+                }
+            }
+            Some(json_response(
             StatusCode::OK,
             serde_json::json!({
                 "access_token": token,
@@ -514,7 +736,8 @@ async fn token_endpoints(
                 "expires_in": lifetime,
                 "scope": scopes.join(" "),
             }),
-        )),
+            ))
+        }
         Err(e) => {
             tracing::error!(request_id = rid, error = %e, "token signing failed");
             Some(Outcome::reject(
@@ -857,6 +1080,7 @@ async fn forward(
                     route: Some(route),
                     upstream: Some(ep.authority.clone()),
                     attempts,
+                    denial: None,
                 };
             }
             Ok(Ok(resp)) => Failure::Status(resp.status()),
@@ -1026,6 +1250,7 @@ async fn websocket(
             route: Some(route),
             upstream: Some(ep.authority.clone()),
             attempts: 1,
+            denial: None,
         };
         o.resp.headers_mut().remove(header::UPGRADE);
         return o;
@@ -1076,6 +1301,7 @@ async fn websocket(
         route: Some(route),
         upstream: Some(ep.authority.clone()),
         attempts: 1,
+        denial: None,
     }
 }
 

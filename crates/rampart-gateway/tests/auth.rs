@@ -124,6 +124,13 @@ async fn env() -> Env {
 }
 
 async fn env_with(auth_section: &str) -> Env {
+    env_full(auth_section, None).await
+}
+
+async fn env_full(
+    auth_section: &str,
+    audit: Option<Arc<rampart_gateway::audit::Auditor>>,
+) -> Env {
     let pki = pki();
     let ex = demo_exchange::Exchange::new_seeded();
     ex.require_gateway_signature(&GATEWAY_SECRET);
@@ -138,6 +145,7 @@ async fn env_with(auth_section: &str) -> Env {
         tokens: Some(Arc::new(rampart_gateway::tokens::Tokens::new(Arc::new(
             TestSigner(Ed25519KeyPair::generate().unwrap()),
         )))),
+        audit,
     });
     let g = rampart_gateway::start_with(cfg, Some(services))
         .await
@@ -838,6 +846,7 @@ async fn client_identity_headers_and_credentials_never_reach_the_upstream() {
         nonces: Arc::new(MemoryNonceStore::new(10_000)),
         identity: Arc::new(IdentitySigner::hmac(&GATEWAY_SECRET).unwrap()),
         tokens: None,
+        audit: None,
     });
     let g = rampart_gateway::start_with(cfg, Some(services))
         .await
@@ -1303,4 +1312,170 @@ async fn oauth_rfc7523_jwt_assertion_issues_a_token_once_per_jti() {
             .code(),
         "SIGNATURE_INVALID"
     );
+}
+
+// ---- audit records of the request path ----
+
+/// A writer that keeps entries in memory and can be made full (to test the
+/// queue-full policy, which a real disk cannot be made to hit on cue).
+#[derive(Debug, Default)]
+struct HeldWriter {
+    entries: Mutex<Vec<Vec<u8>>>,
+    full: std::sync::atomic::AtomicBool,
+}
+
+impl rampart_gateway::audit::AuditWriter for HeldWriter {
+    fn try_append(&self, entry: Vec<u8>) -> Result<(), rampart_gateway::audit::WriteError> {
+        if self.full.load(Ordering::Relaxed) {
+            return Err(rampart_gateway::audit::WriteError::Full);
+        }
+        self.entries.lock().push(entry);
+        Ok(())
+    }
+    fn append_durable(&self, entry: Vec<u8>) -> rampart_gateway::audit::DurableFuture {
+        let mut e = self.entries.lock();
+        e.push(entry);
+        let n = e.len() as u64;
+        Box::pin(async move { Ok(n) })
+    }
+    fn accepting(&self) -> bool {
+        !self.full.load(Ordering::Relaxed)
+    }
+}
+
+impl HeldWriter {
+    fn events(&self) -> Vec<rampart_audit::AuditEvent> {
+        self.entries
+            .lock()
+            .iter()
+            .map(|e| rampart_audit::AuditEvent::from_entry(e).unwrap())
+            .collect()
+    }
+}
+
+#[derive(Debug)]
+struct TestSealer;
+impl rampart_audit::FieldSealer for TestSealer {
+    fn seal(&self, id: &str, field: &str, p: &[u8]) -> Result<Vec<u8>, String> {
+        let mut out = format!("{id}/{field}/").into_bytes();
+        out.extend(p.iter().map(|b| b ^ 0xa5));
+        Ok(out)
+    }
+    fn open(&self, id: &str, field: &str, c: &[u8]) -> Result<Vec<u8>, String> {
+        let prefix = format!("{id}/{field}/").into_bytes();
+        let body = c.strip_prefix(prefix.as_slice()).ok_or("moved")?;
+        Ok(body.iter().map(|b| b ^ 0xa5).collect())
+    }
+}
+
+fn auditor(
+    writer: Arc<dyn rampart_gateway::audit::AuditWriter>,
+    on_full: rampart_core::config::AuditOnFull,
+) -> Arc<rampart_gateway::audit::Auditor> {
+    Arc::new(rampart_gateway::audit::Auditor::new(
+        writer,
+        Arc::new(rampart_audit::SystemClock::new(rampart_audit::SyncSource::Auto)),
+        Some(Arc::new(TestSealer)),
+        on_full,
+    ))
+}
+
+#[tokio::test]
+async fn every_decision_is_audited_with_the_order_sealed() {
+    let w = Arc::new(HeldWriter::default());
+    let e = env_full("", Some(auditor(w.clone(), rampart_core::config::AuditOnFull::Reject))).await;
+    let (sk, km) = hmac_key();
+    e.add(record("k-aud", "demo2", Scheme::Rfc9421HmacSha256, km));
+    let body = order("sealed-cid-4711");
+    let req = signed(Method::POST, "/v1/orders", &body, "k-aud", Scheme::Rfc9421HmacSha256, &sk, now_ms() / 1000, &nonce());
+    let r = send(&e.pki, e.addr, false, req).await;
+    assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
+    // Unsigned: auth.failure; bad signature: auth.failure with the claimed key.
+    let r = send(&e.pki, e.addr, false, get("/v1/account")).await;
+    assert_eq!(r.status, 401);
+    let mut bad = signed(Method::GET, "/v1/account", "", "k-aud", Scheme::Rfc9421HmacSha256, &SigningKey::Hmac(Zeroizing::new(vec![9u8; 32])), now_ms() / 1000, &nonce());
+    bad.headers_mut().insert("x-test", HeaderValue::from_static("1"));
+    let r = send(&e.pki, e.addr, false, bad).await;
+    assert_eq!(r.status, 401);
+    // Public 404: request.rejected.
+    let r = send(&e.pki, e.addr, false, get("/nope")).await;
+    assert_eq!(r.status, 404);
+
+    let evs = w.events();
+    let allow = evs.iter().find(|v| v.event_type == "auth.success").expect("allow record");
+    assert_eq!(allow.actor.id, "k-aud");
+    assert_eq!(allow.account.as_deref(), Some("demo2"));
+    assert_eq!(allow.decision, rampart_audit::Decision::Allow);
+    assert_eq!(allow.action, "PlaceOrder");
+    assert!(allow.request_id.is_some());
+    // The order is sealed, not plaintext, and opens to the exact body.
+    let entry = String::from_utf8(allow.to_entry().unwrap()).unwrap();
+    assert!(!entry.contains("sealed-cid-4711"), "{entry}");
+    assert_eq!(allow.open_field(&TestSealer, "body").unwrap(), body.as_bytes());
+
+    let fails: Vec<_> = evs.iter().filter(|v| v.event_type == "auth.failure").collect();
+    assert_eq!(fails.len(), 2, "{evs:?}");
+    assert!(fails.iter().all(|f| f.decision == rampart_audit::Decision::Deny));
+    assert!(fails.iter().any(|f| f.reason.as_deref() == Some("MISSING_CREDENTIALS")));
+    assert!(fails.iter().any(|f| f.actor.id == "k-aud" && f.actor.kind == rampart_audit::ActorKind::Anonymous));
+    let rej = evs.iter().find(|v| v.event_type == "request.rejected").expect("404 record");
+    assert_eq!(rej.reason.as_deref(), Some("NOT_FOUND"));
+    assert_eq!(rej.resource, "/nope");
+}
+
+#[tokio::test]
+async fn scope_denial_is_an_authorization_record_of_the_proven_key() {
+    let w = Arc::new(HeldWriter::default());
+    let e = env_full("", Some(auditor(w.clone(), rampart_core::config::AuditOnFull::Reject))).await;
+    let (sk, km) = hmac_key();
+    let mut r = record("k-read", "acct-r", Scheme::Rfc9421HmacSha256, km);
+    r.scopes = vec!["read".into()];
+    e.add(r);
+    let req = signed(Method::POST, "/v1/orders", &order("x"), "k-read", Scheme::Rfc9421HmacSha256, &sk, now_ms() / 1000, &nonce());
+    let r = send(&e.pki, e.addr, false, req).await;
+    assert_eq!(r.status, 403);
+    let evs = w.events();
+    let d = evs.iter().find(|v| v.event_type == "authz.decision").expect("authz record");
+    assert_eq!(d.actor.id, "k-read");
+    assert_eq!(d.actor.kind, rampart_audit::ActorKind::Key);
+    assert_eq!(d.reason.as_deref(), Some("SCOPE_MISSING"));
+    assert_eq!(e.orders("acct-r"), 0);
+}
+
+#[tokio::test]
+async fn full_audit_queue_refuses_authenticated_requests_but_not_public_ones() {
+    let w = Arc::new(HeldWriter::default());
+    let e = env_full("", Some(auditor(w.clone(), rampart_core::config::AuditOnFull::Reject))).await;
+    let (sk, km) = hmac_key();
+    e.add(record("k-full", "demo2", Scheme::Rfc9421HmacSha256, km));
+    w.full.store(true, Ordering::Relaxed);
+    let req = signed(Method::POST, "/v1/orders", &order("full-1"), "k-full", Scheme::Rfc9421HmacSha256, &sk, now_ms() / 1000, &nonce());
+    let r = send(&e.pki, e.addr, false, req).await;
+    assert_eq!(r.status, 503, "{}", String::from_utf8_lossy(&r.body));
+    assert!(String::from_utf8_lossy(&r.body).contains("AUDIT_UNAVAILABLE"));
+    assert_eq!(e.orders("demo2"), 0, "nothing is served unaudited");
+    // Public routes keep working.
+    assert_eq!(send(&e.pki, e.addr, false, get("/v1/markets")).await.status, 200);
+    // Room again: requests pass, and the loss is recorded once.
+    w.full.store(false, Ordering::Relaxed);
+    let req = signed(Method::POST, "/v1/orders", &order("full-2"), "k-full", Scheme::Rfc9421HmacSha256, &sk, now_ms() / 1000, &nonce());
+    assert_eq!(send(&e.pki, e.addr, false, req).await.status, 201);
+    let evs = w.events();
+    let o = evs.iter().find(|v| v.event_type == "audit.overflow").expect("overflow record");
+    assert!(o.payload.contains_key("records_lost"), "{o:?}");
+    assert_eq!(e.orders("demo2"), 1);
+}
+
+#[tokio::test]
+async fn continue_policy_serves_and_counts_the_loss() {
+    let w = Arc::new(HeldWriter::default());
+    let a = auditor(w.clone(), rampart_core::config::AuditOnFull::Continue);
+    let e = env_full("", Some(Arc::clone(&a))).await;
+    let (sk, km) = hmac_key();
+    e.add(record("k-cont", "demo2", Scheme::Rfc9421HmacSha256, km));
+    w.full.store(true, Ordering::Relaxed);
+    let req = signed(Method::POST, "/v1/orders", &order("c-1"), "k-cont", Scheme::Rfc9421HmacSha256, &sk, now_ms() / 1000, &nonce());
+    assert_eq!(send(&e.pki, e.addr, false, req).await.status, 201);
+    assert_eq!(a.lost(), 1);
+    assert_eq!(a.refused(), 0);
 }

@@ -288,6 +288,7 @@ async fn key_bound_to_a_certificate_needs_that_certificate() {
         nonces: Arc::new(MemoryNonceStore::new(10_000)),
         identity: Arc::new(rampart_gateway::auth::IdentitySigner::hmac(&[1u8; 32]).unwrap()),
         tokens: None,
+        audit: None,
     });
     let g = rampart_gateway::start_with(cfg, Some(services))
         .await

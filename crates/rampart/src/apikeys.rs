@@ -136,7 +136,7 @@ fn public_key_from_pem(text: &str, scheme: Scheme) -> Result<Vec<u8>, String> {
 ///
 /// # Errors
 /// A message for bad arguments or store errors.
-pub async fn create(vault: &Vault, a: CreateArgs) -> Result<(), String> {
+pub async fn create(vault: &Vault, a: CreateArgs) -> Result<ApiKey, String> {
     let scheme =
         Scheme::parse(&a.scheme).ok_or_else(|| format!("unknown scheme `{}`", a.scheme))?;
     let scopes: Vec<String> = a
@@ -260,7 +260,7 @@ pub async fn create(vault: &Vault, a: CreateArgs) -> Result<(), String> {
     if is_hmac(scheme) {
         eprintln!("the secret is shown once: store it now; Rampart keeps it only encrypted");
     }
-    Ok(())
+    Ok(key)
 }
 
 fn describe(k: &ApiKey) -> serde_json::Value {
@@ -338,14 +338,15 @@ pub async fn show(vault: &Vault, key_id: &str) -> Result<(), String> {
 ///
 /// # Errors
 /// Unknown key, store errors.
-pub async fn revoke(vault: &Vault, key_id: &str) -> Result<(), String> {
+pub async fn revoke(vault: &Vault, key_id: &str) -> Result<String, String> {
+    let account = vault.store().get_api_key(key_id).await.map_err(err)?.account_id;
     vault
         .store()
         .revoke_api_key(key_id, now_ms())
         .await
         .map_err(err)?;
     println!("key `{key_id}` revoked (running gateways refuse it within their key cache TTL, default 1 s)");
-    Ok(())
+    Ok(account)
 }
 
 /// `keys rotate KEY_ID`: a new secret, shown once; the old one keeps
@@ -353,7 +354,7 @@ pub async fn revoke(vault: &Vault, key_id: &str) -> Result<(), String> {
 ///
 /// # Errors
 /// Unknown key, asymmetric key, store errors.
-pub async fn rotate(vault: &Vault, key_id: &str, overlap: Duration) -> Result<(), String> {
+pub async fn rotate(vault: &Vault, key_id: &str, overlap: Duration) -> Result<String, String> {
     let store = vault.store();
     let key = store.get_api_key(key_id).await.map_err(err)?;
     if key.state == KeyState::Revoked {
@@ -407,5 +408,5 @@ pub async fn rotate(vault: &Vault, key_id: &str, overlap: Duration) -> Result<()
     }
     println!("{}", serde_json::to_string_pretty(&out).map_err(err)?);
     eprintln!("the new secret is shown once; the old one works until the overlap ends");
-    Ok(())
+    Ok(key.account_id)
 }

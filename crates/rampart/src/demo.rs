@@ -384,12 +384,24 @@ async fn run_async(dir: &Path, listen: SocketAddr, admin: SocketAddr) -> Result<
     let cfg = rampart_core::config::load(&cfg_path).map_err(|e| DemoError::Other(e.to_string()))?;
     crate::logging::init(&cfg.log.level);
     crate::keys::harden_process();
-    let vault = crate::keys::open_vault(&cfg)
+    let clock = crate::audit::clock(&cfg);
+    let key_sink = std::sync::Arc::new(crate::audit::KeyAuditSink::new(
+        std::sync::Arc::clone(&clock) as std::sync::Arc<dyn rampart_audit::Clock>,
+        rampart_audit::Actor::system(),
+    ));
+    let vault = crate::keys::open_vault_with(
+        &cfg,
+        Some(std::sync::Arc::clone(&key_sink) as std::sync::Arc<dyn rampart_crypto::KeyEventSink>),
+    )
+    .await
+    .map_err(DemoError::Other)?;
+    let audit = crate::audit::AuditSession::start(&cfg, &cfg_path, &vault, clock, &key_sink)
         .await
         .map_err(DemoError::Other)?;
     let maintenance_stop = stop.child_token();
     let maintenance = vault.spawn_maintenance(maintenance_stop.clone());
-    let auth = crate::keys::auth_services(&cfg, &vault).map_err(DemoError::Other)?;
+    let auth =
+        crate::keys::auth_services(&cfg, &vault, audit.auditor()).map_err(DemoError::Other)?;
     exchange.require_gateway_signature(
         &crate::keys::upstream_identity_secret(&cfg).map_err(DemoError::Other)?,
     );
@@ -403,6 +415,18 @@ async fn run_async(dir: &Path, listen: SocketAddr, admin: SocketAddr) -> Result<
         running.admin_addr.unwrap_or(admin),
     )?;
     seed_store(&vault, &creds).await?;
+    audit
+        .record(
+            audit
+                .event(
+                    rampart_audit::event::types::GATEWAY_START,
+                    "gateway.start",
+                    &running.addr.to_string(),
+                )
+                .plain("version", env!("CARGO_PKG_VERSION"))
+                .plain("mode", "demo"),
+        )
+        .await;
 
     say!(
         "\nRampart demo is running (Ctrl-C stops it).\n\
@@ -429,7 +453,10 @@ async fn run_async(dir: &Path, listen: SocketAddr, admin: SocketAddr) -> Result<
     let mut usr1 = signal(SignalKind::user_defined1()).map_err(io_err(Path::new("SIGUSR1")))?;
     loop {
         tokio::select! {
-            _ = hup.recv() => { let _ = running.gateway.reload_from_file(&cfg_path); }
+            _ = hup.recv() => {
+                let result = running.gateway.reload_from_file(&cfg_path).map_err(|e| e.to_string());
+                audit.reloaded(&cfg_path, &result).await;
+            }
             _ = usr1.recv() => {
                 let addr = backends.get(1).copied().unwrap_or(listen);
                 match second.take() {
@@ -462,6 +489,7 @@ async fn run_async(dir: &Path, listen: SocketAddr, admin: SocketAddr) -> Result<
     .ok();
     maintenance_stop.cancel();
     let _ = maintenance.await;
+    audit.finish().await;
     drop(stop_guard);
     Ok(())
 }

@@ -15,6 +15,7 @@ use rampart_crypto::{
     KdfParams, KeyProvider, KeyringLimits, LocalKeyProvider, Pkcs11Config, Pkcs11KeyProvider,
     Purpose, SecretString,
 };
+use rampart_audit::Clock as _;
 use rampart_store::{AnyStore, SqliteStore};
 use rampart_vault::{Vault, VaultOptions};
 
@@ -278,11 +279,14 @@ pub fn vault_options(keys: &KeysConfig) -> VaultOptions {
     }
 }
 
-/// Opens provider, store and vault for `cfg`.
+/// Opens provider, store and vault for `cfg`, reporting key events to `events` (the audit trail).
 ///
 /// # Errors
 /// A message that says what failed and what to do.
-pub async fn open_vault(cfg: &Config) -> Result<Arc<Vault>, String> {
+pub async fn open_vault_with(
+    cfg: &Config,
+    events: Option<Arc<dyn rampart_crypto::KeyEventSink>>,
+) -> Result<Arc<Vault>, String> {
     let data_dir = &cfg.storage.data_dir;
     let provider = open_provider(data_dir, &cfg.keys)?;
     let store = SqliteStore::open_in_dir(data_dir)
@@ -292,7 +296,7 @@ pub async fn open_vault(cfg: &Config) -> Result<Arc<Vault>, String> {
         AnyStore::new(store),
         provider,
         vault_options(&cfg.keys),
-        None,
+        events,
     )
     .await
     .map_err(|e| format!("keys: {e}"))?;
@@ -365,6 +369,7 @@ impl rampart_gateway::tokens::TokenSigner for ProviderTokenSigner {
 pub fn auth_services(
     cfg: &Config,
     vault: &Arc<Vault>,
+    audit: Option<Arc<rampart_gateway::audit::Auditor>>,
 ) -> Result<Arc<rampart_gateway::auth::AuthServices>, String> {
     let secret = upstream_identity_secret(cfg)?;
     Ok(Arc::new(rampart_gateway::auth::AuthServices {
@@ -385,6 +390,7 @@ pub fn auth_services(
                     .map_err(|e| e.to_string())?,
             },
         )))),
+        audit,
     }))
 }
 
@@ -442,15 +448,76 @@ async fn run_async(cmd: KeysCmd) -> Result<ExitCode, String> {
     if let KeysCmd::ShredAccount { yes: false, .. } = &cmd {
         return Err("shredding is irreversible; repeat with --yes".to_owned());
     }
-    let vault = open_vault(&cfg).await?;
+    // Changes are audited: key events through the vault's sink, API key
+    // changes as records below; both durable before the command returns.
+    let read_only = matches!(
+        cmd,
+        KeysCmd::List { .. } | KeysCmd::Show { .. } | KeysCmd::Status { .. }
+    );
+    let clock = crate::audit::clock(&cfg);
+    let sink = Arc::new(crate::audit::KeyAuditSink::new(
+        Arc::clone(&clock) as Arc<dyn rampart_audit::Clock>,
+        crate::audit::operator(),
+    ));
+    let vault = open_vault_with(
+        &cfg,
+        (!read_only).then(|| Arc::clone(&sink) as Arc<dyn rampart_crypto::KeyEventSink>),
+    )
+    .await?;
+    let target = if read_only {
+        crate::audit::AdminTarget::Disabled
+    } else {
+        crate::audit::AdminTarget::open(&cfg, vault.provider())?
+    };
+    sink.attach(target.clone());
+    let admin = |event_type: &str, key_id: &str, account: &str| {
+        rampart_audit::AuditEvent::new(
+            clock.now(),
+            event_type,
+            crate::audit::operator(),
+            format!("keys.{}", event_type.trim_start_matches("apikey.")),
+            format!("api-key/{key_id}"),
+            rampart_audit::Decision::Info,
+        )
+        .account(account)
+    };
     match cmd {
-        KeysCmd::Create { args, .. } => crate::apikeys::create(&vault, args).await?,
+        KeysCmd::Create { args, .. } => {
+            let key = crate::apikeys::create(&vault, args).await?;
+            let ev = admin(
+                rampart_audit::event::types::APIKEY_CREATED,
+                &key.key_id,
+                &key.account_id,
+            )
+            .plain("scheme", key.scheme.as_str())
+            .plain("scopes", key.scopes.join(" "))
+            .plain("allowed_networks", key.allowed_cidrs.join(" "));
+            target.record_blocking(&ev)?;
+        }
         KeysCmd::List { account, .. } => crate::apikeys::list(&vault, account).await?,
         KeysCmd::Show { key_id, .. } => crate::apikeys::show(&vault, &key_id).await?,
-        KeysCmd::Revoke { key_id, .. } => crate::apikeys::revoke(&vault, &key_id).await?,
+        KeysCmd::Revoke { key_id, .. } => {
+            let account = crate::apikeys::revoke(&vault, &key_id).await?;
+            target.record_blocking(&admin(
+                rampart_audit::event::types::APIKEY_REVOKED,
+                &key_id,
+                &account,
+            ))?;
+        }
         KeysCmd::Rotate {
             key_id, overlap, ..
-        } => crate::apikeys::rotate(&vault, &key_id, overlap.into()).await?,
+        } => {
+            let overlap: std::time::Duration = overlap.into();
+            let account = crate::apikeys::rotate(&vault, &key_id, overlap).await?;
+            target.record_blocking(
+                &admin(
+                    rampart_audit::event::types::APIKEY_ROTATED,
+                    &key_id,
+                    &account,
+                )
+                .plain("overlap_s", overlap.as_secs()),
+            )?;
+        }
         KeysCmd::Status { .. } => status(&vault).await?,
         KeysCmd::RotateDataKey { purpose, .. } => {
             let v = vault
@@ -482,6 +549,7 @@ async fn run_async(cmd: KeysCmd) -> Result<ExitCode, String> {
         }
     }
     vault.flush_counters().await.map_err(|e| e.to_string())?;
+    target.close()?;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -1,10 +1,12 @@
 //! `rampart`: the one binary. Commands: `serve`, `demo`, `config check`,
-//! `keys …`.
+//! `keys …`, `audit …`, `call`.
 //!
 //! This file only parses arguments and maps results to exit codes; the work
 //! lives in the library crates and in the modules beside it.
 
 mod apikeys;
+mod audit;
+mod audit_cmd;
 mod call;
 mod demo;
 mod keys;
@@ -63,6 +65,11 @@ enum Cmd {
         #[command(subcommand)]
         cmd: keys::KeysCmd,
     },
+    /// The tamper-evident audit trail: verify, proofs, search, export.
+    Audit {
+        #[command(subcommand)]
+        cmd: audit_cmd::AuditCmd,
+    },
     /// Sign a request with a key from the credentials file, send it, print
     /// the status and body.
     ///
@@ -97,6 +104,7 @@ fn main() -> ExitCode {
             admin_listen,
         } => demo::run(&data_dir, listen, admin_listen),
         Cmd::Keys { cmd } => keys::run(cmd),
+        Cmd::Audit { cmd } => audit_cmd::run(cmd),
         Cmd::Call { args } => call::run(args),
     }
 }

@@ -3,6 +3,9 @@
 
 use std::path::Path;
 use std::process::ExitCode;
+use std::sync::Arc;
+
+use rampart_audit::event::types;
 
 use tokio::signal::unix::{signal, SignalKind};
 
@@ -52,7 +55,17 @@ pub fn run(path: &Path) -> ExitCode {
     rt.block_on(async move {
         // Keys and store first: a wrong passphrase, PIN or permission stops
         // the start before anything listens.
-        let vault = match crate::keys::open_vault(&cfg).await {
+        let clock = crate::audit::clock(&cfg);
+        let key_sink = Arc::new(crate::audit::KeyAuditSink::new(
+            Arc::clone(&clock) as Arc<dyn rampart_audit::Clock>,
+            rampart_audit::Actor::system(),
+        ));
+        let vault = match crate::keys::open_vault_with(
+            &cfg,
+            Some(Arc::clone(&key_sink) as Arc<dyn rampart_crypto::KeyEventSink>),
+        )
+        .await
+        {
             Ok(v) => v,
             Err(e) => {
                 eprintln!("rampart serve: {e}");
@@ -60,9 +73,19 @@ pub fn run(path: &Path) -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
+        // The audit log next: nothing is served that cannot be audited.
+        let audit =
+            match crate::audit::AuditSession::start(&cfg, path, &vault, clock, &key_sink).await {
+                Ok(a) => a,
+                Err(e) => {
+                    eprintln!("rampart serve: {e}");
+                    tracing::error!(error = %e, "start failed");
+                    return ExitCode::FAILURE;
+                }
+            };
         let maintenance_stop = tokio_util::sync::CancellationToken::new();
         let maintenance = vault.spawn_maintenance(maintenance_stop.clone());
-        let auth = match crate::keys::auth_services(&cfg, &vault) {
+        let auth = match crate::keys::auth_services(&cfg, &vault, audit.auditor()) {
             Ok(a) => a,
             Err(e) => {
                 eprintln!("rampart serve: {e}");
@@ -77,6 +100,13 @@ pub fn run(path: &Path) -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
+        audit
+            .record(
+                audit
+                    .event(types::GATEWAY_START, "gateway.start", &running.addr.to_string())
+                    .plain("version", env!("CARGO_PKG_VERSION")),
+            )
+            .await;
         let gw = running.gateway.clone();
         let (mut hup, mut term) = match (
             signal(SignalKind::hangup()),
@@ -92,7 +122,8 @@ pub fn run(path: &Path) -> ExitCode {
             tokio::select! {
                 _ = hup.recv() => {
                     tracing::info!(file = %path.display(), "SIGHUP: reloading configuration");
-                    let _ = gw.reload_from_file(path);
+                    let result = gw.reload_from_file(path).map_err(|e| e.to_string());
+                    audit.reloaded(path, &result).await;
                 }
                 _ = term.recv() => break,
                 _ = tokio::signal::ctrl_c() => break,
@@ -103,6 +134,7 @@ pub fn run(path: &Path) -> ExitCode {
         gw.drained().await;
         maintenance_stop.cancel();
         let _ = maintenance.await;
+        audit.finish().await;
         tracing::info!("stopped");
         ExitCode::SUCCESS
     })
