@@ -151,7 +151,12 @@ pub enum BenchError {
 
 /// Realistic entries: request decisions of about 300 bytes.
 fn entries(n: u64) -> Result<Vec<Vec<u8>>, BenchError> {
-    let routes = ["/api/v3/order", "/api/v3/account", "/sapi/v1/capital/withdraw/apply", "/api/v3/openOrders"];
+    let routes = [
+        "/api/v3/order",
+        "/api/v3/account",
+        "/sapi/v1/capital/withdraw/apply",
+        "/api/v3/openOrders",
+    ];
     let codes = ["AUTH_BAD_SIGNATURE", "AUTHZ_SCOPE", "RATE_LIMITED", "OK"];
     (0..n)
         .map(|i| {
@@ -161,18 +166,28 @@ fn entries(n: u64) -> Result<Vec<Vec<u8>>, BenchError> {
             };
             let k = usize::try_from(i % 4).unwrap_or(0);
             let route = routes.get(k).copied().unwrap_or("/");
-            let ev = AuditEvent::new(
+            let deny = i.is_multiple_of(5);
+            let mut ev = AuditEvent::new(
                 ts,
                 crate::event::types::AUTHZ_DECISION,
-                Actor::key(format!("ak_{:016x}", i.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 8)),
+                Actor::key(format!(
+                    "ak_{:012x}",
+                    i.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 16
+                )),
                 "order.create",
                 route,
-                if i % 5 == 0 { Decision::Deny } else { Decision::Allow },
+                if deny {
+                    Decision::Deny
+                } else {
+                    Decision::Allow
+                },
             )
             .account(format!("acct-{:06}", i % 1000))
             .source_ip(IpAddr::V4(Ipv4Addr::new(198, 51, 100, (i % 250) as u8)))
-            .reason(codes.get(k).copied().unwrap_or("OK"))
-            .request_id(format!("{:032x}", u128::from(i).wrapping_mul(0x2545_f491_4f6c_dd1d)));
+            .request_id(format!("{:016x}", i.wrapping_mul(0x2545_f491_4f6c_dd1d)));
+            if deny {
+                ev = ev.reason(codes.get(k).copied().unwrap_or("OK"));
+            }
             ev.to_entry().map_err(|e| BenchError::Thread(e.to_string()))
         })
         .collect()
@@ -221,8 +236,10 @@ fn bench_log(
                         match log.append(e.clone()) {
                             Ok(()) => break,
                             Err(LogError::QueueFull) => {
+                                // Back off instead of spinning: the writer
+                                // needs the CPU.
                                 retries += 1;
-                                std::thread::yield_now();
+                                std::thread::sleep(Duration::from_micros(50));
                             }
                             Err(e) => return Err(e),
                         }
@@ -242,8 +259,14 @@ fn bench_log(
     Ok((Throughput::new(data.len() as u64, bytes, elapsed), retries))
 }
 
-async fn bench_sqlite(dir: PathBuf, data: Arc<Vec<Vec<u8>>>, batch: usize) -> Result<Throughput, BenchError> {
-    use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+async fn bench_sqlite(
+    dir: PathBuf,
+    data: Arc<Vec<Vec<u8>>>,
+    batch: usize,
+) -> Result<Throughput, BenchError> {
+    use sqlx::sqlite::{
+        SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous,
+    };
     let err = |e: sqlx::Error| BenchError::Sqlite(e.to_string());
     let options = SqliteConnectOptions::new()
         .filename(dir.join("bench.sqlite3"))
@@ -293,12 +316,16 @@ fn bench_raw(dir: PathBuf, data: &[Vec<u8>], every: Duration) -> Result<Throughp
         out.write_all(&rec).map_err(io_err("writing", &path))?;
         if last.elapsed() >= every {
             out.flush().map_err(io_err("writing", &path))?;
-            out.get_ref().sync_data().map_err(io_err("syncing", &path))?;
+            out.get_ref()
+                .sync_data()
+                .map_err(io_err("syncing", &path))?;
             last = Instant::now();
         }
     }
     out.flush().map_err(io_err("writing", &path))?;
-    out.get_ref().sync_data().map_err(io_err("syncing", &path))?;
+    out.get_ref()
+        .sync_data()
+        .map_err(io_err("syncing", &path))?;
     Ok(Throughput::new(data.len() as u64, bytes, start.elapsed()))
 }
 
@@ -335,7 +362,10 @@ fn bench_proofs(dir: &std::path::Path, count: usize) -> Result<(f64, f64), Bench
 /// [`BenchError`] if a test could not run (disk full, SQLite error).
 pub async fn run(opts: BenchOptions) -> Result<BenchReport, BenchError> {
     let base = opts.dir.clone().unwrap_or_else(std::env::temp_dir);
-    let dir = base.join(format!("rampart-audit-bench-{}", uuid::Uuid::new_v4().simple()));
+    let dir = base.join(format!(
+        "rampart-audit-bench-{}",
+        uuid::Uuid::new_v4().simple()
+    ));
     std::fs::create_dir_all(&dir).map_err(io_err("creating directory", &dir))?;
     let result = run_in(&dir, &opts).await;
     if !opts.keep {
@@ -350,7 +380,12 @@ async fn run_in(dir: &std::path::Path, opts: &BenchOptions) -> Result<BenchRepor
     let bytes: u64 = data.iter().map(|e| e.len() as u64).sum();
     let log_dir = dir.join("log");
     // (a) the log.
-    let (d, p, g, ld) = (data.clone(), opts.producers, opts.group_commit, log_dir.clone());
+    let (d, p, g, ld) = (
+        data.clone(),
+        opts.producers,
+        opts.group_commit,
+        log_dir.clone(),
+    );
     let (log, retries) = tokio::task::spawn_blocking(move || bench_log(ld, d, p, g))
         .await
         .map_err(|e| BenchError::Thread(e.to_string()))??;
@@ -365,16 +400,18 @@ async fn run_in(dir: &std::path::Path, opts: &BenchOptions) -> Result<BenchRepor
     let ld = log_dir.clone();
     let verify = tokio::task::spawn_blocking(move || {
         let t = Instant::now();
-        let r = verify_dir(&ld, &VerifyOptions::default()).map_err(|f| BenchError::Verify(f.to_string()))?;
+        let r = verify_dir(&ld, &VerifyOptions::default())
+            .map_err(|f| BenchError::Verify(f.to_string()))?;
         Ok::<_, BenchError>((r.size, t.elapsed()))
     })
     .await
     .map_err(|e| BenchError::Thread(e.to_string()))??;
     // (e) proofs.
     let (ld, count) = (log_dir.clone(), opts.proofs);
-    let (proof_mean_us, proof_p99_us) = tokio::task::spawn_blocking(move || bench_proofs(&ld, count))
-        .await
-        .map_err(|e| BenchError::Thread(e.to_string()))??;
+    let (proof_mean_us, proof_p99_us) =
+        tokio::task::spawn_blocking(move || bench_proofs(&ld, count))
+            .await
+            .map_err(|e| BenchError::Thread(e.to_string()))??;
     Ok(BenchReport {
         dir: dir.to_path_buf(),
         entries: n,

@@ -109,13 +109,21 @@ fn embeddable(entry: &[u8]) -> bool {
 }
 
 /// Writes one entry line.
-pub(crate) fn write_entry_line(out: &mut impl Write, index: u64, entry: &[u8]) -> std::io::Result<()> {
+pub(crate) fn write_entry_line(
+    out: &mut impl Write,
+    index: u64,
+    entry: &[u8],
+) -> std::io::Result<()> {
     if embeddable(entry) {
         write!(out, "{{\"index\":{index},\"entry\":")?;
         out.write_all(entry)?;
         out.write_all(b"}\n")
     } else {
-        writeln!(out, "{{\"index\":{index},\"entry_b64\":\"{}\"}}", B64.encode(entry))
+        writeln!(
+            out,
+            "{{\"index\":{index},\"entry_b64\":\"{}\"}}",
+            B64.encode(entry)
+        )
     }
 }
 
@@ -137,7 +145,11 @@ pub fn export_bundle(
     let (start, end) = range.unwrap_or((reader.first_index(), reader.len()));
     if start > end || start < reader.first_index() || end > reader.len() {
         return Err(LogError::OutOfRange {
-            index: if start < reader.first_index() { start } else { end },
+            index: if start < reader.first_index() {
+                start
+            } else {
+                end
+            },
             first: reader.first_index(),
             len: reader.len(),
         });
@@ -269,7 +281,12 @@ fn write_checkpoint_line(
 
 /// A consistency proof from the tree of `end` entries (root `root`) to
 /// the checkpoint `next`, checked before it is returned.
-fn extension_proof(dir: &Path, end: u64, root: &Hash, next: &StoredCheckpoint) -> Option<Vec<Hash>> {
+fn extension_proof(
+    dir: &Path,
+    end: u64,
+    root: &Hash,
+    next: &StoredCheckpoint,
+) -> Option<Vec<Hash>> {
     let size = next.checkpoint.size;
     let ok = |p: &Vec<Hash>| verify_consistency(end, size, root, &next.checkpoint.root, p).is_ok();
     if let Ok(tree) = TreeFile::open(dir) {

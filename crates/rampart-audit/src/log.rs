@@ -40,7 +40,9 @@ use parking_lot::{Condvar, Mutex, RwLock};
 
 use crate::event::MAX_ENTRY_BYTES;
 use crate::merkle::{leaf_hash, Hash, MerkleError};
-use crate::note::{sign_checkpoint, signer_verifier_key, Checkpoint, CheckpointSigner, NoteError, VerifierKey};
+use crate::note::{
+    sign_checkpoint, signer_verifier_key, Checkpoint, CheckpointSigner, NoteError, VerifierKey,
+};
 use crate::reader::{scan_checkpoints, CheckpointRecord};
 use crate::segment::{
     create_segment, list_segments, record_header, segment_file_name, sync_dir, write_atomic,
@@ -505,9 +507,11 @@ impl AuditLog {
                         reason: "the segments are missing".to_owned(),
                     });
                 }
-                create_segment(&dir, &SegmentHeader::new(0, Vec::new()).map_err(|e| {
-                    LogError::Config(e.to_string())
-                })?)?;
+                create_segment(
+                    &dir,
+                    &SegmentHeader::new(0, Vec::new())
+                        .map_err(|e| LogError::Config(e.to_string()))?,
+                )?;
                 segments = list_segments(&dir)?;
                 continue;
             };
@@ -661,11 +665,17 @@ impl AuditLog {
             cp_seq,
             tree: tree.writer.sync_handle()?,
             last_size: cp_size,
+            _lock: lock
+                .try_clone()
+                .map_err(io_err("opening", &dir.join(LOCK_FILE)))?,
         };
         let (cp_tx, cp_rx) = mpsc::sync_channel(1);
+        let (done_tx, done_rx) = mpsc::sync_channel(1);
         let cp_thread = std::thread::Builder::new()
             .name("rampart-audit-checkpoint".to_owned())
-            .spawn(move || checkpointer.run(cp_rx))
+            .spawn(move || {
+                let _ = done_tx.send(checkpointer.run(cp_rx));
+            })
             .map_err(io_err("starting the checkpoint thread for", &dir))?;
         let writer = Writer {
             cfg: cfg.clone(),
@@ -686,6 +696,7 @@ impl AuditLog {
             checkpointer: Some(CheckpointerHandle {
                 tx: cp_tx,
                 thread: cp_thread,
+                done: done_rx,
                 busy,
             }),
         };
@@ -1013,9 +1024,16 @@ struct CpJob {
 
 struct CheckpointerHandle {
     tx: SyncSender<CpJob>,
-    thread: JoinHandle<Result<(), LogError>>,
+    thread: JoinHandle<()>,
+    /// The result of the checkpointer's last job, sent when it stops.
+    done: Receiver<Result<(), LogError>>,
     busy: Arc<AtomicBool>,
 }
+
+/// How long close waits for the final checkpoint (a hung key provider
+/// must not hang shutdown). The checkpoint thread keeps the directory
+/// lock until it finishes, so no other writer can start meanwhile.
+const FINAL_CHECKPOINT_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Signs checkpoints on its own thread, so a slow signer (an HSM, a
 /// remote key service) never stalls the writer.
@@ -1031,6 +1049,8 @@ struct Checkpointer {
     /// `tree.hashes`, to fsync before signing.
     tree: File,
     last_size: u64,
+    /// A descriptor of the directory lock: held until this thread ends.
+    _lock: File,
 }
 
 impl Checkpointer {
@@ -1125,7 +1145,10 @@ impl Writer {
             if let Some(since) = self.dirty_since {
                 deadline = deadline.min(since + self.cfg.group_commit);
             }
-            let first = match self.rx.recv_timeout(deadline.saturating_duration_since(now)) {
+            let first = match self
+                .rx
+                .recv_timeout(deadline.saturating_duration_since(now))
+            {
                 Ok(item) => Some(item),
                 Err(RecvTimeoutError::Timeout) => None,
                 Err(RecvTimeoutError::Disconnected) => {
@@ -1251,10 +1274,12 @@ impl Writer {
     /// Fsyncs the current segment and starts the next one.
     fn roll(&mut self) -> Result<(), LogError> {
         self.sync()?;
-        let header = SegmentHeader::new(self.range.size(), self.range.roots().to_vec())
-            .map_err(|e| LogError::Corrupt {
-                index: self.range.size(),
-                reason: e.to_string(),
+        let header =
+            SegmentHeader::new(self.range.size(), self.range.roots().to_vec()).map_err(|e| {
+                LogError::Corrupt {
+                    index: self.range.size(),
+                    reason: e.to_string(),
+                }
             })?;
         let (file, len) = create_segment(&self.cfg.dir, &header)?;
         self.seg = BufWriter::with_capacity(SEGMENT_BUFFER, file);
@@ -1269,7 +1294,9 @@ impl Writer {
         if self.dirty_since.is_none() && self.pending.is_empty() && self.spooled.is_empty() {
             return Ok(());
         }
-        self.seg.flush().map_err(io_err("writing", &self.seg_path))?;
+        self.seg
+            .flush()
+            .map_err(io_err("writing", &self.seg_path))?;
         self.seg
             .get_ref()
             .sync_data()
@@ -1339,9 +1366,18 @@ impl Writer {
             let _ = cp.tx.send(job);
         }
         drop(cp.tx);
-        match cp.thread.join() {
-            Ok(r) => r,
-            Err(_) => Err(LogError::Failed("the checkpoint thread panicked".to_owned())),
+        match cp.done.recv_timeout(FINAL_CHECKPOINT_TIMEOUT) {
+            Ok(r) => {
+                let _ = cp.thread.join();
+                r
+            }
+            Err(RecvTimeoutError::Timeout) => Err(LogError::Failed(format!(
+                "the final checkpoint was not signed within {} s; entries are durable and the next open signs them",
+                FINAL_CHECKPOINT_TIMEOUT.as_secs()
+            ))),
+            Err(RecvTimeoutError::Disconnected) => Err(LogError::Failed(
+                "the checkpoint thread panicked".to_owned(),
+            )),
         }
     }
 
@@ -1398,7 +1434,9 @@ impl Writer {
         while let Ok(item) = self.rx.recv() {
             self.shared.queue_len.fetch_sub(1, Ordering::Relaxed);
             match item {
-                Item::Durable(_, ack) | Item::Sync(ack) => ack.send(Err(LogError::Failed(msg.clone()))),
+                Item::Durable(_, ack) | Item::Sync(ack) => {
+                    ack.send(Err(LogError::Failed(msg.clone())))
+                }
                 Item::Entry(_) => {}
                 Item::Stall(rx) => {
                     let _ = rx.recv();

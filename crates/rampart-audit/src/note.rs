@@ -123,7 +123,9 @@ impl Checkpoint {
     pub fn parse_body(body: &str) -> Result<Self, NoteError> {
         let rest = body
             .strip_suffix('\n')
-            .ok_or(NoteError::MalformedCheckpoint("the body does not end in a newline"))?;
+            .ok_or(NoteError::MalformedCheckpoint(
+                "the body does not end in a newline",
+            ))?;
         let mut lines = rest.split('\n');
         let origin = lines
             .next()
@@ -134,13 +136,17 @@ impl Checkpoint {
                 .next()
                 .ok_or(NoteError::MalformedCheckpoint("missing tree size"))?,
         )
-        .ok_or(NoteError::MalformedCheckpoint("the tree size is not a canonical decimal"))?;
+        .ok_or(NoteError::MalformedCheckpoint(
+            "the tree size is not a canonical decimal",
+        ))?;
         let root = decode_hash(
             lines
                 .next()
                 .ok_or(NoteError::MalformedCheckpoint("missing root hash"))?,
         )
-        .ok_or(NoteError::MalformedCheckpoint("the root hash is not base64 of 32 bytes"))?;
+        .ok_or(NoteError::MalformedCheckpoint(
+            "the root hash is not base64 of 32 bytes",
+        ))?;
         for ext in lines {
             if ext.is_empty() {
                 return Err(NoteError::MalformedCheckpoint("empty extension line"));
@@ -265,7 +271,9 @@ impl VerifierKey {
         // The name holds no `+`; the base64 key may.
         let mut parts = text.splitn(3, '+');
         let name = parts.next().ok_or(NoteError::InvalidKey("missing name"))?;
-        let hex = parts.next().ok_or(NoteError::InvalidKey("missing key id"))?;
+        let hex = parts
+            .next()
+            .ok_or(NoteError::InvalidKey("missing key id"))?;
         let b64 = parts.next().ok_or(NoteError::InvalidKey("missing key"))?;
         if !is_valid_key_name(name) {
             return Err(NoteError::InvalidKeyName(name.to_owned()));
@@ -526,17 +534,17 @@ fn split_note(note: &str) -> Result<(&str, Vec<SigLine<'_>>), NoteError> {
     if text.starts_with('\n') {
         return Err(NoteError::Malformed("the text starts with a blank line"));
     }
-    let sigs = sigs
-        .strip_suffix('\n')
-        .ok_or(NoteError::Malformed("the signatures do not end in a newline"))?;
+    let sigs = sigs.strip_suffix('\n').ok_or(NoteError::Malformed(
+        "the signatures do not end in a newline",
+    ))?;
     let mut out = Vec::new();
     for line in sigs.split('\n') {
         if out.len() >= MAX_SIGNATURES {
             return Err(NoteError::Malformed("too many signatures"));
         }
-        let rest = line
-            .strip_prefix(SIG_PREFIX)
-            .ok_or(NoteError::Malformed("a signature line does not start with an em dash"))?;
+        let rest = line.strip_prefix(SIG_PREFIX).ok_or(NoteError::Malformed(
+            "a signature line does not start with an em dash",
+        ))?;
         let (name, b64) = rest
             .split_once(' ')
             .ok_or(NoteError::Malformed("a signature line has no signature"))?;
@@ -580,10 +588,7 @@ pub fn open_note<'n, 'k>(
     let (text, sigs) = split_note(note)?;
     let mut verified: Option<&VerifierKey> = None;
     for line in &sigs {
-        let Some(key) = keys
-            .iter()
-            .find(|k| k.name == line.name && k.id == line.id)
-        else {
+        let Some(key) = keys.iter().find(|k| k.name == line.name && k.id == line.id) else {
             continue;
         };
         if line.sig.len() != SIGNATURE_LEN || !key.verify(text.as_bytes(), &line.sig) {
@@ -661,7 +666,17 @@ mod tests {
     fn decimal_is_canonical() {
         assert_eq!(parse_decimal("0"), Some(0));
         assert_eq!(parse_decimal("18446744073709551615"), Some(u64::MAX));
-        for bad in ["", "00", "01", "+1", "-1", " 1", "1 ", "18446744073709551616", "1e3"] {
+        for bad in [
+            "",
+            "00",
+            "01",
+            "+1",
+            "-1",
+            " 1",
+            "1 ",
+            "18446744073709551616",
+            "1e3",
+        ] {
             assert_eq!(parse_decimal(bad), None, "{bad:?}");
         }
     }

@@ -6,8 +6,8 @@
 //! before it is returned. Hashes and entries are standard base64, as in
 //! checkpoints. The format is described in `docs/audit-format.md`.
 
-use std::sync::OnceLock;
 use std::path::Path;
+use std::sync::OnceLock;
 
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
@@ -15,7 +15,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::log::LogError;
 use crate::merkle::{leaf_hash, verify_consistency, verify_inclusion, Hash, MerkleError};
-use crate::note::{decode_hash, encode_hash, open_checkpoint_any, Checkpoint, NoteError, VerifierKey};
+use crate::note::{
+    decode_hash, encode_hash, open_checkpoint_any, Checkpoint, NoteError, VerifierKey,
+};
 use crate::reader::{LogReader, StoredCheckpoint};
 use crate::tree::{consistency_path, inclusion_path, range_root, MemTree, NodeSource, TreeFile};
 
@@ -242,7 +244,12 @@ impl Prover {
             });
         }
         let (old_root, path) = self.with_sources(
-            |src| Ok((range_root(src, 0, old_size)?, consistency_path(src, old_size, cp.size)?)),
+            |src| {
+                Ok((
+                    range_root(src, 0, old_size)?,
+                    consistency_path(src, old_size, cp.size)?,
+                ))
+            },
             |(old_root, path)| {
                 verify_consistency(old_size, cp.size, old_root, &cp.root, path).is_ok()
             },
@@ -356,7 +363,10 @@ pub fn check_inclusion_any(
 /// # Errors
 ///
 /// [`ProofError`] naming the first check that fails.
-pub fn check_consistency(p: &ConsistencyProof, key: &VerifierKey) -> Result<Checkpoint, ProofError> {
+pub fn check_consistency(
+    p: &ConsistencyProof,
+    key: &VerifierKey,
+) -> Result<Checkpoint, ProofError> {
     check_consistency_any(p, std::slice::from_ref(key))
 }
 

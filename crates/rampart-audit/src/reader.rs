@@ -82,7 +82,9 @@ pub(crate) fn scan_checkpoints(path: &Path) -> Result<CheckpointScan, LogError> 
     };
     let mut records = RecordScanner::new(file, path, 0, file_len)?;
     // Only the final record can be torn: each is fsynced before the next.
-    let is_tail = |offset: u64| file_len.saturating_sub(offset) <= (RECORD_HEADER_LEN + MAX_CHECKPOINT_RECORD) as u64;
+    let is_tail = |offset: u64| {
+        file_len.saturating_sub(offset) <= (RECORD_HEADER_LEN + MAX_CHECKPOINT_RECORD) as u64
+    };
     let corrupt = |offset: u64, reason: &str| LogError::Format {
         path: path.to_path_buf(),
         reason: format!("record at offset {offset}: {reason}"),
@@ -100,8 +102,8 @@ pub(crate) fn scan_checkpoints(path: &Path) -> Result<CheckpointScan, LogError> 
                     }
                     return Err(corrupt(offset, "checksum or sequence mismatch"));
                 }
-                let rec: CheckpointRecord = serde_json::from_slice(r.entry)
-                    .map_err(|e| corrupt(offset, &e.to_string()))?;
+                let rec: CheckpointRecord =
+                    serde_json::from_slice(r.entry).map_err(|e| corrupt(offset, &e.to_string()))?;
                 let checkpoint = parse_checkpoint_unverified(&rec.note)
                     .map_err(|e| corrupt(offset, &e.to_string()))?;
                 if checkpoint.size != rec.size {
@@ -155,9 +157,9 @@ impl SegInfo {
 
     /// Offsets of records `first_index + k·SPARSE_EVERY`.
     fn sparse(&self) -> Result<Arc<Vec<u64>>, LogError> {
-        let built = self.sparse.get_or_init(|| {
-            build_sparse(self).map(Arc::new).map_err(|e| e.to_string())
-        });
+        let built = self
+            .sparse
+            .get_or_init(|| build_sparse(self).map(Arc::new).map_err(|e| e.to_string()));
         built.clone().map_err(|reason| LogError::Format {
             path: self.path.clone(),
             reason,
@@ -178,7 +180,9 @@ fn build_sparse(seg: &SegInfo) -> Result<Vec<u64>, LogError> {
                 }
                 expected += 1;
             }
-            Ok(Some(_)) | Ok(None) | Err(ScanError::Incomplete { .. } | ScanError::TooLarge { .. }) => {
+            Ok(Some(_))
+            | Ok(None)
+            | Err(ScanError::Incomplete { .. } | ScanError::TooLarge { .. }) => {
                 return Err(LogError::Corrupt {
                     index: expected,
                     reason: format!("damaged record in `{}`", seg.path.display()),
@@ -261,7 +265,7 @@ impl LogReader {
             let mut end_offset = scanner.position();
             loop {
                 match scanner.next_record() {
-                    Ok(Some(r)) if r.crc_ok && r.index == expected => {
+                    Ok(Some(r)) if r.crc_ok && r.index == expected && expected < u64::MAX => {
                         if (expected - last.first_index).is_multiple_of(SPARSE_EVERY) {
                             sparse.push(r.offset);
                         }
@@ -338,7 +342,10 @@ impl LogReader {
 
     /// The entries from `index` to the end, in order. The iterator stops
     /// after the first error.
-    pub fn iter_from(&self, index: u64) -> impl Iterator<Item = Result<(u64, Vec<u8>), LogError>> + '_ {
+    pub fn iter_from(
+        &self,
+        index: u64,
+    ) -> impl Iterator<Item = Result<(u64, Vec<u8>), LogError>> + '_ {
         LogIter {
             reader: self,
             seg: None,
@@ -526,7 +533,9 @@ impl LogIter<'_> {
                     self.next += 1;
                     return Ok(Some(out));
                 }
-                Ok(Some(rec)) if !rec.crc_ok => return Err(corrupt(self.next, "checksum mismatch")),
+                Ok(Some(rec)) if !rec.crc_ok => {
+                    return Err(corrupt(self.next, "checksum mismatch"))
+                }
                 Ok(Some(_)) => return Err(corrupt(self.next, "unexpected index")),
                 Ok(None) => return Err(corrupt(self.next, "the segment ends early")),
                 Err(ScanError::Io(e)) => return Err(e),

@@ -85,9 +85,7 @@ pub fn prune(
         stopped: "only the active segment is left".to_owned(),
     };
     let keys = read_public_keys(dir)?;
-    let signed = reader
-        .latest_checkpoint()?
-        .map_or(0, |c| c.checkpoint.size);
+    let signed = reader.latest_checkpoint()?.map_or(0, |c| c.checkpoint.size);
     for (first, end, path) in segments.iter().take(segments.len().saturating_sub(1)) {
         if *end > signed {
             report.stopped = format!(
@@ -104,7 +102,9 @@ pub fn prune(
             match entry_time_us(&entry) {
                 Some(t) if t < cutoff => {}
                 Some(t) => {
-                    keep = Some(format!("entry {index} ({t} µs) is within the retention period"));
+                    keep = Some(format!(
+                        "entry {index} ({t} µs) is within the retention period"
+                    ));
                     break;
                 }
                 None => {

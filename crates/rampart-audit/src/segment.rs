@@ -28,6 +28,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::{Path, PathBuf};
 
 use crate::event::MAX_ENTRY_BYTES;
@@ -517,10 +518,7 @@ impl SegmentScanner {
     /// incomplete or invalid.
     pub fn open(path: &Path, limit: u64) -> Result<Self, HeaderError> {
         let mut records = RecordScanner::open(path, 0, limit).map_err(HeaderError::Io)?;
-        let needed = match records
-            .peek(HEADER_FIXED_LEN)
-            .map_err(HeaderError::Io)?
-        {
+        let needed = match records.peek(HEADER_FIXED_LEN).map_err(HeaderError::Io)? {
             Some(b) => {
                 if b.get(..8) != Some(&MAGIC[..]) {
                     return Err(HeaderError::Invalid("bad magic"));
@@ -628,6 +626,7 @@ pub fn create_segment(dir: &Path, header: &SegmentHeader) -> Result<(File, u64),
     let mut file = OpenOptions::new()
         .create_new(true)
         .append(true)
+        .mode(0o600)
         .open(&path)
         .map_err(io_err("creating segment", &path))?;
     let bytes = header.encode();
@@ -713,7 +712,11 @@ mod tests {
             parse_segment_file_name(&segment_file_name(u64::MAX)),
             Some(u64::MAX)
         );
-        for bad in ["seg-42.log", "seg-0000000000000000004x.log", "seg-00000000000000000042.lo"] {
+        for bad in [
+            "seg-42.log",
+            "seg-0000000000000000004x.log",
+            "seg-00000000000000000042.lo",
+        ] {
             assert_eq!(parse_segment_file_name(bad), None);
         }
     }

@@ -16,7 +16,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::{BufWriter, Write};
-use std::os::unix::fs::FileExt as _;
+use std::os::unix::fs::{FileExt as _, OpenOptionsExt as _};
 use std::path::{Path, PathBuf};
 
 use crate::log::{io_err, LogError};
@@ -350,17 +350,23 @@ impl NodeSource for TreeFile {
 }
 
 /// Tree slots held in memory, built from the segments (the fallback when
-/// `tree.hashes` is short or does not match).
+/// `tree.hashes` is short or does not match). Only the slots from the
+/// first retained entry on are held in a vector; before it, only the
+/// first segment's frontier nodes are known.
 #[derive(Debug, Clone, Default)]
 pub struct MemTree {
+    /// Slot number of `slots[0]`.
+    base: u64,
+    /// Frontier nodes before `base`: (slot, hash).
+    prefix: Vec<(u64, Hash)>,
     slots: Vec<Hash>,
     range: CompactRange,
 }
 
 impl MemTree {
     /// Builds the slots of the first `size` entries from the segments of
-    /// `dir`. Slots of pruned entries are left zero (missing), except the
-    /// frontier of the first segment.
+    /// `dir`. Nodes of pruned entries are missing, except the frontier of
+    /// the first segment.
     ///
     /// # Errors
     ///
@@ -373,7 +379,8 @@ impl MemTree {
             if tree.range.size() >= size {
                 break;
             }
-            let mut scanner = SegmentScanner::open(&seg.path, u64::MAX).map_err(|e| header_err(&seg.path, e))?;
+            let mut scanner =
+                SegmentScanner::open(&seg.path, u64::MAX).map_err(|e| header_err(&seg.path, e))?;
             let header = scanner.header().clone();
             if first {
                 first = false;
@@ -392,7 +399,9 @@ impl MemTree {
             while tree.range.size() < size {
                 let expected = tree.range.size();
                 let leaf = match scanner.next_record() {
-                    Ok(Some(r)) if r.crc_ok && r.index == expected => crate::merkle::leaf_hash(r.entry),
+                    Ok(Some(r)) if r.crc_ok && r.index == expected => {
+                        crate::merkle::leaf_hash(r.entry)
+                    }
                     Ok(Some(_)) | Err(_) => {
                         return Err(LogError::Corrupt {
                             index: expected,
@@ -416,18 +425,15 @@ impl MemTree {
 
     fn start_at(&mut self, first_index: u64, frontier: Vec<Hash>) -> Result<(), LogError> {
         self.range = CompactRange::from_roots(first_index, frontier)?;
-        let n = usize::try_from(slot_count(first_index)).map_err(|_| LogError::Corrupt {
-            index: first_index,
-            reason: "the tree is too large to hold in memory".to_owned(),
-        })?;
-        self.slots = vec![[0u8; HASH_LEN]; n];
+        self.base = slot_count(first_index);
+        self.slots.clear();
+        self.prefix.clear();
         let mut at = 0u64;
         let mut roots = self.range.roots().iter();
         for level in (0..64u32).rev() {
             if first_index & (1u64 << level) != 0 {
-                let slot = usize::try_from(node_slot(at, level)).unwrap_or(usize::MAX);
-                if let (Some(dst), Some(root)) = (self.slots.get_mut(slot), roots.next()) {
-                    *dst = *root;
+                if let Some(root) = roots.next() {
+                    self.prefix.push((node_slot(at, level), *root));
                 }
                 at += 1u64 << level;
             }
@@ -462,16 +468,22 @@ impl MemTree {
 impl NodeSource for MemTree {
     fn node(&self, start: u64, level: u32) -> Result<Hash, LogError> {
         let slot = node_slot(start, level);
-        usize::try_from(slot)
-            .ok()
-            .and_then(|s| self.slots.get(s))
-            .filter(|h| **h != [0u8; HASH_LEN])
-            .copied()
-            .ok_or(LogError::OutOfRange {
-                index: start,
-                first: 0,
-                len: self.range.size(),
-            })
+        let found = if slot < self.base {
+            self.prefix
+                .iter()
+                .find(|(s, _)| *s == slot)
+                .map(|(_, h)| *h)
+        } else {
+            usize::try_from(slot - self.base)
+                .ok()
+                .and_then(|s| self.slots.get(s))
+                .copied()
+        };
+        found.ok_or(LogError::OutOfRange {
+            index: start,
+            first: 0,
+            len: self.range.size(),
+        })
     }
 }
 
@@ -519,17 +531,14 @@ impl TreeWriter {
     /// # Errors
     ///
     /// [`LogError`] on file errors or damaged segments.
-    pub fn open(
-        dir: &Path,
-        size: u64,
-        trusted: Option<(u64, Hash)>,
-    ) -> Result<TreeOpen, LogError> {
+    pub fn open(dir: &Path, size: u64, trusted: Option<(u64, Hash)>) -> Result<TreeOpen, LogError> {
         let path = dir.join(TREE_FILE);
         let file = OpenOptions::new()
             .read(true)
             .write(true)
             .create(true)
             .truncate(false)
+            .mode(0o600)
             .open(&path)
             .map_err(io_err("opening", &path))?;
         let len = file
@@ -543,7 +552,7 @@ impl TreeWriter {
         };
         let segments = list_segments(dir)?;
         let first_index = segments.first().map_or(0, |s| s.first_index);
-        let mut rebuilt = len != slot_count(size) * HASH_LEN as u64;
+        let mut rebuilt = len != slot_count(size).saturating_mul(HASH_LEN as u64);
         // Where to start recomputing, and the compact range there.
         let mut start: Option<CompactRange> = None;
         if let Some((t, root)) = trusted {
@@ -577,15 +586,18 @@ impl TreeWriter {
                 };
                 let range = CompactRange::from_roots(header.first_index, header.frontier)?;
                 file.set_len(0).map_err(io_err("truncating", &path))?;
-                file.set_len(slot_count(range.size()) * HASH_LEN as u64)
+                file.set_len(slot_count(range.size()).saturating_mul(HASH_LEN as u64))
                     .map_err(io_err("extending", &path))?;
                 let mut at = 0u64;
                 let mut roots = range.roots().iter();
                 for level in (0..64u32).rev() {
                     if range.size() & (1u64 << level) != 0 {
                         if let Some(root) = roots.next() {
-                            file.write_all_at(root, node_slot(at, level) * HASH_LEN as u64)
-                                .map_err(io_err("writing", &path))?;
+                            file.write_all_at(
+                                root,
+                                node_slot(at, level).saturating_mul(HASH_LEN as u64),
+                            )
+                            .map_err(io_err("writing", &path))?;
                         }
                         at += 1u64 << level;
                     }
@@ -600,8 +612,10 @@ impl TreeWriter {
         let mut file = file;
         {
             use std::io::Seek as _;
-            file.seek(std::io::SeekFrom::Start(base * HASH_LEN as u64))
-                .map_err(io_err("seeking in", &path))?;
+            file.seek(std::io::SeekFrom::Start(
+                base.saturating_mul(HASH_LEN as u64),
+            ))
+            .map_err(io_err("seeking in", &path))?;
         }
         let mut writer = Self {
             out: BufWriter::with_capacity(256 * 1024, file),
@@ -633,7 +647,7 @@ impl TreeWriter {
             rebuilt = true;
         }
         writer.flush()?;
-        let end = writer.slots * HASH_LEN as u64;
+        let end = writer.slots.saturating_mul(HASH_LEN as u64);
         writer
             .out
             .get_ref()
@@ -774,7 +788,7 @@ mod tests {
             t.push(*l).unwrap();
             let size = i as u64 + 1;
             assert_eq!(range_root(&t, 0, size).unwrap(), root_of(&ls[..=i]));
-            assert_eq!(t.slots.len() as u64, slot_count(size));
+            assert_eq!(t.base + t.slots.len() as u64, slot_count(size));
             for m in 0..size {
                 assert_eq!(
                     inclusion_path(&t, m, size).unwrap(),

@@ -252,7 +252,11 @@ impl Checker {
     #[inline]
     fn push(&mut self, leaf: Hash) -> Result<(), VerifyFailure> {
         if self.range.push(leaf).is_err() {
-            return Err(VerifyFailure::new(FailureKind::Malformed, Some(self.range.size()), "the tree is full"));
+            return Err(VerifyFailure::new(
+                FailureKind::Malformed,
+                Some(self.range.size()),
+                "the tree is full",
+            ));
         }
         if self.range.size() == self.next_size {
             self.check()?;
@@ -313,7 +317,11 @@ fn load_keys(
         None => {
             let keys = fallback()?;
             if keys.is_empty() {
-                return Err(VerifyFailure::new(FailureKind::Unverifiable, None, "no verifier key"));
+                return Err(VerifyFailure::new(
+                    FailureKind::Unverifiable,
+                    None,
+                    "no verifier key",
+                ));
             }
             Ok((keys, true))
         }
@@ -368,7 +376,10 @@ fn checkpoint_targets<'a>(
     let mut origin: Option<String> = None;
     let mut prev: Option<(u64, Hash)> = None;
     for (seq, note, stored, time_us) in list {
-        let label = format!("checkpoint #{seq} (size {}, signed at {time_us} µs)", stored.size);
+        let label = format!(
+            "checkpoint #{seq} (size {}, signed at {time_us} µs)",
+            stored.size
+        );
         let cp = open_checkpoint_any(note, keys).map_err(|e| {
             VerifyFailure::new(
                 FailureKind::BadCheckpointSignature,
@@ -429,11 +440,19 @@ fn verify_dir_inner(dir: &Path, opts: &VerifyOptions) -> Result<VerifyReport, Ve
     let started = Instant::now();
     let (keys, keys_from_data) = load_keys(opts, || {
         read_public_keys(dir).map_err(|e| {
-            VerifyFailure::new(FailureKind::Unverifiable, None, format!("no verifier key: {e}"))
+            VerifyFailure::new(
+                FailureKind::Unverifiable,
+                None,
+                format!("no verifier key: {e}"),
+            )
         })
     })?;
     let scan = scan_checkpoints(&dir.join(CHECKPOINTS_FILE)).map_err(|e| {
-        VerifyFailure::new(FailureKind::Malformed, None, format!("the checkpoint history is damaged: {e}"))
+        VerifyFailure::new(
+            FailureKind::Malformed,
+            None,
+            format!("the checkpoint history is damaged: {e}"),
+        )
     })?;
     let StoredTargets {
         mut targets,
@@ -623,9 +642,7 @@ fn verify_dir_inner(dir: &Path, opts: &VerifyOptions) -> Result<VerifyReport, Ve
     if let Some(p) = &opts.progress {
         p(size, size);
     }
-    let first_index = segments
-        .first()
-        .map_or(0, |s| s.first_index);
+    let first_index = segments.first().map_or(0, |s| s.first_index);
     let elapsed = started.elapsed();
     let n = size.saturating_sub(first_index);
     Ok(VerifyReport {
@@ -706,7 +723,10 @@ fn classify(path: &Path, offset: u64, expected: u64, found: u64) -> VerifyFailur
 /// For a checkpoint mismatch, finds the first entry in the range whose
 /// leaf hash differs from the one recorded in `tree.hashes`.
 fn add_suspect(dir: &Path, mut f: VerifyFailure) -> VerifyFailure {
-    let Some((lo, hi)) = f.range.filter(|_| f.kind == FailureKind::CheckpointMismatch) else {
+    let Some((lo, hi)) = f
+        .range
+        .filter(|_| f.kind == FailureKind::CheckpointMismatch)
+    else {
         return f;
     };
     let (Ok(tree), Ok(reader)) = (TreeFile::open(dir), LogReader::open(dir)) else {
@@ -751,7 +771,9 @@ fn read_line(r: &mut impl BufRead, buf: &mut Vec<u8>, line_no: u64) -> Result<bo
         .by_ref()
         .take(MAX_LINE_BYTES as u64 + 1)
         .read_until(b'\n', buf)
-        .map_err(|e| VerifyFailure::new(FailureKind::Io, None, format!("reading the bundle: {e}")))?;
+        .map_err(|e| {
+            VerifyFailure::new(FailureKind::Io, None, format!("reading the bundle: {e}"))
+        })?;
     if n == 0 {
         return Ok(false);
     }
@@ -775,12 +797,20 @@ fn read_line(r: &mut impl BufRead, buf: &mut Vec<u8>, line_no: u64) -> Result<bo
 pub fn verify_bundle(path: &Path, opts: &VerifyOptions) -> Result<VerifyReport, VerifyFailure> {
     let started = Instant::now();
     let file = File::open(path).map_err(|e| {
-        VerifyFailure::new(FailureKind::Io, None, format!("opening `{}`: {e}", path.display()))
+        VerifyFailure::new(
+            FailureKind::Io,
+            None,
+            format!("opening `{}`: {e}", path.display()),
+        )
     })?;
     let mut r = BufReader::with_capacity(1024 * 1024, file);
     let mut line = Vec::new();
     let malformed = |line_no: u64, what: String| {
-        VerifyFailure::new(FailureKind::Malformed, None, format!("line {line_no} of the bundle: {what}"))
+        VerifyFailure::new(
+            FailureKind::Malformed,
+            None,
+            format!("line {line_no} of the bundle: {what}"),
+        )
     };
     if !read_line(&mut r, &mut line, 1)? {
         return Err(malformed(1, "the bundle is empty".to_owned()));
@@ -799,7 +829,10 @@ pub fn verify_bundle(path: &Path, opts: &VerifyOptions) -> Result<VerifyReport, 
     let frontier = header
         .frontier
         .iter()
-        .map(|h| decode_hash(h).ok_or_else(|| malformed(1, "a frontier hash is not base64 of 32 bytes".to_owned())))
+        .map(|h| {
+            decode_hash(h)
+                .ok_or_else(|| malformed(1, "a frontier hash is not base64 of 32 bytes".to_owned()))
+        })
         .collect::<Result<Vec<_>, _>>()?;
     let start_range = CompactRange::from_roots(header.first_index, frontier)
         .map_err(|_| malformed(1, "the frontier does not match first_index".to_owned()))?;
@@ -823,7 +856,12 @@ pub fn verify_bundle(path: &Path, opts: &VerifyOptions) -> Result<VerifyReport, 
                     &B64.decode(b)
                         .map_err(|_| malformed(line_no, "entry_b64 is not base64".to_owned()))?,
                 ),
-                _ => return Err(malformed(line_no, "an entry line needs one of entry or entry_b64".to_owned())),
+                _ => {
+                    return Err(malformed(
+                        line_no,
+                        "an entry line needs one of entry or entry_b64".to_owned(),
+                    ))
+                }
             };
             indices.push(e.index);
             leaves.push(leaf);
@@ -836,7 +874,7 @@ pub fn verify_bundle(path: &Path, opts: &VerifyOptions) -> Result<VerifyReport, 
 
     // Index sequence.
     for (pos, &found) in indices.iter().enumerate() {
-        let expected = header.first_index + pos as u64;
+        let expected = header.first_index.saturating_add(pos as u64);
         if found == expected {
             continue;
         }
@@ -844,9 +882,15 @@ pub fn verify_bundle(path: &Path, opts: &VerifyOptions) -> Result<VerifyReport, 
             VerifyFailure::new(
                 FailureKind::InsertedEntry,
                 Some(found),
-                format!("index {found} appears again after {}", expected.saturating_sub(1)),
+                format!(
+                    "index {found} appears again after {}",
+                    expected.saturating_sub(1)
+                ),
             )
-        } else if indices.get(pos..).is_some_and(|rest| rest.contains(&expected)) {
+        } else if indices
+            .get(pos..)
+            .is_some_and(|rest| rest.contains(&expected))
+        {
             VerifyFailure::new(
                 FailureKind::Reordered,
                 Some(expected),
@@ -860,7 +904,10 @@ pub fn verify_bundle(path: &Path, opts: &VerifyOptions) -> Result<VerifyReport, 
             )
         });
     }
-    let end = header.first_index + leaves.len() as u64;
+    let end = header
+        .first_index
+        .checked_add(leaves.len() as u64)
+        .ok_or_else(|| malformed(1, "first_index is too large".to_owned()))?;
 
     // Checkpoints: signatures, then the roots inside the range.
     let mut parsed: Vec<Checkpoint> = Vec::with_capacity(cps.len());
@@ -879,7 +926,10 @@ pub fn verify_bundle(path: &Path, opts: &VerifyOptions) -> Result<VerifyReport, 
             return Err(VerifyFailure::new(
                 FailureKind::CheckpointMismatch,
                 Some(cp.size),
-                format!("checkpoint {i} is for origin `{}`, not `{}`", cp.origin, header.origin),
+                format!(
+                    "checkpoint {i} is for origin `{}`, not `{}`",
+                    cp.origin, header.origin
+                ),
             ));
         }
         parsed.push(cp);
@@ -926,14 +976,20 @@ pub fn verify_bundle(path: &Path, opts: &VerifyOptions) -> Result<VerifyReport, 
         return Err(VerifyFailure::new(
             FailureKind::Truncated,
             Some(end),
-            format!("the bundle ends at {end} but its header says {}", header.end_index),
+            format!(
+                "the bundle ends at {end} but its header says {}",
+                header.end_index
+            ),
         ));
     }
     if end > header.end_index {
         return Err(VerifyFailure::new(
             FailureKind::InsertedEntry,
             Some(header.end_index),
-            format!("the bundle holds entries beyond its end {}", header.end_index),
+            format!(
+                "the bundle holds entries beyond its end {}",
+                header.end_index
+            ),
         ));
     }
     // Extensions: consistency from the end of the bundle to a later
@@ -959,7 +1015,13 @@ pub fn verify_bundle(path: &Path, opts: &VerifyOptions) -> Result<VerifyReport, 
             .iter()
             .map(|h| decode_hash(h))
             .collect::<Option<Vec<_>>>()
-            .ok_or_else(|| VerifyFailure::new(FailureKind::Malformed, Some(end), "a proof hash is not base64 of 32 bytes"))?;
+            .ok_or_else(|| {
+                VerifyFailure::new(
+                    FailureKind::Malformed,
+                    Some(end),
+                    "a proof hash is not base64 of 32 bytes",
+                )
+            })?;
         if let Err(e) = verify_consistency(end, cp.size, &root, &cp.root, &proof) {
             let mut f = VerifyFailure::new(
                 FailureKind::CheckpointMismatch,

@@ -27,7 +27,10 @@ async fn bench_runs_small() {
     .unwrap();
     assert_eq!(report.entries, 5_000);
     assert_eq!(report.verify.entries, 5_000);
-    assert!(report.entry_bytes_mean > 250.0 && report.entry_bytes_mean < 400.0, "{report:?}");
+    assert!(
+        report.entry_bytes_mean > 250.0 && report.entry_bytes_mean < 400.0,
+        "{report:?}"
+    );
     assert!(report.log.entries_per_sec > 0.0 && report.sqlite.entries_per_sec > 0.0);
     assert!(report.proof_mean_us > 0.0);
     let json = serde_json::to_string(&report).unwrap();

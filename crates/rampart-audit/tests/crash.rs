@@ -18,12 +18,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use aws_lc_rs::digest::{digest, SHA256};
-use rand::Rng;
 use rampart_audit::log::{AuditLog, LogConfig, LogError, CHECKPOINTS_FILE};
 use rampart_audit::note::Ed25519Signer;
 use rampart_audit::reader::LogReader;
 use rampart_audit::segment::{encode_record, list_segments, segment_file_name};
 use rampart_audit::verify::{verify_dir, VerifyOptions};
+use rand::Rng;
 
 const ORIGIN: &str = "rampart.test/crash";
 const CHILD_ENV: &str = "RAMPART_AUDIT_CRASH_CHILD";
@@ -72,7 +72,11 @@ fn child(dir: &str) {
                     for _ in 0..100 {
                         let e = format!(
                             "{{\"run\":{run},\"thread\":{t},\"n\":{n},\"pad\":\"{}\"}}",
-                            "p".repeat(if n % 4 == 0 { 1000 } else { (n % 100) as usize })
+                            "p".repeat(if n.is_multiple_of(4) {
+                                1000
+                            } else {
+                                (n % 100) as usize
+                            })
                         );
                         n += 1;
                         match log.append(e.into_bytes()) {
@@ -110,7 +114,7 @@ fn sigkill_at_random_points_loses_no_acknowledged_entry() {
     let mut rng = rand::thread_rng();
     let mut acked: BTreeMap<u64, String> = BTreeMap::new();
     let mut torn_tails = 0;
-    for iteration in 0..25 {
+    for iteration in 0..25u32 {
         let mut child = Command::new(&exe)
             .args(["--exact", CHILD_TEST, "--nocapture", "--test-threads", "1"])
             .env(CHILD_ENV, dir.path())
@@ -146,7 +150,7 @@ fn sigkill_at_random_points_loses_no_acknowledged_entry() {
             encode_record(u64::MAX / 2, &vec![b'x'; rng.gen_range(1..2000)], &mut rec).unwrap();
             let cut = rng.gen_range(1..rec.len());
             let mut tail = rec[..cut].to_vec();
-            if iteration % 2 == 0 {
+            if iteration.is_multiple_of(2) {
                 rng.fill(&mut tail[..]);
             }
             injected = tail.len() as u64;
@@ -157,7 +161,11 @@ fn sigkill_at_random_points_loses_no_acknowledged_entry() {
         assert!(report.truncated_bytes >= injected, "{report:?}");
         if report.truncated_bytes > 0 {
             torn_tails += 1;
-            let torn = report.torn_file.as_ref().or(report.torn_files.first()).unwrap();
+            let torn = report
+                .torn_file
+                .as_ref()
+                .or(report.torn_files.first())
+                .unwrap();
             assert!(torn.exists());
         }
         let reader = LogReader::open(dir.path()).unwrap();
@@ -222,7 +230,11 @@ fn a_torn_tail_is_moved_aside_and_truncated() {
     assert_eq!(report.size, 101);
     assert_eq!(report.truncated_bytes, 20);
     let torn = report.torn_file.clone().unwrap();
-    assert!(torn.file_name().unwrap().to_string_lossy().starts_with("torn-"));
+    assert!(torn
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .starts_with("torn-"));
     assert!(torn.extension().unwrap() == "bin");
     assert_eq!(std::fs::read(&torn).unwrap(), &partial[..20]);
     log.close().unwrap();
@@ -242,13 +254,21 @@ fn a_torn_tail_is_moved_aside_and_truncated() {
     assert_eq!(report.truncated_bytes, bad.len() as u64);
     assert_eq!(std::fs::read(report.torn_file.unwrap()).unwrap(), bad);
     assert_eq!(std::fs::metadata(&seg).unwrap().len(), len);
-    assert_eq!(log.append_durable(b"{\"i\":101}".to_vec()).wait().unwrap(), 101);
+    assert_eq!(
+        log.append_durable(b"{\"i\":101}".to_vec()).wait().unwrap(),
+        101
+    );
     log.close().unwrap();
     verify_dir(dir.path(), &opts()).unwrap();
     let torn_files = std::fs::read_dir(dir.path())
         .unwrap()
         .filter(|e| {
-            let n = e.as_ref().unwrap().file_name().to_string_lossy().into_owned();
+            let n = e
+                .as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .into_owned();
             n.starts_with("torn-") && n.ends_with(".bin")
         })
         .count();
@@ -262,7 +282,10 @@ fn damage_below_the_latest_checkpoint_is_refused() {
     let bytes = std::fs::read(&seg).unwrap();
     // Flip a byte of entry 90's JSON (find it by content).
     let needle = b"{\"i\":90}";
-    let at = bytes.windows(needle.len()).position(|w| w == needle).unwrap();
+    let at = bytes
+        .windows(needle.len())
+        .position(|w| w == needle)
+        .unwrap();
     let mut damaged = bytes.clone();
     damaged[at + 5] = b'8';
     std::fs::write(&seg, &damaged).unwrap();
@@ -273,9 +296,11 @@ fn damage_below_the_latest_checkpoint_is_refused() {
     }
     // Nothing was truncated or moved.
     assert_eq!(std::fs::read(&seg).unwrap(), damaged);
-    assert!(!std::fs::read_dir(dir.path())
+    assert!(!std::fs::read_dir(dir.path()).unwrap().any(|e| e
         .unwrap()
-        .any(|e| e.unwrap().file_name().to_string_lossy().starts_with("torn-")));
+        .file_name()
+        .to_string_lossy()
+        .starts_with("torn-")));
     // Entries cut off below the checkpoint are refused too.
     std::fs::write(&seg, &bytes[..bytes.len() - 5]).unwrap();
     assert!(matches!(
@@ -302,5 +327,12 @@ fn a_torn_checkpoint_record_and_a_torn_new_segment_are_recovered() {
     assert_eq!(log.append_durable(b"{}".to_vec()).wait().unwrap(), 100);
     log.close().unwrap();
     verify_dir(dir.path(), &opts()).unwrap();
-    assert_eq!(LogReader::open(dir.path()).unwrap().checkpoints().unwrap().len(), 2);
+    assert_eq!(
+        LogReader::open(dir.path())
+            .unwrap()
+            .checkpoints()
+            .unwrap()
+            .len(),
+        2
+    );
 }

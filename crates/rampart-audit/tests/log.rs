@@ -16,7 +16,7 @@ use rampart_audit::log::{AuditLog, LogConfig, LogError, CHECKPOINTS_FILE, LATEST
 use rampart_audit::note::{open_checkpoint, CheckpointSigner, Ed25519Signer};
 use rampart_audit::reader::LogReader;
 use rampart_audit::spool::{self, Appended};
-use rampart_audit::{MerkleTree, leaf_hash};
+use rampart_audit::{leaf_hash, MerkleTree};
 
 const ORIGIN: &str = "rampart.test/audit";
 
@@ -29,13 +29,20 @@ fn cfg(dir: &std::path::Path) -> LogConfig {
 }
 
 fn entry(i: u64) -> Vec<u8> {
-    format!("{{\"n\":{i},\"pad\":\"{}\"}}", "x".repeat((i % 50) as usize)).into_bytes()
+    format!(
+        "{{\"n\":{i},\"pad\":\"{}\"}}",
+        "x".repeat((i % 50) as usize)
+    )
+    .into_bytes()
 }
 
 fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
     let start = Instant::now();
     while !f() {
-        assert!(start.elapsed() < Duration::from_secs(10), "timed out: {what}");
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "timed out: {what}"
+        );
         std::thread::sleep(Duration::from_millis(2));
     }
 }
@@ -56,7 +63,10 @@ fn append_durable_close_reopen() {
     log.close().unwrap(); // idempotent
     assert!(!log.is_accepting());
     assert!(matches!(log.append(entry(0)), Err(LogError::Closed)));
-    assert!(matches!(log.append_durable(entry(0)).wait(), Err(LogError::Closed)));
+    assert!(matches!(
+        log.append_durable(entry(0)).wait(),
+        Err(LogError::Closed)
+    ));
 
     // The final checkpoint covers everything and verifies.
     let reader = LogReader::open(dir.path()).unwrap();
@@ -87,7 +97,10 @@ fn append_durable_close_reopen() {
     drop(log); // the last handle closes
     let reader = LogReader::open(dir.path()).unwrap();
     assert_eq!(reader.len(), 102);
-    assert_eq!(reader.latest_checkpoint().unwrap().unwrap().checkpoint.size, 102);
+    assert_eq!(
+        reader.latest_checkpoint().unwrap().unwrap().checkpoint.size,
+        102
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -202,8 +215,8 @@ fn a_stalled_signer_does_not_stall_appends() {
     log.append_durable(entry(0)).wait().unwrap();
     // The checkpoint of size 1 is being signed, and the signer hangs.
     entered.recv_timeout(Duration::from_secs(10)).unwrap();
-    for i in 1..1000 {
-        if i % 100 == 0 {
+    for i in 1..1000u64 {
+        if i.is_multiple_of(100) {
             assert_eq!(log.append_durable(entry(i)).wait().unwrap(), i);
         } else {
             loop {
@@ -219,7 +232,9 @@ fn a_stalled_signer_does_not_stall_appends() {
     assert_eq!(log.stats().durable_size, 1000);
     assert_eq!(log.stats().last_checkpoint_size, 0);
     release.send(()).unwrap();
-    wait_until("checkpoints catch up", || log.stats().last_checkpoint_size == 1000);
+    wait_until("checkpoints catch up", || {
+        log.stats().last_checkpoint_size == 1000
+    });
     log.close().unwrap();
 }
 
@@ -230,7 +245,7 @@ fn segments_roll_and_read_back() {
     c.segment_max_bytes = 4096;
     let (log, _) = AuditLog::open(c.clone(), signer()).unwrap();
     for i in 0..2000 {
-        let _ = log.append_durable(entry(i));
+        drop(log.append_durable(entry(i)));
     }
     log.sync().wait().unwrap();
     log.close().unwrap();
@@ -299,7 +314,9 @@ fn spool_files_left_before_open_are_drained_in_order() {
     }
     // An oversized or unreadable spool file is set aside, not appended.
     std::fs::write(
-        dir.path().join("spool").join("00000000000000000001-bad.entry"),
+        dir.path()
+            .join("spool")
+            .join("00000000000000000001-bad.entry"),
         vec![b'x'; 70 * 1024],
     )
     .unwrap();
@@ -310,8 +327,13 @@ fn spool_files_left_before_open_are_drained_in_order() {
     for i in 0..5 {
         assert_eq!(reader.get(i).unwrap(), entry(i));
     }
-    assert!(dir.path().join("spool/rejected/00000000000000000001-bad.entry").exists());
-    assert!(spool::pending(&dir.path().join("spool"), 100).unwrap().is_empty());
+    assert!(dir
+        .path()
+        .join("spool/rejected/00000000000000000001-bad.entry")
+        .exists());
+    assert!(spool::pending(&dir.path().join("spool"), 100)
+        .unwrap()
+        .is_empty());
 }
 
 #[test]
@@ -322,15 +344,24 @@ fn rejects_bad_config_and_origin_change() {
     c.segment_max_bytes = 10;
     let err = AuditLog::open(c, signer()).unwrap_err();
     let msg = err.to_string();
-    assert!(msg.contains("queue_capacity") && msg.contains("segment_max_bytes"), "{msg}");
+    assert!(
+        msg.contains("queue_capacity") && msg.contains("segment_max_bytes"),
+        "{msg}"
+    );
     let (log, _) = AuditLog::open(cfg(dir.path()), signer()).unwrap();
     log.append_durable(entry(0)).wait().unwrap();
     log.close().unwrap();
     let other = LogConfig::new(dir.path(), "other.origin");
-    assert!(matches!(AuditLog::open(other, signer()), Err(LogError::Config(_))));
+    assert!(matches!(
+        AuditLog::open(other, signer()),
+        Err(LogError::Config(_))
+    ));
     // Too large an entry.
     let (log, _) = AuditLog::open(cfg(dir.path()), signer()).unwrap();
-    assert!(matches!(log.append(vec![b'x'; 65 * 1024]), Err(LogError::TooLarge(_))));
+    assert!(matches!(
+        log.append(vec![b'x'; 65 * 1024]),
+        Err(LogError::TooLarge(_))
+    ));
     log.close().unwrap();
     assert!(dir.path().join(CHECKPOINTS_FILE).exists());
 }
@@ -389,11 +420,16 @@ fn a_failing_signer_loses_nothing_and_is_retried() {
     for i in 0..50 {
         assert_eq!(log.append_durable(entry(i)).wait().unwrap(), i);
     }
-    wait_until("checkpoint after retries", || log.stats().last_checkpoint_size == 50);
+    wait_until("checkpoint after retries", || {
+        log.stats().last_checkpoint_size == 50
+    });
     log.close().unwrap();
     let reader = LogReader::open(dir.path()).unwrap();
     assert_eq!(reader.len(), 50);
-    assert_eq!(reader.latest_checkpoint().unwrap().unwrap().checkpoint.size, 50);
+    assert_eq!(
+        reader.latest_checkpoint().unwrap().unwrap().checkpoint.size,
+        50
+    );
 }
 
 #[test]
@@ -414,7 +450,13 @@ fn close_reports_a_final_signing_failure_but_keeps_the_entries() {
     assert_eq!(report.size, 1);
     log.close().unwrap();
     assert_eq!(
-        LogReader::open(dir.path()).unwrap().latest_checkpoint().unwrap().unwrap().checkpoint.size,
+        LogReader::open(dir.path())
+            .unwrap()
+            .latest_checkpoint()
+            .unwrap()
+            .unwrap()
+            .checkpoint
+            .size,
         1
     );
 }

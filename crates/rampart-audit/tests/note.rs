@@ -146,7 +146,9 @@ fn every_tampering_fails() {
         for bit in 0..8 {
             let mut t = bytes.to_vec();
             t[i] ^= 1 << bit;
-            let Ok(s) = String::from_utf8(t) else { continue };
+            let Ok(s) = String::from_utf8(t) else {
+                continue;
+            };
             if let Ok(cp) = open_checkpoint(&s, &vkey) {
                 panic!("tampered note at byte {i} bit {bit} verified: {cp:?}");
             }
@@ -162,25 +164,22 @@ fn every_tampering_fails() {
     let (text, sigs) = note.rsplit_once("\n\n").unwrap();
     let text = format!("{text}\n");
     let cases = [
-        format!("{text}{sigs}"),                            // no blank line
-        format!("{text}\n{}", sigs.trim_end()),             // no final newline
-        format!("{text}\n{sigs}\n"),                        // empty signature line
-        format!("{text}\n{}", sigs.replace('\u{2014}', "-")), // ascii dash
-        format!("{text}\n{}", sigs.replacen(' ', "  ", 1)), // double space
+        format!("{text}{sigs}"),                                  // no blank line
+        format!("{text}\n{}", sigs.trim_end()),                   // no final newline
+        format!("{text}\n{sigs}\n"),                              // empty signature line
+        format!("{text}\n{}", sigs.replace('\u{2014}', "-")),     // ascii dash
+        format!("{text}\n{}", sigs.replacen(' ', "  ", 1)),       // double space
         format!("{}\n{sigs}", text.replace("\n42\n", "\n042\n")), // non-canonical size
         format!("{}\n{sigs}", text.replace("\n42\n", "\n+42\n")),
         format!("{text}\n{sigs}{}", "x".repeat(MAX_NOTE_BYTES)), // too long
         format!("{}\n{sigs}", text.replace("audit\n", "audit\r\n")), // control char
-        format!("\n{text}\n{sigs}"),                        // leading blank line
+        format!("\n{text}\n{sigs}"),                             // leading blank line
     ];
     for (i, c) in cases.iter().enumerate() {
         assert!(open_checkpoint(c, &vkey).is_err(), "case {i}: {c:?}");
     }
     // Too long is its own error.
-    assert_eq!(
-        open_checkpoint(&cases[7], &vkey),
-        Err(NoteError::TooLong)
-    );
+    assert_eq!(open_checkpoint(&cases[7], &vkey), Err(NoteError::TooLong));
 }
 
 #[test]

@@ -97,9 +97,18 @@ fn inclusion_and_consistency_for_many_sizes() {
             )
             .unwrap();
         }
-        assert!(matches!(prover.inclusion(n), Err(ProofError::NotCovered { .. })));
-        assert!(matches!(prover.consistency(0), Err(ProofError::NotCovered { .. })));
-        assert!(matches!(prover.consistency(n + 1), Err(ProofError::NotCovered { .. })));
+        assert!(matches!(
+            prover.inclusion(n),
+            Err(ProofError::NotCovered { .. })
+        ));
+        assert!(matches!(
+            prover.consistency(0),
+            Err(ProofError::NotCovered { .. })
+        ));
+        assert!(matches!(
+            prover.consistency(n + 1),
+            Err(ProofError::NotCovered { .. })
+        ));
     }
 }
 
@@ -129,7 +138,9 @@ fn tampered_proofs_are_rejected() {
     let dir = log_of(50, 1 << 20);
     let p = inclusion(dir.path(), 20).unwrap();
     check_inclusion(&p, &vk).unwrap();
-    let other = Ed25519Signer::from_seed(ORIGIN, &[4u8; 32]).unwrap().verifier_key();
+    let other = Ed25519Signer::from_seed(ORIGIN, &[4u8; 32])
+        .unwrap()
+        .verifier_key();
     assert!(check_inclusion(&p, &other).is_err());
     let mut cases: Vec<InclusionProof> = Vec::new();
     let mut t = p.clone();

@@ -44,8 +44,15 @@ fn event(i: u64) -> Vec<u8> {
         micros: T0 + i as i64 * SECOND,
         sync: ClockSync::Synced,
     };
-    let mut ev = AuditEvent::new(ts, "auth.success", Actor::key("k1"), "order.create", "/api/v3/order", Decision::Allow)
-        .request_id(format!("req-{i}"));
+    let mut ev = AuditEvent::new(
+        ts,
+        "auth.success",
+        Actor::key("k1"),
+        "order.create",
+        "/api/v3/order",
+        Decision::Allow,
+    )
+    .request_id(format!("req-{i}"));
     ev.id = format!("00000000-0000-4000-8000-{i:012}");
     ev.to_entry().unwrap()
 }
@@ -91,13 +98,19 @@ fn prune_archives_old_segments_and_the_log_still_verifies() {
     let reader = LogReader::open(dir.path()).unwrap();
     assert_eq!(reader.first_index(), first);
     assert_eq!(reader.len(), n);
-    assert!(entry_time_us(&reader.get(reader.segments()[0].1 - 1).unwrap()).unwrap() >= now - 800 * SECOND);
+    assert!(
+        entry_time_us(&reader.get(reader.segments()[0].1 - 1).unwrap()).unwrap()
+            >= now - 800 * SECOND
+    );
     assert!(matches!(reader.get(0), Err(LogError::OutOfRange { .. })));
     assert_eq!(reader.get(first).unwrap(), event(first));
 
     // The log verifies from its new start, with the same root.
     let after = verify_dir(dir.path(), &opts()).unwrap();
-    assert_eq!((after.first_index, after.size, &after.root), (first, n, &before.root));
+    assert_eq!(
+        (after.first_index, after.size, &after.root),
+        (first, n, &before.root)
+    );
     assert!(after.checkpoints_skipped > 0);
     // A trusted checkpoint older than the retained entries cannot be
     // checked against the directory, only against the archive.
@@ -115,7 +128,10 @@ fn prune_archives_old_segments_and_the_log_still_verifies() {
     // signature (a consistency proof to a later checkpoint).
     for p in &report.pruned {
         let r = verify_bundle(&p.archive, &opts()).unwrap();
-        assert_eq!((r.first_index, r.size, r.signed_size), (p.first_index, p.end_index, p.end_index));
+        assert_eq!(
+            (r.first_index, r.size, r.signed_size),
+            (p.first_index, p.end_index, p.end_index)
+        );
         let r2 = verify_bundle(&p.archive, &VerifyOptions::default()).unwrap();
         assert!(r2.keys_from_data);
     }
@@ -153,7 +169,10 @@ fn prune_archives_old_segments_and_the_log_still_verifies() {
     log.append_durable(event(n + 1)).wait().unwrap();
     log.close().unwrap();
     let v = verify_dir(dir.path(), &opts()).unwrap();
-    assert_eq!((v.first_index, v.size, v.signed_size), (first, n + 2, n + 2));
+    assert_eq!(
+        (v.first_index, v.size, v.signed_size),
+        (first, n + 2, n + 2)
+    );
     let prover = Prover::open(dir.path()).unwrap();
     check_inclusion(&prover.inclusion(n + 1).unwrap(), &vk).unwrap();
     check_inclusion(&prover.inclusion(first).unwrap(), &vk).unwrap();
@@ -177,7 +196,10 @@ fn bundles_round_trip_and_tampering_is_caught() {
     let second = text.lines().nth(1).unwrap();
     assert_eq!(
         second,
-        format!("{{\"index\":0,\"entry\":{}}}", String::from_utf8(event(0)).unwrap())
+        format!(
+            "{{\"index\":0,\"entry\":{}}}",
+            String::from_utf8(event(0)).unwrap()
+        )
     );
     // A middle range, with progress reports.
     let mid = out.path().join("mid.jsonl");
@@ -199,7 +221,14 @@ fn bundles_round_trip_and_tampering_is_caught() {
     // Non-JSON entries go as base64.
     let raw = tempfile::tempdir().unwrap();
     let (log, _) = AuditLog::open(cfg(raw.path()), signer()).unwrap();
-    for e in [&b"not json"[..], b"{\"a\":1}\n", b" {}", b"null", b"\xff\xfe", b"{\"ok\":true}"] {
+    for e in [
+        &b"not json"[..],
+        b"{\"a\":1}\n",
+        b" {}",
+        b"null",
+        b"\xff\xfe",
+        b"{\"ok\":true}",
+    ] {
         log.append_durable(e.to_vec()).wait().unwrap();
     }
     log.close().unwrap();
@@ -225,25 +254,50 @@ fn bundles_round_trip_and_tampering_is_caught() {
     let mut t = lines.clone();
     t.remove(301);
     let f = verify_bundle(&write("deleted.jsonl", &t), &opts()).unwrap_err();
-    assert_eq!((f.kind, f.first_bad_index), (FailureKind::MissingEntry, Some(300)), "{f}");
+    assert_eq!(
+        (f.kind, f.first_bad_index),
+        (FailureKind::MissingEntry, Some(300)),
+        "{f}"
+    );
     let mut t = lines.clone();
     t.swap(301, 302);
     let f = verify_bundle(&write("swapped.jsonl", &t), &opts()).unwrap_err();
-    assert_eq!((f.kind, f.first_bad_index), (FailureKind::Reordered, Some(300)), "{f}");
+    assert_eq!(
+        (f.kind, f.first_bad_index),
+        (FailureKind::Reordered, Some(300)),
+        "{f}"
+    );
     let mut t = lines.clone();
     t.truncate(650);
     let f = verify_bundle(&write("truncated.jsonl", &t), &opts()).unwrap_err();
-    assert_eq!((f.kind, f.first_bad_index), (FailureKind::Truncated, Some(649)), "{f}");
+    assert_eq!(
+        (f.kind, f.first_bad_index),
+        (FailureKind::Truncated, Some(649)),
+        "{f}"
+    );
     let mut t = lines.clone();
-    let cp_line = t.iter().position(|l| l.starts_with("{\"checkpoint\"")).unwrap();
-    t[cp_line] = t[cp_line].replacen("\\u2014 rampart.test/retention ", "\\u2014 rampart.test/retention AAAA", 1);
-    t[cp_line] = t[cp_line].replacen("— rampart.test/retention ", "— rampart.test/retention AAAA", 1);
+    let cp_line = t
+        .iter()
+        .position(|l| l.starts_with("{\"checkpoint\""))
+        .unwrap();
+    t[cp_line] = t[cp_line].replacen(
+        "\\u2014 rampart.test/retention ",
+        "\\u2014 rampart.test/retention AAAA",
+        1,
+    );
+    t[cp_line] = t[cp_line].replacen(
+        "— rampart.test/retention ",
+        "— rampart.test/retention AAAA",
+        1,
+    );
     let f = verify_bundle(&write("badsig.jsonl", &t), &opts()).unwrap_err();
     assert_eq!(f.kind, FailureKind::BadCheckpointSignature, "{f}");
     let mut t = lines;
     t[0] = t[0].replace("rampart-audit-bundle/1", "rampart-audit-bundle/9");
     assert_eq!(
-        verify_bundle(&write("format.jsonl", &t), &opts()).unwrap_err().kind,
+        verify_bundle(&write("format.jsonl", &t), &opts())
+            .unwrap_err()
+            .kind,
         FailureKind::Malformed
     );
 }

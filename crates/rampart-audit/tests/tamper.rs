@@ -38,7 +38,11 @@ fn event(i: u64) -> Vec<u8> {
         Actor::key(format!("key-{}", i % 17)),
         "order.create",
         "/api/v3/order",
-        if i % 3 == 0 { Decision::Deny } else { Decision::Allow },
+        if i.is_multiple_of(3) {
+            Decision::Deny
+        } else {
+            Decision::Allow
+        },
     )
     .account(format!("acct-{}", i % 5))
     .source_ip("192.0.2.7".parse().unwrap())
@@ -141,20 +145,40 @@ fn checkpoint_sizes() -> Vec<u64> {
 fn range_of(index: u64) -> (u64, u64) {
     let sizes = checkpoint_sizes();
     let hi = *sizes.iter().find(|s| **s > index).unwrap();
-    let lo = sizes.iter().rev().find(|s| **s <= index).copied().unwrap_or(0);
+    let lo = sizes
+        .iter()
+        .rev()
+        .find(|s| **s <= index)
+        .copied()
+        .unwrap_or(0);
     (lo, hi)
 }
 
 const FIELDS: [&str; 14] = [
-    "v", "id", "time_us", "clock", "type", "actor", "account", "source_ip", "action",
-    "resource", "decision", "reason", "request_id", "payload",
+    "v",
+    "id",
+    "time_us",
+    "clock",
+    "type",
+    "actor",
+    "account",
+    "source_ip",
+    "action",
+    "resource",
+    "decision",
+    "reason",
+    "request_id",
+    "payload",
 ];
 
 /// Offset, within the entry, of a byte of the value of `field`.
 fn value_byte(entry: &[u8], field: &str) -> usize {
     let key = format!("\"{field}\":");
     let text = std::str::from_utf8(entry).unwrap();
-    let at = text.find(&key).unwrap_or_else(|| panic!("{field} not in {text}")) + key.len();
+    let at = text
+        .find(&key)
+        .unwrap_or_else(|| panic!("{field} not in {text}"))
+        + key.len();
     // Skip an opening quote or brace to land inside the value.
     let mut i = at;
     while matches!(entry[i], b'"' | b'{' | b'[') {
@@ -169,7 +193,11 @@ fn value_byte(entry: &[u8], field: &str) -> usize {
 
 fn change(b: u8) -> u8 {
     if b.is_ascii_digit() {
-        if b == b'9' { b'0' } else { b + 1 }
+        if b == b'9' {
+            b'0'
+        } else {
+            b + 1
+        }
     } else if b == b'z' {
         b'a'
     } else {
@@ -180,7 +208,10 @@ fn change(b: u8) -> u8 {
 #[test]
 fn pristine_log_verifies() {
     let report = verify_dir(pristine(), &opts()).unwrap();
-    assert_eq!((report.first_index, report.size, report.signed_size), (0, N, N));
+    assert_eq!(
+        (report.first_index, report.size, report.signed_size),
+        (0, N, N)
+    );
     assert!(!report.keys_from_data);
     // Without an explicit key, audit.pub is used.
     let r2 = verify_dir(pristine(), &VerifyOptions::default()).unwrap();
@@ -197,7 +228,11 @@ fn a_changed_byte_in_any_field_names_the_index() {
         let at = rec.offset + 16 + value_byte(&entry, field);
         edit(&rec.path, |b| b[at] = change(b[at]));
         let f = fail(dir.path());
-        assert_eq!((f.kind, f.first_bad_index), (FailureKind::AlteredEntry, Some(k)), "{field}: {f}");
+        assert_eq!(
+            (f.kind, f.first_bad_index),
+            (FailureKind::AlteredEntry, Some(k)),
+            "{field}: {f}"
+        );
     }
 }
 
@@ -258,7 +293,11 @@ fn swapped_entries_are_named() {
             bytes.splice(ra.offset..ra.offset + ra.len, rec_b);
         });
         let f = fail(dir.path());
-        assert_eq!((f.kind, f.first_bad_index), (FailureKind::Reordered, Some(a)), "{a},{b}: {f}");
+        assert_eq!(
+            (f.kind, f.first_bad_index),
+            (FailureKind::Reordered, Some(a)),
+            "{a},{b}: {f}"
+        );
     }
 }
 
@@ -275,7 +314,11 @@ fn an_inserted_entry_is_named() {
         b.splice(rec.offset..rec.offset, forged.iter().copied());
     });
     let f = fail(dir.path());
-    assert_eq!((f.kind, f.first_bad_index), (FailureKind::InsertedEntry, Some(k + 1)), "{f}");
+    assert_eq!(
+        (f.kind, f.first_bad_index),
+        (FailureKind::InsertedEntry, Some(k + 1)),
+        "{f}"
+    );
 
     // The same, renumbering every later record (all CRCs valid): only the
     // checkpoints can tell, and they do.
@@ -313,13 +356,21 @@ fn a_truncated_tail_is_named() {
     let rec = find(dir.path(), N - 10);
     edit(&rec.path, |b| b.truncate(rec.offset));
     let f = fail(dir.path());
-    assert_eq!((f.kind, f.first_bad_index), (FailureKind::Truncated, Some(N - 10)), "{f}");
+    assert_eq!(
+        (f.kind, f.first_bad_index),
+        (FailureKind::Truncated, Some(N - 10)),
+        "{f}"
+    );
     // Cut inside a record.
     let dir = copy();
     let rec = find(dir.path(), N - 3);
     edit(&rec.path, |b| b.truncate(rec.offset + 20));
     let f = fail(dir.path());
-    assert_eq!((f.kind, f.first_bad_index), (FailureKind::Truncated, Some(N - 3)), "{f}");
+    assert_eq!(
+        (f.kind, f.first_bad_index),
+        (FailureKind::Truncated, Some(N - 3)),
+        "{f}"
+    );
     // A whole segment removed from the middle.
     let dir = copy();
     let segs = list_segments(dir.path()).unwrap();
@@ -336,7 +387,11 @@ fn a_truncated_tail_is_named() {
     let last = segs.last().unwrap();
     std::fs::remove_file(&last.path).unwrap();
     let f = fail(dir.path());
-    assert_eq!((f.kind, f.first_bad_index), (FailureKind::Truncated, Some(last.first_index)), "{f}");
+    assert_eq!(
+        (f.kind, f.first_bad_index),
+        (FailureKind::Truncated, Some(last.first_index)),
+        "{f}"
+    );
 }
 
 /// Rewrites checkpoint record `seq` of checkpoints.log with `edit` applied
@@ -378,7 +433,11 @@ fn a_replaced_checkpoint_signature_is_named() {
         format!("{text} {sig}")
     });
     let f = fail(dir.path());
-    assert_eq!((f.kind, f.first_bad_index), (FailureKind::BadCheckpointSignature, Some(size)), "{f}");
+    assert_eq!(
+        (f.kind, f.first_bad_index),
+        (FailureKind::BadCheckpointSignature, Some(size)),
+        "{f}"
+    );
     // A valid signature by another key of the same name.
     let dir = copy();
     let other = Ed25519Signer::from_seed(ORIGIN, &[6u8; 32]).unwrap();
@@ -387,7 +446,11 @@ fn a_replaced_checkpoint_signature_is_named() {
         sign_checkpoint(&cp, &other).unwrap()
     });
     let f = fail(dir.path());
-    assert_eq!((f.kind, f.first_bad_index), (FailureKind::BadCheckpointSignature, Some(size)), "{f}");
+    assert_eq!(
+        (f.kind, f.first_bad_index),
+        (FailureKind::BadCheckpointSignature, Some(size)),
+        "{f}"
+    );
     // A correctly signed checkpoint of another history (a fork) is a
     // mismatch, found at its size.
     let dir = copy();
@@ -412,18 +475,28 @@ fn a_forged_segment_header_is_named() {
     let len = s.header_len() as usize;
     drop(s);
     header.frontier[0][0] ^= 1;
-    let forged = SegmentHeader::new(header.first_index, header.frontier).unwrap().encode();
+    let forged = SegmentHeader::new(header.first_index, header.frontier)
+        .unwrap()
+        .encode();
     edit(&seg.path, |b| {
         b.splice(0..len, forged);
     });
     let f = fail(dir.path());
-    assert_eq!((f.kind, f.first_bad_index), (FailureKind::BadSegmentHeader, Some(seg.first_index)), "{f}");
+    assert_eq!(
+        (f.kind, f.first_bad_index),
+        (FailureKind::BadSegmentHeader, Some(seg.first_index)),
+        "{f}"
+    );
     // A header byte flipped without fixing its CRC.
     let dir = copy();
     let seg = &list_segments(dir.path()).unwrap()[2];
     edit(&seg.path, |b| b[14] ^= 1);
     let f = fail(dir.path());
-    assert_eq!((f.kind, f.first_bad_index), (FailureKind::BadSegmentHeader, Some(seg.first_index)), "{f}");
+    assert_eq!(
+        (f.kind, f.first_bad_index),
+        (FailureKind::BadSegmentHeader, Some(seg.first_index)),
+        "{f}"
+    );
 }
 
 #[test]

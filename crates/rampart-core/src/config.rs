@@ -1124,7 +1124,9 @@ impl Compiler<'_> {
         // and the origin is one line.
         if origin.is_empty()
             || origin.len() > 256
-            || origin.chars().any(|c| c.is_whitespace() || c == '+' || c.is_control())
+            || origin
+                .chars()
+                .any(|c| c.is_whitespace() || c == '+' || c.is_control())
         {
             self.err(
                 &p("origin"),
@@ -1186,10 +1188,7 @@ impl Compiler<'_> {
             Some(s) => match s.strip_prefix("file:") {
                 Some(f) if !f.is_empty() => ClockSyncConfig::File(self.path_in_base(f)),
                 _ => {
-                    self.err(
-                        &p("clock_sync"),
-                        "expected `auto`, `assume` or `file:PATH`",
-                    );
+                    self.err(&p("clock_sync"), "expected `auto`, `assume` or `file:PATH`");
                     ClockSyncConfig::Auto
                 }
             },

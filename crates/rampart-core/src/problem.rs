@@ -196,7 +196,7 @@ impl ProblemCode {
             Self::UpstreamUnavailable => StatusCode::BAD_GATEWAY,
             Self::Overloaded | Self::AuthUnavailable | Self::AuditUnavailable => {
                 StatusCode::SERVICE_UNAVAILABLE
-            },
+            }
             Self::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
         }
     }

@@ -233,11 +233,7 @@ impl Auditor {
     /// The writer's error, or a timeout after 10 s.
     pub async fn record_admin(&self, event: &AuditEvent) -> Result<u64, String> {
         let entry = event.to_entry().map_err(|e| e.to_string())?;
-        match tokio::time::timeout(
-            Duration::from_secs(10),
-            self.writer.append_durable(entry),
-        )
-        .await
+        match tokio::time::timeout(Duration::from_secs(10), self.writer.append_durable(entry)).await
         {
             Ok(r) => r,
             Err(_) => Err("the audit writer did not confirm within 10 s".to_owned()),

@@ -178,7 +178,7 @@ impl Outcome {
     }
 
     /// Marks the rejection as an authentication or authorization decision.
-    fn as_auth_denial(mut self, event_type: &'static str, actor: Actor) -> Self {
+    fn with_auth_denial(mut self, event_type: &'static str, actor: Actor) -> Self {
         if let Some(d) = self.denial.as_mut() {
             d.event_type = event_type;
             d.actor = Some(actor);
@@ -428,12 +428,9 @@ async fn pipeline(
     };
 
     // Phase: forward. A later rejection is attributed to the principal.
-    let who = auditor(rt).and(principal.as_ref()).map(|a| {
-        (
-            a.principal.key_id.clone(),
-            a.principal.account_id.clone(),
-        )
-    });
+    let who = auditor(rt)
+        .and(principal.as_ref())
+        .map(|a| (a.principal.key_id.clone(), a.principal.account_id.clone()));
     let identity = rt.auth.as_ref().map(|a| Arc::clone(&a.identity));
     forward(
         &pool, conn, head, body, &target, rid, route, principal, identity,
@@ -463,13 +460,22 @@ fn claimed_key_id(headers: &HeaderMap) -> String {
     let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
     if let Some(input) = text("signature-input") {
         if let Some(rest) = input.split("keyid=\"").nth(1) {
-            return rest.split('"').next().unwrap_or("").chars().take(96).collect();
+            return rest
+                .split('"')
+                .next()
+                .unwrap_or("")
+                .chars()
+                .take(96)
+                .collect();
         }
     }
     if let Some(k) = text("x-mbx-apikey").or_else(|| text("api-key")) {
         return k.chars().take(96).collect();
     }
-    if text("authorization").is_some_and(|v| v.get(..7).is_some_and(|p| p.eq_ignore_ascii_case("bearer "))) {
+    if text("authorization").is_some_and(|v| {
+        v.get(..7)
+            .is_some_and(|p| p.eq_ignore_ascii_case("bearer "))
+    }) {
         return "bearer".to_owned();
     }
     String::new()
@@ -505,10 +511,10 @@ async fn auth_and_audit(
             // the claimed key is the proven one.
             let o = match code {
                 ProblemCode::ScopeMissing => {
-                    o.as_auth_denial(types::AUTHZ_DECISION, Actor::key(claimed))
+                    o.with_auth_denial(types::AUTHZ_DECISION, Actor::key(claimed))
                 }
                 ProblemCode::AuthUnavailable => o,
-                _ => o.as_auth_denial(types::AUTH_FAILURE, Actor::anonymous(&claimed)),
+                _ => o.with_auth_denial(types::AUTH_FAILURE, Actor::anonymous(&claimed)),
             };
             return Err(Box::new(o));
         }
@@ -655,7 +661,7 @@ async fn token_endpoints(
                 Outcome::reject(p, rid, None)
             } else {
                 Outcome::reject(p, rid, None)
-                    .as_auth_denial(types::AUTH_FAILURE, Actor::anonymous(&claimed))
+                    .with_auth_denial(types::AUTH_FAILURE, Actor::anonymous(&claimed))
             };
             return Some(o);
         }
@@ -693,7 +699,7 @@ async fn token_endpoints(
                         rid,
                         None,
                     )
-                    .as_auth_denial(types::AUTHZ_DECISION, Actor::key(who.0.clone())),
+                    .with_auth_denial(types::AUTHZ_DECISION, Actor::key(who.0.clone())),
                 );
             }
             asked
@@ -729,13 +735,13 @@ async fn token_endpoints(
                 }
             }
             Some(json_response(
-            StatusCode::OK,
-            serde_json::json!({
-                "access_token": token,
-                "token_type": "Bearer",
-                "expires_in": lifetime,
-                "scope": scopes.join(" "),
-            }),
+                StatusCode::OK,
+                serde_json::json!({
+                    "access_token": token,
+                    "token_type": "Bearer",
+                    "expires_in": lifetime,
+                    "scope": scopes.join(" "),
+                }),
             ))
         }
         Err(e) => {

@@ -127,10 +127,7 @@ async fn env_with(auth_section: &str) -> Env {
     env_full(auth_section, None).await
 }
 
-async fn env_full(
-    auth_section: &str,
-    audit: Option<Arc<rampart_gateway::audit::Auditor>>,
-) -> Env {
+async fn env_full(auth_section: &str, audit: Option<Arc<rampart_gateway::audit::Auditor>>) -> Env {
     let pki = pki();
     let ex = demo_exchange::Exchange::new_seeded();
     ex.require_gateway_signature(&GATEWAY_SECRET);
@@ -1374,7 +1371,9 @@ fn auditor(
 ) -> Arc<rampart_gateway::audit::Auditor> {
     Arc::new(rampart_gateway::audit::Auditor::new(
         writer,
-        Arc::new(rampart_audit::SystemClock::new(rampart_audit::SyncSource::Auto)),
+        Arc::new(rampart_audit::SystemClock::new(
+            rampart_audit::SyncSource::Auto,
+        )),
         Some(Arc::new(TestSealer)),
         on_full,
     ))
@@ -1383,18 +1382,44 @@ fn auditor(
 #[tokio::test]
 async fn every_decision_is_audited_with_the_order_sealed() {
     let w = Arc::new(HeldWriter::default());
-    let e = env_full("", Some(auditor(w.clone(), rampart_core::config::AuditOnFull::Reject))).await;
+    let e = env_full(
+        "",
+        Some(auditor(
+            w.clone(),
+            rampart_core::config::AuditOnFull::Reject,
+        )),
+    )
+    .await;
     let (sk, km) = hmac_key();
     e.add(record("k-aud", "demo2", Scheme::Rfc9421HmacSha256, km));
     let body = order("sealed-cid-4711");
-    let req = signed(Method::POST, "/v1/orders", &body, "k-aud", Scheme::Rfc9421HmacSha256, &sk, now_ms() / 1000, &nonce());
+    let req = signed(
+        Method::POST,
+        "/v1/orders",
+        &body,
+        "k-aud",
+        Scheme::Rfc9421HmacSha256,
+        &sk,
+        now_ms() / 1000,
+        &nonce(),
+    );
     let r = send(&e.pki, e.addr, false, req).await;
     assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
     // Unsigned: auth.failure; bad signature: auth.failure with the claimed key.
     let r = send(&e.pki, e.addr, false, get("/v1/account")).await;
     assert_eq!(r.status, 401);
-    let mut bad = signed(Method::GET, "/v1/account", "", "k-aud", Scheme::Rfc9421HmacSha256, &SigningKey::Hmac(Zeroizing::new(vec![9u8; 32])), now_ms() / 1000, &nonce());
-    bad.headers_mut().insert("x-test", HeaderValue::from_static("1"));
+    let mut bad = signed(
+        Method::GET,
+        "/v1/account",
+        "",
+        "k-aud",
+        Scheme::Rfc9421HmacSha256,
+        &SigningKey::Hmac(Zeroizing::new(vec![9u8; 32])),
+        now_ms() / 1000,
+        &nonce(),
+    );
+    bad.headers_mut()
+        .insert("x-test", HeaderValue::from_static("1"));
     let r = send(&e.pki, e.addr, false, bad).await;
     assert_eq!(r.status, 401);
     // Public 404: request.rejected.
@@ -1402,7 +1427,10 @@ async fn every_decision_is_audited_with_the_order_sealed() {
     assert_eq!(r.status, 404);
 
     let evs = w.events();
-    let allow = evs.iter().find(|v| v.event_type == "auth.success").expect("allow record");
+    let allow = evs
+        .iter()
+        .find(|v| v.event_type == "auth.success")
+        .expect("allow record");
     assert_eq!(allow.actor.id, "k-aud");
     assert_eq!(allow.account.as_deref(), Some("demo2"));
     assert_eq!(allow.decision, rampart_audit::Decision::Allow);
@@ -1411,14 +1439,29 @@ async fn every_decision_is_audited_with_the_order_sealed() {
     // The order is sealed, not plaintext, and opens to the exact body.
     let entry = String::from_utf8(allow.to_entry().unwrap()).unwrap();
     assert!(!entry.contains("sealed-cid-4711"), "{entry}");
-    assert_eq!(allow.open_field(&TestSealer, "body").unwrap(), body.as_bytes());
+    assert_eq!(
+        allow.open_field(&TestSealer, "body").unwrap(),
+        body.as_bytes()
+    );
 
-    let fails: Vec<_> = evs.iter().filter(|v| v.event_type == "auth.failure").collect();
+    let fails: Vec<_> = evs
+        .iter()
+        .filter(|v| v.event_type == "auth.failure")
+        .collect();
     assert_eq!(fails.len(), 2, "{evs:?}");
-    assert!(fails.iter().all(|f| f.decision == rampart_audit::Decision::Deny));
-    assert!(fails.iter().any(|f| f.reason.as_deref() == Some("MISSING_CREDENTIALS")));
-    assert!(fails.iter().any(|f| f.actor.id == "k-aud" && f.actor.kind == rampart_audit::ActorKind::Anonymous));
-    let rej = evs.iter().find(|v| v.event_type == "request.rejected").expect("404 record");
+    assert!(fails
+        .iter()
+        .all(|f| f.decision == rampart_audit::Decision::Deny));
+    assert!(fails
+        .iter()
+        .any(|f| f.reason.as_deref() == Some("MISSING_CREDENTIALS")));
+    assert!(fails
+        .iter()
+        .any(|f| f.actor.id == "k-aud" && f.actor.kind == rampart_audit::ActorKind::Anonymous));
+    let rej = evs
+        .iter()
+        .find(|v| v.event_type == "request.rejected")
+        .expect("404 record");
     assert_eq!(rej.reason.as_deref(), Some("NOT_FOUND"));
     assert_eq!(rej.resource, "/nope");
 }
@@ -1426,16 +1469,35 @@ async fn every_decision_is_audited_with_the_order_sealed() {
 #[tokio::test]
 async fn scope_denial_is_an_authorization_record_of_the_proven_key() {
     let w = Arc::new(HeldWriter::default());
-    let e = env_full("", Some(auditor(w.clone(), rampart_core::config::AuditOnFull::Reject))).await;
+    let e = env_full(
+        "",
+        Some(auditor(
+            w.clone(),
+            rampart_core::config::AuditOnFull::Reject,
+        )),
+    )
+    .await;
     let (sk, km) = hmac_key();
     let mut r = record("k-read", "acct-r", Scheme::Rfc9421HmacSha256, km);
     r.scopes = vec!["read".into()];
     e.add(r);
-    let req = signed(Method::POST, "/v1/orders", &order("x"), "k-read", Scheme::Rfc9421HmacSha256, &sk, now_ms() / 1000, &nonce());
+    let req = signed(
+        Method::POST,
+        "/v1/orders",
+        &order("x"),
+        "k-read",
+        Scheme::Rfc9421HmacSha256,
+        &sk,
+        now_ms() / 1000,
+        &nonce(),
+    );
     let r = send(&e.pki, e.addr, false, req).await;
     assert_eq!(r.status, 403);
     let evs = w.events();
-    let d = evs.iter().find(|v| v.event_type == "authz.decision").expect("authz record");
+    let d = evs
+        .iter()
+        .find(|v| v.event_type == "authz.decision")
+        .expect("authz record");
     assert_eq!(d.actor.id, "k-read");
     assert_eq!(d.actor.kind, rampart_audit::ActorKind::Key);
     assert_eq!(d.reason.as_deref(), Some("SCOPE_MISSING"));
@@ -1445,23 +1507,54 @@ async fn scope_denial_is_an_authorization_record_of_the_proven_key() {
 #[tokio::test]
 async fn full_audit_queue_refuses_authenticated_requests_but_not_public_ones() {
     let w = Arc::new(HeldWriter::default());
-    let e = env_full("", Some(auditor(w.clone(), rampart_core::config::AuditOnFull::Reject))).await;
+    let e = env_full(
+        "",
+        Some(auditor(
+            w.clone(),
+            rampart_core::config::AuditOnFull::Reject,
+        )),
+    )
+    .await;
     let (sk, km) = hmac_key();
     e.add(record("k-full", "demo2", Scheme::Rfc9421HmacSha256, km));
     w.full.store(true, Ordering::Relaxed);
-    let req = signed(Method::POST, "/v1/orders", &order("full-1"), "k-full", Scheme::Rfc9421HmacSha256, &sk, now_ms() / 1000, &nonce());
+    let req = signed(
+        Method::POST,
+        "/v1/orders",
+        &order("full-1"),
+        "k-full",
+        Scheme::Rfc9421HmacSha256,
+        &sk,
+        now_ms() / 1000,
+        &nonce(),
+    );
     let r = send(&e.pki, e.addr, false, req).await;
     assert_eq!(r.status, 503, "{}", String::from_utf8_lossy(&r.body));
     assert!(String::from_utf8_lossy(&r.body).contains("AUDIT_UNAVAILABLE"));
     assert_eq!(e.orders("demo2"), 0, "nothing is served unaudited");
     // Public routes keep working.
-    assert_eq!(send(&e.pki, e.addr, false, get("/v1/markets")).await.status, 200);
+    assert_eq!(
+        send(&e.pki, e.addr, false, get("/v1/markets")).await.status,
+        200
+    );
     // Room again: requests pass, and the loss is recorded once.
     w.full.store(false, Ordering::Relaxed);
-    let req = signed(Method::POST, "/v1/orders", &order("full-2"), "k-full", Scheme::Rfc9421HmacSha256, &sk, now_ms() / 1000, &nonce());
+    let req = signed(
+        Method::POST,
+        "/v1/orders",
+        &order("full-2"),
+        "k-full",
+        Scheme::Rfc9421HmacSha256,
+        &sk,
+        now_ms() / 1000,
+        &nonce(),
+    );
     assert_eq!(send(&e.pki, e.addr, false, req).await.status, 201);
     let evs = w.events();
-    let o = evs.iter().find(|v| v.event_type == "audit.overflow").expect("overflow record");
+    let o = evs
+        .iter()
+        .find(|v| v.event_type == "audit.overflow")
+        .expect("overflow record");
     assert!(o.payload.contains_key("records_lost"), "{o:?}");
     assert_eq!(e.orders("demo2"), 1);
 }
@@ -1474,7 +1567,16 @@ async fn continue_policy_serves_and_counts_the_loss() {
     let (sk, km) = hmac_key();
     e.add(record("k-cont", "demo2", Scheme::Rfc9421HmacSha256, km));
     w.full.store(true, Ordering::Relaxed);
-    let req = signed(Method::POST, "/v1/orders", &order("c-1"), "k-cont", Scheme::Rfc9421HmacSha256, &sk, now_ms() / 1000, &nonce());
+    let req = signed(
+        Method::POST,
+        "/v1/orders",
+        &order("c-1"),
+        "k-cont",
+        Scheme::Rfc9421HmacSha256,
+        &sk,
+        now_ms() / 1000,
+        &nonce(),
+    );
     assert_eq!(send(&e.pki, e.addr, false, req).await.status, 201);
     assert_eq!(a.lost(), 1);
     assert_eq!(a.refused(), 0);

@@ -339,7 +339,12 @@ pub async fn show(vault: &Vault, key_id: &str) -> Result<(), String> {
 /// # Errors
 /// Unknown key, store errors.
 pub async fn revoke(vault: &Vault, key_id: &str) -> Result<String, String> {
-    let account = vault.store().get_api_key(key_id).await.map_err(err)?.account_id;
+    let account = vault
+        .store()
+        .get_api_key(key_id)
+        .await
+        .map_err(err)?
+        .account_id;
     vault
         .store()
         .revoke_api_key(key_id, now_ms())

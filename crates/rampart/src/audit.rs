@@ -446,7 +446,11 @@ impl AuditSession {
     /// Records the outcome of a configuration reload.
     pub async fn reloaded(&self, path: &Path, result: &Result<(), String>) {
         let ev = self
-            .event(types::CONFIG_LOADED, "config.reload", &path.display().to_string())
+            .event(
+                types::CONFIG_LOADED,
+                "config.reload",
+                &path.display().to_string(),
+            )
             .plain("sha256", file_sha256(path));
         let ev = match result {
             Ok(()) => ev,

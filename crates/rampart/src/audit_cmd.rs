@@ -196,8 +196,8 @@ async fn run_async(cmd: AuditCmd) -> Result<ExitCode, String> {
             from_checkpoint,
         } => verify(data_dir, export, public_key, from_checkpoint),
         AuditCmd::Proof { index, source } => {
-            let p = rampart_audit::proof::inclusion(&source.dir(), index)
-                .map_err(|e| e.to_string())?;
+            let p =
+                rampart_audit::proof::inclusion(&source.dir(), index).map_err(|e| e.to_string())?;
             print_json(&p)?;
             Ok(ExitCode::SUCCESS)
         }
@@ -227,8 +227,9 @@ async fn run_async(cmd: AuditCmd) -> Result<ExitCode, String> {
                 decision: decision
                     .as_deref()
                     .map(|d| {
-                        serde_json::from_value(serde_json::Value::String(d.to_owned()))
-                            .map_err(|_| format!("unknown decision `{d}`: allow, deny, step_up or info"))
+                        serde_json::from_value(serde_json::Value::String(d.to_owned())).map_err(
+                            |_| format!("unknown decision `{d}`: allow, deny, step_up or info"),
+                        )
                     })
                     .transpose()?,
                 after_idx: None,
@@ -259,11 +260,11 @@ async fn run_async(cmd: AuditCmd) -> Result<ExitCode, String> {
         }
         AuditCmd::Prune { config } => prune(&config),
         AuditCmd::Bench { dir, events } => {
-            let mut opts = rampart_audit::bench::BenchOptions::default();
-            opts.entries = events;
-            if let Some(d) = dir {
-                opts.dir = Some(d);
-            }
+            let opts = rampart_audit::bench::BenchOptions {
+                entries: events,
+                dir,
+                ..Default::default()
+            };
             let report = rampart_audit::bench::run(opts)
                 .await
                 .map_err(|e| e.to_string())?;

@@ -10,12 +10,12 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::Subcommand;
+use rampart_audit::Clock as _;
 use rampart_core::config::{Config, KeyProviderConfig, KeysConfig, SecretSource};
 use rampart_crypto::{
     KdfParams, KeyProvider, KeyringLimits, LocalKeyProvider, Pkcs11Config, Pkcs11KeyProvider,
     Purpose, SecretString,
 };
-use rampart_audit::Clock as _;
 use rampart_store::{AnyStore, SqliteStore};
 use rampart_vault::{Vault, VaultOptions};
 

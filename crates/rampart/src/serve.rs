@@ -103,7 +103,11 @@ pub fn run(path: &Path) -> ExitCode {
         audit
             .record(
                 audit
-                    .event(types::GATEWAY_START, "gateway.start", &running.addr.to_string())
+                    .event(
+                        types::GATEWAY_START,
+                        "gateway.start",
+                        &running.addr.to_string(),
+                    )
                     .plain("version", env!("CARGO_PKG_VERSION")),
             )
             .await;

@@ -134,7 +134,13 @@ fn gateway_decisions_and_admin_changes_are_audited_and_verifiable() {
     ]);
     assert!(o.status.success(), "{}", text(&o));
     // A rejected request (no credentials).
-    let o = rampart(&["call", "--credentials", c, "GET", &format!("{gw}/v1/account")]);
+    let o = rampart(&[
+        "call",
+        "--credentials",
+        c,
+        "GET",
+        &format!("{gw}/v1/account"),
+    ]);
     assert!(text(&o).contains("MISSING_CREDENTIALS"), "{}", text(&o));
     // A key created from the CLI while the gateway holds the log: spooled,
     // then drained by the gateway.
@@ -205,7 +211,9 @@ fn gateway_decisions_and_admin_changes_are_audited_and_verifiable() {
     for f in &files {
         let bytes = std::fs::read(f).unwrap();
         assert!(
-            !bytes.windows(secret_cid.len()).any(|w| w == secret_cid.as_bytes()),
+            !bytes
+                .windows(secret_cid.len())
+                .any(|w| w == secret_cid.as_bytes()),
             "{} holds the order in plaintext",
             f.display()
         );
@@ -215,7 +223,11 @@ fn gateway_decisions_and_admin_changes_are_audited_and_verifiable() {
     let out = ok(&["audit", "verify", "--data-dir", &dir_s]);
     assert!(out.starts_with("OK:"), "{out}");
     let key_file = d.path().join("audit.pub");
-    std::fs::write(&key_file, ok(&["audit", "public-key", "--data-dir", &dir_s])).unwrap();
+    std::fs::write(
+        &key_file,
+        ok(&["audit", "public-key", "--data-dir", &dir_s]),
+    )
+    .unwrap();
     ok(&[
         "audit",
         "verify",
@@ -225,9 +237,15 @@ fn gateway_decisions_and_admin_changes_are_audited_and_verifiable() {
         key_file.to_str().unwrap(),
     ]);
     let index = order["index"].as_u64().unwrap().to_string();
-    let proof: serde_json::Value =
-        serde_json::from_str(&ok(&["audit", "proof", "--index", &index, "--data-dir", &dir_s]))
-            .unwrap();
+    let proof: serde_json::Value = serde_json::from_str(&ok(&[
+        "audit",
+        "proof",
+        "--index",
+        &index,
+        "--data-dir",
+        &dir_s,
+    ]))
+    .unwrap();
     assert_eq!(proof["index"].as_u64().unwrap().to_string(), index);
     assert!(proof["checkpoint"].as_str().unwrap().contains('\u{2014}'));
     let cons: serde_json::Value = serde_json::from_str(&ok(&[
@@ -264,7 +282,10 @@ fn gateway_decisions_and_admin_changes_are_audited_and_verifiable() {
     // naming its index.
     let seg = files
         .iter()
-        .find(|f| f.file_name().is_some_and(|n| n.to_string_lossy().starts_with("seg-")))
+        .find(|f| {
+            f.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("seg-"))
+        })
         .unwrap();
     let mut bytes = std::fs::read(seg).unwrap();
     let needle = b"\"resource\":\"/v1/orders\"";

@@ -1,0 +1,108 @@
+#!/usr/bin/env bash
+# Audit trail overhead on the gateway's full path: the same pre-signed
+# RFC 9421 hmac-sha256 requests (GET /v1/account, every one audited as an
+# `auth.success` decision) through one Rampart with `[audit] enabled = true`
+# and one with `enabled = false`, alternated ON/OFF/ON/OFF in one run to
+# spread machine noise over both. Target: ON ≥ 0.95 × OFF.
+#
+#   bench/audit.sh                 # 10 s per measurement
+#   BENCH_DURATION=5 bench/audit.sh
+# Writes bench/out/audit.md. Needs wrk (apt-installed when missing).
+set -euo pipefail
+SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+ROOT="$(cd "$SCRIPT_DIR/.." && pwd)"
+DURATION="${BENCH_DURATION:-10}"
+CONNS="${BENCH_CONNS:-64}"
+THREADS="${BENCH_THREADS:-2}"
+COUNT="${BENCH_REQUESTS:-400000}"
+ROUNDS="${BENCH_ROUNDS:-2}"
+UP_PORT="${BENCH_UP_PORT:-18091}"
+GW_PORT="${BENCH_GW_PORT:-18454}"
+OUT="${BENCH_OUT:-$ROOT/bench/out/audit.md}"
+command -v wrk >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk; }
+command -v openssl >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssl; }
+cd "$ROOT"
+[[ "${BENCH_NO_BUILD:-0}" == "1" ]] || cargo build --release --locked -p rampart -p bench-upstream >&2
+BIN="$ROOT/target/release"
+TMP="$(mktemp -d)"
+PIDS=()
+cleanup() { for p in "${PIDS[@]:-}"; do kill "$p" 2>/dev/null || true; done; [[ "${BENCH_KEEP_TMP:-0}" == "1" ]] || rm -rf "$TMP"; }
+trap cleanup EXIT
+
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
+  -subj "/CN=127.0.0.1" -addext "subjectAltName=IP:127.0.0.1" \
+  -keyout "$TMP/key.pem" -out "$TMP/cert.pem" >/dev/null 2>&1
+config() { # enabled
+  cat <<CFG
+[server]
+listen = "127.0.0.1:$GW_PORT"
+max_connections = 10000
+[server.tls]
+cert = "cert.pem"
+key = "key.pem"
+[log]
+access_log = false
+level = "warn"
+[storage]
+data_dir = "data"
+[auth]
+max_age = "5m"
+nonce_cache_entries = 5000000
+[audit]
+enabled = $1
+[upstreams.up]
+endpoints = ["127.0.0.1:$UP_PORT"]
+[[routes]]
+method = "GET"
+path = "/v1/account"
+upstream = "up"
+action = "GetAccount"
+scope = "read"
+CFG
+}
+config true >"$TMP/on.toml"
+config false >"$TMP/off.toml"
+"$BIN/bench-upstream" --listen "127.0.0.1:$UP_PORT" >"$TMP/up.log" 2>&1 & PIDS+=($!)
+hmac_json="$("$BIN/rampart" keys create --config "$TMP/on.toml" --account bench --scheme hmac-sha256 --scopes read 2>/dev/null)"
+hmac_id="$(sed -n 's/.*"key_id": "\(.*\)".*/\1/p' <<<"$hmac_json")"
+sed -n 's/.*"secret_b64": "\(.*\)".*/\1/p' <<<"$hmac_json" >"$TMP/hmac.secret"
+echo "generating $COUNT pre-signed requests…" >&2
+"$BIN/presign" sign hmac-sha256 "$hmac_id" "$TMP/hmac.secret" "$COUNT" "127.0.0.1:$GW_PORT" /v1/account "$TMP/hmac.reqs"
+
+# Each gateway process has its own nonce cache, so every run can replay
+# the same file of single-use requests.
+measure() { # label, config
+  local label="$1" cfg="$2"
+  "$BIN/rampart" serve --config "$cfg" >"$TMP/$label.log" 2>&1 & local pid=$!
+  for _ in $(seq 50); do curl -sk -o /dev/null "https://127.0.0.1:$GW_PORT/v1/account" 2>/dev/null && break; sleep 0.2; done
+  wrk -t"$THREADS" -c"$CONNS" -d"${DURATION}s" --latency -s "$SCRIPT_DIR/presigned.lua" \
+    "https://127.0.0.1:$GW_PORT/v1/account" -- "$TMP/hmac.reqs" "$THREADS" >"$TMP/$label.txt" 2>&1
+  kill -TERM "$pid"; wait "$pid" || true
+  local rps p50 p99 non2xx
+  rps="$(awk '/Requests\/sec/ {print $2}' "$TMP/$label.txt")"
+  p50="$(awk '$1=="50%" {print $2}' "$TMP/$label.txt")"
+  p99="$(awk '$1=="99%" {print $2}' "$TMP/$label.txt")"
+  non2xx="$(awk '/Non-2xx/ {print $5}' "$TMP/$label.txt")"
+  echo "| $label | ${rps:-?} | ${p50:-?} | ${p99:-?} | ${non2xx:-0} |"
+  echo "$label ${rps:-0}" >>"$TMP/rps"
+}
+{
+  echo "# Audit overhead on the full path"
+  echo
+  echo "Command: \`$(env | grep -E '^BENCH_' | tr '\n' ' ')bench/audit.sh\` ($(date -u +%F), $(nproc) cores, wrk -t$THREADS -c$CONNS, ${DURATION}s each, TLS 1.3, HTTP/1.1, RFC 9421 hmac-sha256)"
+  echo
+  echo "| run | requests/s | p50 | p99 | non-2xx |"
+  echo "|---|---:|---:|---:|---:|"
+  for r in $(seq "$ROUNDS"); do
+    measure "audit-on-$r" "$TMP/on.toml"
+    measure "audit-off-$r" "$TMP/off.toml"
+  done
+  on="$(awk '/^audit-on/ {s+=$2; n++} END {print s/n}' "$TMP/rps")"
+  off="$(awk '/^audit-off/ {s+=$2; n++} END {print s/n}' "$TMP/rps")"
+  echo
+  echo "Mean requests/s: audit on $on, audit off $off, ratio $(awk -v a="$on" -v b="$off" 'BEGIN {printf "%.3f", a/b}') (target ≥ 0.95)."
+  entries="$("$BIN/rampart" audit verify --data-dir "$TMP/data" 2>&1 | head -1)"
+  echo
+  echo "Afterwards \`rampart audit verify\`: $entries"
+} | { mkdir -p "$(dirname "$OUT")"; tee "$OUT.tmp"; }
+mv "$OUT.tmp" "$OUT"
