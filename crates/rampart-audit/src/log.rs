@@ -874,14 +874,27 @@ fn lock_dir(dir: &Path) -> Result<File, LogError> {
         .mode(0o600)
         .open(&path)
         .map_err(io_err("opening", &path))?;
-    match rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
-        Ok(()) => Ok(file),
-        Err(e) if e == rustix::io::Errno::WOULDBLOCK || e == rustix::io::Errno::AGAIN => {
-            Err(LogError::Locked(dir.to_path_buf()))
+    // A lock released a moment ago can still be held by a descriptor that
+    // a forked child of this process has not closed yet (between fork and
+    // exec), or by a process that is exiting: retry briefly before
+    // reporting the log as held.
+    let deadline = std::time::Instant::now() + LOCK_PATIENCE;
+    loop {
+        match rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
+            Ok(()) => return Ok(file),
+            Err(e) if e == rustix::io::Errno::WOULDBLOCK || e == rustix::io::Errno::AGAIN => {
+                if std::time::Instant::now() >= deadline {
+                    return Err(LogError::Locked(dir.to_path_buf()));
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Err(e) => return Err(io_err("locking", &path)(e.into())),
         }
-        Err(e) => Err(io_err("locking", &path)(e.into())),
     }
 }
+
+/// How long [`lock_dir`] waits for a lock that is held.
+const LOCK_PATIENCE: Duration = Duration::from_millis(500);
 
 /// Adds the signer's verifier key to `audit.pub` if it is not there (a
 /// rotated key is appended, so older checkpoints still verify).

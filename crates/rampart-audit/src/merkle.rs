@@ -74,6 +74,14 @@ pub enum MerkleError {
     /// The tree already holds `u64::MAX` leaves.
     #[error("the tree is full")]
     TreeFull,
+    /// A compact range whose number of roots does not match its size.
+    #[error("{roots} subtree roots do not describe a tree of {size} leaves")]
+    FrontierMismatch {
+        /// The claimed tree size.
+        size: u64,
+        /// The number of roots given.
+        roots: usize,
+    },
 }
 
 /// Hashes a log entry into a leaf hash: `SHA-256(0x00 || entry)`.
@@ -142,14 +150,47 @@ impl MerkleTree {
         tree
     }
 
+    /// A tree of `size` leaves given by the roots of its perfect subtrees,
+    /// largest first (a compact range, e.g. stored at a segment start).
+    ///
+    /// # Errors
+    ///
+    /// [`MerkleError::FrontierMismatch`] unless there is one root per set
+    /// bit of `size`.
+    pub fn from_subtree_roots(size: u64, roots: Vec<Hash>) -> Result<Self, MerkleError> {
+        if roots.len() != size.count_ones() as usize {
+            return Err(MerkleError::FrontierMismatch {
+                size,
+                roots: roots.len(),
+            });
+        }
+        Ok(Self { size, stack: roots })
+    }
+
     /// Appends a leaf hash and returns its index.
     ///
     /// # Errors
     ///
     /// [`MerkleError::TreeFull`] if the tree already holds `u64::MAX` leaves.
     pub fn push(&mut self, leaf: Hash) -> Result<u64, MerkleError> {
+        self.push_with(leaf, |_| {})
+    }
+
+    /// Like [`MerkleTree::push`]; `on_node` receives the leaf hash and then
+    /// each parent node the leaf completes, bottom up (the post-order of
+    /// the tree: what a node store appends).
+    ///
+    /// # Errors
+    ///
+    /// [`MerkleError::TreeFull`] if the tree already holds `u64::MAX` leaves.
+    pub fn push_with(
+        &mut self,
+        leaf: Hash,
+        mut on_node: impl FnMut(&Hash),
+    ) -> Result<u64, MerkleError> {
         let index = self.size;
         let new_size = index.checked_add(1).ok_or(MerkleError::TreeFull)?;
+        on_node(&leaf);
         let mut hash = leaf;
         let mut bits = index;
         while bits & 1 == 1 {
@@ -158,6 +199,7 @@ impl MerkleTree {
                 // Unreachable: the stack holds one root per set bit of size.
                 None => break,
             }
+            on_node(&hash);
             bits >>= 1;
         }
         self.stack.push(hash);

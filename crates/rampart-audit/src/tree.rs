@@ -20,7 +20,7 @@ use std::os::unix::fs::{FileExt as _, OpenOptionsExt as _};
 use std::path::{Path, PathBuf};
 
 use crate::log::{io_err, LogError};
-use crate::merkle::{empty_root, node_hash, Hash, MerkleError, HASH_LEN};
+use crate::merkle::{empty_root, node_hash, Hash, MerkleError, MerkleTree, HASH_LEN};
 use crate::segment::{list_segments, HeaderError, SegmentScanner};
 
 /// File name of the stored tree hashes.
@@ -49,12 +49,10 @@ pub fn node_slot(start: u64, level: u32) -> u64 {
 }
 
 /// A compact range from index 0: the roots of the perfect subtrees of a
-/// tree, one per set bit of its size, largest first.
+/// tree, one per set bit of its size, largest first. A thin view of
+/// [`MerkleTree`] whose constructor reports a bad frontier as log damage.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct CompactRange {
-    size: u64,
-    roots: Vec<Hash>,
-}
+pub struct CompactRange(MerkleTree);
 
 impl CompactRange {
     /// The empty range.
@@ -70,35 +68,30 @@ impl CompactRange {
     /// [`LogError::Corrupt`] if the number of roots is not the number of
     /// set bits of `size`.
     pub fn from_roots(size: u64, roots: Vec<Hash>) -> Result<Self, LogError> {
-        if roots.len() != size.count_ones() as usize {
-            return Err(LogError::Corrupt {
+        MerkleTree::from_subtree_roots(size, roots)
+            .map(Self)
+            .map_err(|_| LogError::Corrupt {
                 index: size,
                 reason: "the frontier does not match the tree size".to_owned(),
-            });
-        }
-        Ok(Self { size, roots })
+            })
     }
 
     /// The number of leaves.
     #[must_use]
     pub fn size(&self) -> u64 {
-        self.size
+        self.0.size()
     }
 
     /// The perfect subtree roots, largest first.
     #[must_use]
     pub fn roots(&self) -> &[Hash] {
-        &self.roots
+        self.0.subtree_roots()
     }
 
     /// The RFC 9162 root.
     #[must_use]
     pub fn root(&self) -> Hash {
-        let mut it = self.roots.iter().rev();
-        match it.next() {
-            None => empty_root(),
-            Some(last) => it.fold(*last, |acc, left| node_hash(left, &acc)),
-        }
+        self.0.root()
     }
 
     /// Appends a leaf hash. `on_node` receives the leaf hash and then each
@@ -107,26 +100,8 @@ impl CompactRange {
     /// # Errors
     ///
     /// [`MerkleError::TreeFull`] at `u64::MAX` leaves.
-    pub fn push_with(
-        &mut self,
-        leaf: Hash,
-        mut on_node: impl FnMut(&Hash),
-    ) -> Result<(), MerkleError> {
-        let new_size = self.size.checked_add(1).ok_or(MerkleError::TreeFull)?;
-        on_node(&leaf);
-        let mut hash = leaf;
-        let mut bits = self.size;
-        while bits & 1 == 1 {
-            match self.roots.pop() {
-                Some(left) => hash = node_hash(&left, &hash),
-                None => break,
-            }
-            on_node(&hash);
-            bits >>= 1;
-        }
-        self.roots.push(hash);
-        self.size = new_size;
-        Ok(())
+    pub fn push_with(&mut self, leaf: Hash, on_node: impl FnMut(&Hash)) -> Result<(), MerkleError> {
+        self.0.push_with(leaf, on_node).map(|_| ())
     }
 
     /// Appends a leaf hash.
@@ -135,7 +110,7 @@ impl CompactRange {
     ///
     /// [`MerkleError::TreeFull`] at `u64::MAX` leaves.
     pub fn push(&mut self, leaf: Hash) -> Result<(), MerkleError> {
-        self.push_with(leaf, |_| {})
+        self.0.push(leaf).map(|_| ())
     }
 }
 
