@@ -300,3 +300,95 @@ fn gateway_decisions_and_admin_changes_are_audited_and_verifiable() {
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains(&format!("index {index}")), "{err}");
 }
+
+/// `rampart serve` with a file exporter: lifecycle events and a rejection
+/// reach the OCSF file; SIGHUP with a broken file is recorded as a refused
+/// reload; the log verifies after stop.
+#[test]
+fn serve_exports_ocsf_and_records_reloads() {
+    let d = tempfile::tempdir().unwrap();
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let cfg = d.path().join("rampart.toml");
+    let config = format!(
+        "[server]\nlisten = \"127.0.0.1:{port}\"\n[dangerous]\nplaintext = true\n\
+         [upstreams.ex]\nendpoints = [\"127.0.0.1:9\"]\n\
+         [[routes]]\nmethod = \"GET\"\npath = \"/v1/time\"\nupstream = \"ex\"\naction = \"GetTime\"\nscope = \"public\"\n\
+         [storage]\ndata_dir = \"data\"\n\
+         [audit]\norigin = \"test.example/audit\"\n\
+         [[audit.exporters]]\nname = \"siem\"\nkind = \"file\"\npath = \"ocsf.jsonl\"\n"
+    );
+    std::fs::write(&cfg, &config).unwrap();
+    let mut child = Command::new(BIN)
+        .args(["serve", "--config", cfg.to_str().unwrap()])
+        .env_remove("RUST_LOG")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for_line(child.stdout.take().unwrap(), "rampart listening");
+    // A public route whose upstream is down: 502, recorded as a rejection.
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    std::io::Write::write_all(
+        &mut s,
+        b"GET /v1/time HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n",
+    )
+    .unwrap();
+    let mut resp = String::new();
+    std::io::Read::read_to_string(&mut s, &mut resp).unwrap();
+    assert!(resp.starts_with("HTTP/1.1 502"), "{resp}");
+    // A broken configuration on SIGHUP is refused and recorded.
+    std::fs::write(&cfg, config.replace("[server]", "[server]\nbogus = 1")).unwrap();
+    let _ = Command::new("kill")
+        .args(["-HUP", &child.id().to_string()])
+        .status();
+    let ocsf = d.path().join("ocsf.jsonl");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let lines = loop {
+        let text = std::fs::read_to_string(&ocsf).unwrap_or_default();
+        let lines: Vec<serde_json::Value> = text
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect();
+        let reloads = lines
+            .iter()
+            .filter(|l| l["api"]["operation"] == "config.reload")
+            .count();
+        if reloads >= 1 || Instant::now() > deadline {
+            break lines;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    assert!(child.wait().unwrap().success());
+    let types: Vec<String> = lines
+        .iter()
+        .map(|l| {
+            l["unmapped"]["type"]
+                .as_str()
+                .or_else(|| l["metadata"]["event_code"].as_str())
+                .unwrap_or_default()
+                .to_owned()
+        })
+        .collect();
+    let text = serde_json::to_string(&lines).unwrap();
+    assert!(text.contains("gateway.start"), "{text}");
+    assert!(text.contains("UPSTREAM_UNAVAILABLE"), "{text}");
+    let reload = lines
+        .iter()
+        .find(|l| l["api"]["operation"] == "config.reload")
+        .unwrap_or_else(|| panic!("no reload record in {types:?}: {text}"));
+    assert_eq!(reload["status_id"], 2, "{reload}");
+    assert!(lines
+        .iter()
+        .all(|l| l["metadata"]["product"]["name"] == "Rampart"));
+    let data = d.path().join("data");
+    let out = ok(&["audit", "verify", "--data-dir", data.to_str().unwrap()]);
+    assert!(out.contains("test.example/audit"), "{out}");
+    let stops = search(data.to_str().unwrap(), &["--type", "gateway.stop"]);
+    assert_eq!(stops.len(), 1);
+}
