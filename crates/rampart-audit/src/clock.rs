@@ -14,9 +14,8 @@
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicI64, AtomicU8, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
-use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 
 /// Whether the time in an event is known to be synchronised to UTC.
@@ -97,8 +96,8 @@ pub enum SyncSource {
 /// systemd-timesyncd creates this file once synchronised.
 const TIMESYNCD_MARKER: &str = "/run/systemd/timesync/synchronized";
 
-/// How often the sync state is re-read.
-const SYNC_RECHECK: Duration = Duration::from_secs(10);
+/// How often the sync state is re-read (µs).
+const SYNC_RECHECK_US: i64 = 10_000_000;
 
 /// The host's wall clock, held monotonic, with its sync state.
 #[derive(Debug, Clone)]
@@ -111,7 +110,8 @@ struct Inner {
     source: SyncSource,
     last_us: AtomicI64,
     sync: AtomicU8,
-    checked: Mutex<Option<Instant>>,
+    /// Wall time (µs) after which the sync state is read again.
+    next_check_us: AtomicI64,
 }
 
 impl SystemClock {
@@ -123,7 +123,7 @@ impl SystemClock {
                 source,
                 last_us: AtomicI64::new(i64::MIN),
                 sync: AtomicU8::new(ClockSync::Unknown.to_u8()),
-                checked: Mutex::new(None),
+                next_check_us: AtomicI64::new(i64::MIN),
             }),
         };
         clock.refresh_sync();
@@ -149,15 +149,29 @@ impl SystemClock {
             }
         };
         self.inner.sync.store(state.to_u8(), Ordering::Relaxed);
-        *self.inner.checked.lock() = Some(Instant::now());
+        self.inner.next_check_us.store(
+            wall_micros().saturating_add(SYNC_RECHECK_US),
+            Ordering::Relaxed,
+        );
     }
 
-    fn maybe_refresh(&self) {
-        let due = match *self.inner.checked.lock() {
-            Some(at) => at.elapsed() >= SYNC_RECHECK,
-            None => true,
-        };
-        if due {
+    /// Re-reads the sync state when it is due; one caller does it (the one
+    /// that moves the deadline), the others go on. No lock, no extra clock
+    /// read on the hot path.
+    fn maybe_refresh(&self, wall: i64) {
+        let next = self.inner.next_check_us.load(Ordering::Relaxed);
+        if wall >= next
+            && self
+                .inner
+                .next_check_us
+                .compare_exchange(
+                    next,
+                    wall.saturating_add(SYNC_RECHECK_US),
+                    Ordering::Relaxed,
+                    Ordering::Relaxed,
+                )
+                .is_ok()
+        {
             self.refresh_sync();
         }
     }
@@ -179,8 +193,8 @@ fn wall_micros() -> i64 {
 
 impl Clock for SystemClock {
     fn now(&self) -> Timestamp {
-        self.maybe_refresh();
         let wall = wall_micros();
+        self.maybe_refresh(wall);
         let mut sync = self.sync_state();
         let mut prev = self.inner.last_us.load(Ordering::Relaxed);
         loop {
