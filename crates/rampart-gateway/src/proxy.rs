@@ -186,12 +186,13 @@ impl Outcome {
         self
     }
 
-    /// Attributes a later-layer rejection to the authenticated principal.
-    fn by(mut self, who: Option<&(String, String)>) -> Self {
+    /// Attributes a later-layer rejection to the authenticated key and
+    /// account (copied only when there is a rejection).
+    fn by(mut self, who: Option<(&str, &str)>) -> Self {
         if let (Some(d), Some((key, account))) = (self.denial.as_mut(), who) {
             if d.actor.is_none() {
-                d.actor = Some(Actor::key(key.clone()));
-                d.account = Some(account.clone());
+                d.actor = Some(Actor::key(key));
+                d.account = Some(account.to_owned());
             }
         }
         self
@@ -211,25 +212,20 @@ pub async fn handle(
         .and_then(valid_request_id)
         .map_or_else(new_request_id, str::to_owned);
     let method = req.method().clone();
-    let path_for_log: Option<String> = rt
-        .cfg
-        .log
-        .access_log
-        .then(|| req.uri().path().chars().take(256).collect());
+    // One copy of the path, for the access log and the audit record.
     let auditor = rt.auth.as_ref().and_then(|a| a.audit.clone());
-    let path_for_audit: Option<String> = auditor
-        .as_ref()
-        .map(|_| req.uri().path().chars().take(512).collect());
+    let path_copy: Option<String> = (rt.cfg.log.access_log || auditor.is_some())
+        .then(|| req.uri().path().chars().take(256).collect());
 
     let out = pipeline(&rt, &conn, req, &rid).await;
-    if let (Some(auditor), Some(denial), Some(path)) = (&auditor, &out.denial, path_for_audit) {
+    if let (Some(auditor), Some(denial), Some(path)) = (&auditor, &out.denial, &path_copy) {
         let action = out.route.as_ref().map_or("none", |r| r.cfg.action.as_str());
         let mut ev = AuditEvent::new(
             auditor.now(),
             denial.event_type,
             denial.actor.clone().unwrap_or_else(|| Actor::anonymous("")),
             action,
-            path,
+            path.as_str(),
             Decision::Deny,
         )
         .source_ip(conn.peer.ip())
@@ -256,7 +252,7 @@ pub async fn handle(
         None => crate::stats::unrouted(),
     };
     stats.record(status, latency.as_secs_f64());
-    if let Some(path_for_log) = path_for_log {
+    if let Some(path_for_log) = path_copy.as_deref().filter(|_| rt.cfg.log.access_log) {
         tracing::info!(
             target: "rampart::access",
             request_id = %rid,
@@ -428,15 +424,22 @@ async fn pipeline(
     };
 
     // Phase: forward. A later rejection is attributed to the principal.
-    let who = auditor(rt)
-        .and(principal.as_ref())
-        .map(|a| (a.principal.key_id.clone(), a.principal.account_id.clone()));
     let identity = rt.auth.as_ref().map(|a| Arc::clone(&a.identity));
     forward(
-        &pool, conn, head, body, &target, rid, route, principal, identity,
+        &pool,
+        conn,
+        head,
+        body,
+        &target,
+        rid,
+        route,
+        principal.as_ref(),
+        identity,
     )
     .await
-    .by(who.as_ref())
+    .by(principal
+        .as_ref()
+        .map(|a| (a.principal.key_id.as_str(), a.principal.account_id.as_str())))
 }
 
 fn auditor(rt: &Runtime) -> Option<&Arc<crate::audit::Auditor>> {
@@ -678,7 +681,7 @@ async fn token_endpoints(
                 rid,
                 None,
             )
-            .by(Some(&who)),
+            .by(Some((who.0.as_str(), who.1.as_str()))),
         );
     }
     let key_scopes = &auth.principal.scopes;
@@ -731,7 +734,9 @@ async fn token_endpoints(
                 .plain("token_id", jti.as_str())
                 .plain("scopes", scopes.join(" "));
                 if a.record_allow(&ev).is_err() {
-                    return Some(audit_unavailable(rid, None).by(Some(&who)));
+                    return Some(
+                        audit_unavailable(rid, None).by(Some((who.0.as_str(), who.1.as_str()))),
+                    );
                 }
             }
             Some(json_response(
@@ -1016,7 +1021,7 @@ async fn forward(
     target: &str,
     rid: &str,
     route: Arc<Route>,
-    principal: Option<crate::auth::Authenticated>,
+    principal: Option<&crate::auth::Authenticated>,
     identity: Option<Arc<crate::auth::IdentitySigner>>,
 ) -> Outcome {
     // Circuit breaker: fail fast instead of queueing behind a stuck pool.
@@ -1031,7 +1036,7 @@ async fn forward(
         );
     }
     let timeout = route.cfg.timeout.unwrap_or(pool.cfg.timeout);
-    upstream_headers(&mut head, conn, rid, principal.as_ref());
+    upstream_headers(&mut head, conn, rid, principal);
     let headers = head.headers;
     let safe = is_safe_method(&head.method);
     let max_attempts = pool.cfg.retries.saturating_add(1);
