@@ -477,7 +477,7 @@ fn built_bundle(dir: &Path, flags: u8, mut input: Input<'_>) {
     }
     let from = (flags & 0x10 == 0x10).then(|| {
         let s = first + u64::from(input.u8()) % (n + 2);
-        if input.u8() % 4 == 0 {
+        if input.u8() < 64 {
             s.wrapping_sub(1)
         } else {
             s

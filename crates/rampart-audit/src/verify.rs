@@ -217,7 +217,9 @@ struct Checker {
     range: CompactRange,
     targets: Vec<Target>,
     next: usize,
-    next_size: u64,
+    /// Size of the next checkpoint to check; `None` when none is left (no
+    /// sentinel size: every `u64` is a possible tree size).
+    next_size: Option<u64>,
     last_ok: u64,
     checked: usize,
     skipped: usize,
@@ -232,7 +234,7 @@ impl Checker {
             range,
             targets,
             next: 0,
-            next_size: u64::MAX,
+            next_size: None,
             checked: 0,
             skipped: 0,
         };
@@ -246,7 +248,7 @@ impl Checker {
     }
 
     fn set_next(&mut self) {
-        self.next_size = self.targets.get(self.next).map_or(u64::MAX, |t| t.size);
+        self.next_size = self.targets.get(self.next).map(|t| t.size);
     }
 
     #[inline]
@@ -258,7 +260,7 @@ impl Checker {
                 "the tree is full",
             ));
         }
-        if self.range.size() == self.next_size {
+        if Some(self.range.size()) == self.next_size {
             self.check()?;
         }
         Ok(())
@@ -266,7 +268,7 @@ impl Checker {
 
     fn check(&mut self) -> Result<(), VerifyFailure> {
         let size = self.range.size();
-        if self.next_size != size {
+        if self.next_size != Some(size) {
             return Ok(());
         }
         let root = self.range.root();

@@ -150,3 +150,29 @@ proptest! {
         let _ = check_consistency(&c, &key());
     }
 }
+
+/// Fuzzer finding (audit_segment): a log whose size reaches `u64::MAX`
+/// (first index near 2^64, no checkpoint) was reported as signed up to its
+/// end, because the checker used `u64::MAX` as "no further checkpoint".
+#[test]
+fn a_log_ending_at_u64_max_is_not_reported_signed_without_a_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = u64::MAX - 3;
+    let mut tail = Vec::new();
+    for (i, index) in (first..u64::MAX).enumerate() {
+        encode_record(index, format!("{{\"i\":{i}}}").as_bytes(), &mut tail).unwrap();
+    }
+    std::fs::write(
+        dir.path().join(segment_file_name(first)),
+        segment_with(first, &tail),
+    )
+    .unwrap();
+    let opts = VerifyOptions {
+        public_key: Some(key()),
+        ..VerifyOptions::default()
+    };
+    let report = verify_dir(dir.path(), &opts).unwrap();
+    assert_eq!(report.size, u64::MAX);
+    assert_eq!(report.checkpoints_checked, 0);
+    assert_eq!(report.signed_size, first, "{report:?}");
+}
