@@ -401,7 +401,7 @@ impl AuditSession {
         };
         let stop = tokio_util::sync::CancellationToken::new();
         let background = match &audit {
-            Some(a) => spawn_background(cfg, a, stop.clone()),
+            Some(_) => spawn_background(cfg, stop.clone()),
             None => Vec::new(),
         };
         let s = Self {
@@ -483,8 +483,6 @@ impl AuditSession {
 
 /// How often a running gateway prunes segments past the retention.
 const PRUNE_EVERY: std::time::Duration = std::time::Duration::from_secs(3600);
-/// How often a running gateway brings the search index up to date.
-const INDEX_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
 /// How often exporters look for new entries once caught up.
 const EXPORT_POLL: std::time::Duration = std::time::Duration::from_millis(500);
 
@@ -494,12 +492,15 @@ fn now_us() -> i64 {
         .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
 }
 
-/// Starts the exporters, the retention task and the index task of a
-/// running gateway. Each logs its errors and retries; none can stop the
-/// request path.
+/// Starts the exporters and the retention task of a running gateway. Each
+/// logs its errors and retries; none can stop the request path.
+///
+/// The search index is not maintained here: `rampart audit search` brings
+/// it up to date itself (it is derived data). Indexing in the gateway cost
+/// more CPU per request than writing the log (one SQLite row with four
+/// secondary indexes per entry), on the box that serves traffic.
 pub fn spawn_background(
     cfg: &Config,
-    audit: &GatewayAudit,
     stop: tokio_util::sync::CancellationToken,
 ) -> Vec<tokio::task::JoinHandle<()>> {
     use rampart_audit::sink::{ExportOptions, FileSink, SyslogConfig, SyslogSink};
@@ -582,34 +583,5 @@ pub fn spawn_background(
         }));
     }
 
-    // The search index follows the log.
-    {
-        let stop = stop.clone();
-        let _ = &audit.log;
-        tasks.push(tokio::spawn(async move {
-            let index = match rampart_audit::index::AuditIndex::open_in_dir(&dir).await {
-                Ok(i) => i,
-                Err(e) => {
-                    tracing::error!(target: "rampart::audit", error = %e, "search index unavailable; `rampart audit search` rebuilds it");
-                    return;
-                }
-            };
-            loop {
-                match rampart_audit::reader::LogReader::open(&dir) {
-                    Ok(reader) => {
-                        if let Err(e) = index.catch_up(&reader).await {
-                            tracing::warn!(target: "rampart::audit", error = %e, "search index update failed");
-                        }
-                    }
-                    Err(e) => tracing::warn!(target: "rampart::audit", error = %e, "audit log unreadable for the index"),
-                }
-                tokio::select! {
-                    () = stop.cancelled() => break,
-                    () = tokio::time::sleep(INDEX_EVERY) => {}
-                }
-            }
-            index.close().await;
-        }));
-    }
     tasks
 }
