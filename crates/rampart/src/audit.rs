@@ -367,7 +367,7 @@ pub fn file_sha256(path: &Path) -> String {
 }
 
 /// The audit side of a running gateway (`serve`, `demo`): the log, its
-/// background tasks (exporters, retention, index), lifecycle records.
+/// background tasks (exporters, retention), lifecycle records.
 pub struct AuditSession {
     audit: Option<GatewayAudit>,
     clock: Arc<SystemClock>,
