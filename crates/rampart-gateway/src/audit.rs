@@ -221,9 +221,16 @@ impl Auditor {
         )
         .plain("records_lost", lost.saturating_sub(prev_lost))
         .plain("requests_refused", refused.saturating_sub(prev_refused));
-        if let Ok(entry) = ev.to_entry() {
-            // Durable class: the writer fsyncs it; nobody waits here.
-            drop(self.writer.append_durable(entry));
+        // Queued like a request decision (never blocks a worker); if the
+        // queue filled again in the meantime, the counts are reported with
+        // the next record instead.
+        let queued = ev
+            .to_entry()
+            .ok()
+            .is_some_and(|entry| self.writer.try_append(entry).is_ok());
+        if !queued {
+            self.reported_refused.store(prev_refused, Ordering::Relaxed);
+            self.reported_lost.store(prev_lost, Ordering::Release);
         }
     }
 
