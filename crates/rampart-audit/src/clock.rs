@@ -149,10 +149,9 @@ impl SystemClock {
             }
         };
         self.inner.sync.store(state.to_u8(), Ordering::Relaxed);
-        self.inner.next_check_us.store(
-            wall_micros().saturating_add(SYNC_RECHECK_US),
-            Ordering::Relaxed,
-        );
+        self.inner
+            .next_check_us
+            .store(now_us().saturating_add(SYNC_RECHECK_US), Ordering::Relaxed);
     }
 
     /// Re-reads the sync state when it is due; one caller does it (the one
@@ -183,7 +182,10 @@ impl SystemClock {
     }
 }
 
-fn wall_micros() -> i64 {
+/// The wall clock now, microseconds since the Unix epoch (0 before 1970),
+/// without the monotonic hold or sync state of [`SystemClock`].
+#[must_use]
+pub fn now_us() -> i64 {
     match SystemTime::now().duration_since(UNIX_EPOCH) {
         Ok(d) => i64::try_from(d.as_micros()).unwrap_or(i64::MAX),
         // Before 1970: a badly broken clock; the monotonic hold below keeps order.
@@ -193,7 +195,7 @@ fn wall_micros() -> i64 {
 
 impl Clock for SystemClock {
     fn now(&self) -> Timestamp {
-        let wall = wall_micros();
+        let wall = now_us();
         self.maybe_refresh(wall);
         let mut sync = self.sync_state();
         let mut prev = self.inner.last_us.load(Ordering::Relaxed);

@@ -34,7 +34,7 @@ use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TryRecvError
 use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex, RwLock};
 
@@ -131,12 +131,7 @@ pub const LATEST_CHECKPOINT_FILE: &str = "checkpoint.latest";
 /// Name of the file holding the verifier keys, one per line.
 pub const PUBLIC_KEY_FILE: &str = "audit.pub";
 
-/// Microseconds since the Unix epoch.
-pub(crate) fn now_us() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
-}
+pub(crate) use crate::clock::now_us;
 
 /// Configuration of an [`AuditLog`].
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -486,11 +486,7 @@ const PRUNE_EVERY: std::time::Duration = std::time::Duration::from_secs(3600);
 /// How often exporters look for new entries once caught up.
 const EXPORT_POLL: std::time::Duration = std::time::Duration::from_millis(500);
 
-fn now_us() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
-}
+use rampart_audit::clock::now_us;
 
 /// Starts the exporters and the retention task of a running gateway. Each
 /// logs its errors and retries; none can stop the request path.

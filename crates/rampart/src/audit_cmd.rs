@@ -274,11 +274,7 @@ async fn run_async(cmd: AuditCmd) -> Result<ExitCode, String> {
     }
 }
 
-fn now_us() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
-}
+use rampart_audit::clock::now_us;
 
 /// RFC 3339 time, or an age before `now_us` (`15m`, `2h`, `7days`).
 fn parse_time(s: &str, now_us: i64) -> Result<i64, String> {
