@@ -357,6 +357,11 @@ macro_rules! say {
 }
 
 async fn run_async(dir: &Path, listen: SocketAddr, admin: SocketAddr) -> Result<(), DemoError> {
+    // Signal handlers first: a signal that arrives while the demo starts
+    // must not take the default action (terminate without a clean stop).
+    let mut hup = signal(SignalKind::hangup()).map_err(io_err(Path::new("SIGHUP")))?;
+    let mut term = signal(SignalKind::terminate()).map_err(io_err(Path::new("SIGTERM")))?;
+    let mut usr1 = signal(SignalKind::user_defined1()).map_err(io_err(Path::new("SIGUSR1")))?;
     let dir = prepare_dir(dir)?;
     let certs = ensure_certs(&dir)?;
 
@@ -448,9 +453,6 @@ async fn run_async(dir: &Path, listen: SocketAddr, admin: SocketAddr) -> Result<
         pid = std::process::id(),
     );
 
-    let mut hup = signal(SignalKind::hangup()).map_err(io_err(Path::new("SIGHUP")))?;
-    let mut term = signal(SignalKind::terminate()).map_err(io_err(Path::new("SIGTERM")))?;
-    let mut usr1 = signal(SignalKind::user_defined1()).map_err(io_err(Path::new("SIGUSR1")))?;
     loop {
         tokio::select! {
             _ = hup.recv() => {

@@ -53,6 +53,18 @@ pub fn run(path: &Path) -> ExitCode {
         }
     };
     rt.block_on(async move {
+        // Signal handlers first: a SIGHUP or SIGTERM that arrives while the
+        // gateway starts must not take the default action (terminate).
+        let (mut hup, mut term) = match (
+            signal(SignalKind::hangup()),
+            signal(SignalKind::terminate()),
+        ) {
+            (Ok(h), Ok(t)) => (h, t),
+            _ => {
+                eprintln!("cannot install signal handlers");
+                return ExitCode::FAILURE;
+            }
+        };
         // Keys and store first: a wrong passphrase, PIN or permission stops
         // the start before anything listens.
         let clock = crate::audit::clock(&cfg);
@@ -112,16 +124,6 @@ pub fn run(path: &Path) -> ExitCode {
             )
             .await;
         let gw = running.gateway.clone();
-        let (mut hup, mut term) = match (
-            signal(SignalKind::hangup()),
-            signal(SignalKind::terminate()),
-        ) {
-            (Ok(h), Ok(t)) => (h, t),
-            _ => {
-                eprintln!("cannot install signal handlers");
-                return ExitCode::FAILURE;
-            }
-        };
         loop {
             tokio::select! {
                 _ = hup.recv() => {
