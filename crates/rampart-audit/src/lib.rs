@@ -49,7 +49,7 @@ pub mod verify;
 pub use clock::{Clock, ClockSync, FixedClock, SyncSource, SystemClock, Timestamp};
 pub use event::{Actor, ActorKind, AuditEvent, Decision, FieldSealer, PayloadValue};
 pub use merkle::{
-    consistency_proof, consistency_proof_with, empty_root, inclusion_proof, inclusion_proof_with,
-    leaf_hash, node_hash, root_of, verify_consistency, verify_inclusion, Hash, MerkleError,
-    MerkleTree, HASH_LEN,
+    consistency_path_with, consistency_proof, consistency_proof_with, empty_root,
+    inclusion_path_with, inclusion_proof, inclusion_proof_with, leaf_hash, node_hash, root_of,
+    verify_consistency, verify_inclusion, Hash, MerkleError, MerkleTree, HASH_LEN,
 };

@@ -264,7 +264,7 @@ fn check_available(leaves: &[Hash], tree_size: u64) -> Result<(), MerkleError> {
 
 /// The largest power of two strictly smaller than `n`; `n` must be at
 /// least 2 (for smaller `n` this returns 1).
-fn split_point(n: u64) -> u64 {
+pub(crate) fn split_point(n: u64) -> u64 {
     if n < 2 {
         return 1;
     }
@@ -284,53 +284,92 @@ where
     Ok(tree.root())
 }
 
-/// RFC 9162 §2.1.3.1 PATH(m, D[start .. start + n]), appended to `out`.
-fn path<F>(get_leaf: &F, m: u64, start: u64, n: u64, out: &mut Vec<Hash>) -> Result<(), MerkleError>
+/// RFC 9162 §2.1.3.1 PATH(index, D[0 .. size]), iteratively: the subtree
+/// roots come from `range_root(start, n)` (the Merkle Tree Hash of leaves
+/// `start .. start + n`), so a caller with stored interior nodes needs
+/// O(log n) reads, and one with only leaves hashes them. The one
+/// implementation of PATH in the crate.
+///
+/// # Errors
+///
+/// [`MerkleError::IndexOutOfRange`] if `index >= size`, or `range_root`'s
+/// error.
+pub fn inclusion_path_with<E, R>(mut range_root: R, index: u64, size: u64) -> Result<Vec<Hash>, E>
 where
-    F: Fn(u64) -> Option<Hash>,
+    R: FnMut(u64, u64) -> Result<Hash, E>,
+    E: From<MerkleError>,
 {
-    if n <= 1 {
-        return Ok(());
+    if index >= size {
+        return Err(MerkleError::IndexOutOfRange {
+            index,
+            tree_size: size,
+        }
+        .into());
     }
-    let k = split_point(n);
-    if m < k {
-        path(get_leaf, m, start, k, out)?;
-        out.push(range_root(get_leaf, start + k, n - k)?);
-    } else {
-        path(get_leaf, m - k, start + k, n - k, out)?;
-        out.push(range_root(get_leaf, start, k)?);
+    let mut out = Vec::new();
+    let (mut m, mut start, mut n) = (index, 0u64, size);
+    // Siblings are found top-down; the proof lists them bottom-up.
+    while n > 1 {
+        let k = split_point(n);
+        if m < k {
+            out.push(range_root(start + k, n - k)?);
+            n = k;
+        } else {
+            out.push(range_root(start, k)?);
+            m -= k;
+            start += k;
+            n -= k;
+        }
     }
-    Ok(())
+    out.reverse();
+    Ok(out)
 }
 
-/// RFC 9162 §2.1.4.1 SUBPROOF(m, D[start .. start + n], b), appended to
-/// `out`; requires `1 <= m <= n`.
-fn subproof<F>(
-    get_leaf: &F,
-    m: u64,
-    start: u64,
-    n: u64,
-    complete: bool,
-    out: &mut Vec<Hash>,
-) -> Result<(), MerkleError>
+/// RFC 9162 §2.1.4.1 PROOF(old_size, D[0 .. new_size]) (SUBPROOF with
+/// b = true), iteratively, with subtree roots from `range_root` as in
+/// [`inclusion_path_with`]. Empty when the sizes are equal. The one
+/// implementation of SUBPROOF in the crate.
+///
+/// # Errors
+///
+/// [`MerkleError::SizesOutOfOrder`] if `old_size > new_size`,
+/// [`MerkleError::EmptyOldTree`] if `old_size == 0`, or `range_root`'s
+/// error.
+pub fn consistency_path_with<E, R>(
+    mut range_root: R,
+    old_size: u64,
+    new_size: u64,
+) -> Result<Vec<Hash>, E>
 where
-    F: Fn(u64) -> Option<Hash>,
+    R: FnMut(u64, u64) -> Result<Hash, E>,
+    E: From<MerkleError>,
 {
-    if m >= n {
-        if !complete {
-            out.push(range_root(get_leaf, start, n)?);
+    if old_size > new_size {
+        return Err(MerkleError::SizesOutOfOrder { old_size, new_size }.into());
+    }
+    if old_size == 0 {
+        return Err(MerkleError::EmptyOldTree.into());
+    }
+    let mut out = Vec::new();
+    let (mut m, mut start, mut n, mut complete) = (old_size, 0u64, new_size, true);
+    while m < n {
+        let k = split_point(n);
+        if m <= k {
+            out.push(range_root(start + k, n - k)?);
+            n = k;
+        } else {
+            out.push(range_root(start, k)?);
+            m -= k;
+            start += k;
+            n -= k;
+            complete = false;
         }
-        return Ok(());
     }
-    let k = split_point(n);
-    if m <= k {
-        subproof(get_leaf, m, start, k, complete, out)?;
-        out.push(range_root(get_leaf, start + k, n - k)?);
-    } else {
-        subproof(get_leaf, m - k, start + k, n - k, false, out)?;
-        out.push(range_root(get_leaf, start, k)?);
+    if !complete {
+        out.push(range_root(start, n)?);
     }
-    Ok(())
+    out.reverse();
+    Ok(out)
 }
 
 /// The inclusion proof (audit path, RFC 9162 §2.1.3.1) of leaf `index` in
@@ -365,12 +404,7 @@ pub fn inclusion_proof_with<F>(
 where
     F: Fn(u64) -> Option<Hash>,
 {
-    if index >= tree_size {
-        return Err(MerkleError::IndexOutOfRange { index, tree_size });
-    }
-    let mut out = Vec::new();
-    path(&get_leaf, index, 0, tree_size, &mut out)?;
-    Ok(out)
+    inclusion_path_with(|start, n| range_root(&get_leaf, start, n), index, tree_size)
 }
 
 /// The consistency proof (RFC 9162 §2.1.4.1) between the tree of the first
@@ -408,15 +442,11 @@ pub fn consistency_proof_with<F>(
 where
     F: Fn(u64) -> Option<Hash>,
 {
-    if old_size > new_size {
-        return Err(MerkleError::SizesOutOfOrder { old_size, new_size });
-    }
-    if old_size == 0 {
-        return Err(MerkleError::EmptyOldTree);
-    }
-    let mut out = Vec::new();
-    subproof(&get_leaf, old_size, 0, new_size, true, &mut out)?;
-    Ok(out)
+    consistency_path_with(
+        |start, n| range_root(&get_leaf, start, n),
+        old_size,
+        new_size,
+    )
 }
 
 /// Verifies an inclusion proof with the algorithm of RFC 9162 §2.1.3.2:

@@ -20,7 +20,10 @@ use std::os::unix::fs::{FileExt as _, OpenOptionsExt as _};
 use std::path::{Path, PathBuf};
 
 use crate::log::{io_err, LogError};
-use crate::merkle::{empty_root, node_hash, Hash, MerkleError, MerkleTree, HASH_LEN};
+use crate::merkle::{
+    consistency_path_with, empty_root, inclusion_path_with, node_hash, Hash, MerkleError,
+    MerkleTree, HASH_LEN,
+};
 use crate::segment::{list_segments, HeaderError, SegmentScanner};
 
 /// File name of the stored tree hashes.
@@ -173,13 +176,6 @@ pub fn frontier_at<S: NodeSource + ?Sized>(src: &S, size: u64) -> Result<Compact
     CompactRange::from_roots(size, roots)
 }
 
-fn split_point(n: u64) -> u64 {
-    if n < 2 {
-        return 1;
-    }
-    1u64 << (63 - (n - 1).leading_zeros())
-}
-
 /// The inclusion proof of leaf `index` in the tree of `size` leaves
 /// (RFC 9162 §2.1.3.1), with O(log n) node reads.
 ///
@@ -191,30 +187,7 @@ pub fn inclusion_path<S: NodeSource + ?Sized>(
     index: u64,
     size: u64,
 ) -> Result<Vec<Hash>, LogError> {
-    if index >= size {
-        return Err(MerkleError::IndexOutOfRange {
-            index,
-            tree_size: size,
-        }
-        .into());
-    }
-    let mut out = Vec::new();
-    let (mut m, mut start, mut n) = (index, 0u64, size);
-    // Iterative PATH: siblings are found top-down and reversed at the end.
-    while n > 1 {
-        let k = split_point(n);
-        if m < k {
-            out.push(range_root(src, start + k, n - k)?);
-            n = k;
-        } else {
-            out.push(range_root(src, start, k)?);
-            m -= k;
-            start += k;
-            n -= k;
-        }
-    }
-    out.reverse();
-    Ok(out)
+    inclusion_path_with(|start, n| range_root(src, start, n), index, size)
 }
 
 /// The consistency proof between the trees of `old_size` and `new_size`
@@ -229,32 +202,7 @@ pub fn consistency_path<S: NodeSource + ?Sized>(
     old_size: u64,
     new_size: u64,
 ) -> Result<Vec<Hash>, LogError> {
-    if old_size > new_size {
-        return Err(MerkleError::SizesOutOfOrder { old_size, new_size }.into());
-    }
-    if old_size == 0 {
-        return Err(MerkleError::EmptyOldTree.into());
-    }
-    let mut out = Vec::new();
-    let (mut m, mut start, mut n, mut complete) = (old_size, 0u64, new_size, true);
-    while m < n {
-        let k = split_point(n);
-        if m <= k {
-            out.push(range_root(src, start + k, n - k)?);
-            n = k;
-        } else {
-            out.push(range_root(src, start, k)?);
-            m -= k;
-            start += k;
-            n -= k;
-            complete = false;
-        }
-    }
-    if !complete {
-        out.push(range_root(src, start, n)?);
-    }
-    out.reverse();
-    Ok(out)
+    consistency_path_with(|start, n| range_root(src, start, n), old_size, new_size)
 }
 
 /// `tree.hashes` opened read-only.
