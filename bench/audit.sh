@@ -12,28 +12,12 @@
 # Writes bench/out/audit.md. Needs wrk (apt-installed when missing).
 set -euo pipefail
 SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-ROOT="$(cd "$SCRIPT_DIR/.." && pwd)"
-DURATION="${BENCH_DURATION:-10}"
-CONNS="${BENCH_CONNS:-64}"
-THREADS="${BENCH_THREADS:-2}"
-COUNT="${BENCH_REQUESTS:-400000}"
+# shellcheck source=bench/lib.sh
+source "$SCRIPT_DIR/lib.sh"
 ROUNDS="${BENCH_ROUNDS:-3}"
 UP_PORT="${BENCH_UP_PORT:-18091}"
 GW_PORT="${BENCH_GW_PORT:-18454}"
 OUT="${BENCH_OUT:-$ROOT/bench/out/audit.md}"
-command -v wrk >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk; }
-command -v openssl >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssl; }
-cd "$ROOT"
-[[ "${BENCH_NO_BUILD:-0}" == "1" ]] || cargo build --release --locked -p rampart -p bench-upstream >&2
-BIN="$ROOT/target/release"
-TMP="$(mktemp -d)"
-PIDS=()
-cleanup() { for p in "${PIDS[@]:-}"; do kill "$p" 2>/dev/null || true; done; [[ "${BENCH_KEEP_TMP:-0}" == "1" ]] || rm -rf "$TMP"; }
-trap cleanup EXIT
-
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
-  -subj "/CN=127.0.0.1" -addext "subjectAltName=IP:127.0.0.1" \
-  -keyout "$TMP/key.pem" -out "$TMP/cert.pem" >/dev/null 2>&1
 config() { # enabled
   cat <<CFG
 [server]
@@ -65,9 +49,9 @@ CFG
 config true >"$TMP/on.toml"
 config false >"$TMP/off.toml"
 "$BIN/bench-upstream" --listen "127.0.0.1:$UP_PORT" >"$TMP/up.log" 2>&1 & PIDS+=($!)
-hmac_json="$("$BIN/rampart" keys create --config "$TMP/on.toml" --account bench --scheme hmac-sha256 --scopes read 2>/dev/null)"
-hmac_id="$(sed -n 's/.*"key_id": "\(.*\)".*/\1/p' <<<"$hmac_json")"
-sed -n 's/.*"secret_b64": "\(.*\)".*/\1/p' <<<"$hmac_json" >"$TMP/hmac.secret"
+hmac_json="$(create_key "$TMP/on.toml" hmac-sha256)"
+hmac_id="$(json_field key_id <<<"$hmac_json")"
+json_field secret_b64 <<<"$hmac_json" >"$TMP/hmac.secret"
 echo "generating $COUNT pre-signed requests…" >&2
 "$BIN/presign" sign hmac-sha256 "$hmac_id" "$TMP/hmac.secret" "$COUNT" "127.0.0.1:$GW_PORT" /v1/account "$TMP/hmac.reqs"
 
@@ -85,14 +69,10 @@ measure() { # label, config
   ticks="$(awk '{print $14 + $15}' "/proc/$pid/stat")"
   kill -TERM "$pid"; wait "$pid" || true
   local rps p50 p99 non2xx reqs us_per_req
-  rps="$(awk '/Requests\/sec/ {print $2}' "$TMP/$label.txt")"
-  p50="$(awk '$1=="50%" {print $2}' "$TMP/$label.txt")"
-  p99="$(awk '$1=="99%" {print $2}' "$TMP/$label.txt")"
-  non2xx="$(awk '/Non-2xx/ {print $5}' "$TMP/$label.txt")"
-  reqs="$(awk '/requests in/ {print $1}' "$TMP/$label.txt")"
-  us_per_req="$(awk -v t="$ticks" -v n="${reqs:-1}" -v hz="$(getconf CLK_TCK)" 'BEGIN {printf "%.1f", t / hz * 1e6 / n}')"
-  echo "| $label | ${rps:-?} | ${p50:-?} | ${p99:-?} | ${non2xx:-0} | $us_per_req |"
-  echo "$label ${rps:-0} $us_per_req" >>"$TMP/rps"
+  read -r rps p50 p99 non2xx reqs < <(wrk_stats "$TMP/$label.txt")
+  us_per_req="$(awk -v t="$ticks" -v n="${reqs:-1}" -v hz="$(getconf CLK_TCK)" 'BEGIN {printf "%.1f", t / hz * 1e6 / (n > 0 ? n : 1)}')"
+  echo "| $label | $rps | $p50 | $p99 | $non2xx | $us_per_req |"
+  echo "$label $rps $us_per_req" >>"$TMP/rps"
 }
 {
   echo "# Audit overhead on the full path"

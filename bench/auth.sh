@@ -11,27 +11,11 @@
 # Writes bench/out/auth.md. Needs wrk (apt-installed when missing).
 set -euo pipefail
 SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-ROOT="$(cd "$SCRIPT_DIR/.." && pwd)"
-DURATION="${BENCH_DURATION:-10}"
-CONNS="${BENCH_CONNS:-64}"
-THREADS="${BENCH_THREADS:-2}"
-COUNT="${BENCH_REQUESTS:-400000}"
+# shellcheck source=bench/lib.sh
+source "$SCRIPT_DIR/lib.sh"
 UP_PORT="${BENCH_UP_PORT:-18090}"
 GW_PORT="${BENCH_GW_PORT:-18453}"
 OUT="${BENCH_OUT:-$ROOT/bench/out/auth.md}"
-command -v wrk >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk; }
-command -v openssl >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssl; }
-cd "$ROOT"
-[[ "${BENCH_NO_BUILD:-0}" == "1" ]] || cargo build --release --locked -p rampart -p bench-upstream >&2
-BIN="$ROOT/target/release"
-TMP="$(mktemp -d)"
-PIDS=()
-cleanup() { for p in "${PIDS[@]:-}"; do kill "$p" 2>/dev/null || true; done; [[ "${BENCH_KEEP_TMP:-0}" == "1" ]] || rm -rf "$TMP"; }
-trap cleanup EXIT
-
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
-  -subj "/CN=127.0.0.1" -addext "subjectAltName=IP:127.0.0.1" \
-  -keyout "$TMP/key.pem" -out "$TMP/cert.pem" >/dev/null 2>&1
 cat >"$TMP/rampart.toml" <<CFG
 [server]
 listen = "127.0.0.1:$GW_PORT"
@@ -70,12 +54,12 @@ action = "ListOrders"
 scope = "read"
 CFG
 "$BIN/bench-upstream" --listen "127.0.0.1:$UP_PORT" >"$TMP/up.log" 2>&1 & PIDS+=($!)
-hmac_json="$("$BIN/rampart" keys create --config "$TMP/rampart.toml" --account bench --scheme hmac-sha256 --scopes read 2>/dev/null)"
-hmac_id="$(sed -n 's/.*"key_id": "\(.*\)".*/\1/p' <<<"$hmac_json")"
-sed -n 's/.*"secret_b64": "\(.*\)".*/\1/p' <<<"$hmac_json" >"$TMP/hmac.secret"
+hmac_json="$(create_key "$TMP/rampart.toml" hmac-sha256)"
+hmac_id="$(json_field key_id <<<"$hmac_json")"
+json_field secret_b64 <<<"$hmac_json" >"$TMP/hmac.secret"
 "$BIN/presign" keygen "$TMP/ed.pk8" "$TMP/ed.pub.pem"
-ed_json="$("$BIN/rampart" keys create --config "$TMP/rampart.toml" --account bench --scheme ed25519 --scopes read --public-key "$TMP/ed.pub.pem" 2>/dev/null)"
-ed_id="$(sed -n 's/.*"key_id": "\(.*\)".*/\1/p' <<<"$ed_json")"
+ed_json="$(create_key "$TMP/rampart.toml" ed25519 --public-key "$TMP/ed.pub.pem")"
+ed_id="$(json_field key_id <<<"$ed_json")"
 echo "generating $COUNT pre-signed requests per scheme…" >&2
 "$BIN/presign" sign hmac-sha256 "$hmac_id" "$TMP/hmac.secret" "$COUNT" "127.0.0.1:$GW_PORT" /v1/account "$TMP/hmac.reqs"
 "$BIN/presign" sign ed25519 "$ed_id" "$TMP/ed.pk8" "$COUNT" "127.0.0.1:$GW_PORT" /v1/orders "$TMP/ed.reqs"
@@ -88,12 +72,9 @@ for _ in $(seq 50); do curl -sk "https://127.0.0.1:$GW_PORT/v1/time" >/dev/null 
 run() { # name, extra wrk args…
   local name="$1"; shift
   wrk -t"$THREADS" -c"$CONNS" -d"${DURATION}s" --latency "$@" >"$TMP/$name.txt" 2>&1
-  local rps p50 p99 non2xx
-  rps="$(awk '/Requests\/sec/ {print $2}' "$TMP/$name.txt")"
-  p50="$(awk '$1=="50%" {print $2}' "$TMP/$name.txt")"
-  p99="$(awk '$1=="99%" {print $2}' "$TMP/$name.txt")"
-  non2xx="$(awk '/Non-2xx/ {print $5}' "$TMP/$name.txt")"
-  echo "| $name | ${rps:-?} | ${p50:-?} | ${p99:-?} | ${non2xx:-0} |"
+  local rps p50 p99 non2xx _reqs
+  read -r rps p50 p99 non2xx _reqs < <(wrk_stats "$TMP/$name.txt")
+  echo "| $name | $rps | $p50 | $p99 | $non2xx |"
 }
 {
   echo "# Authentication load benchmark"
