@@ -17,6 +17,9 @@ use http::Method;
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 
+mod limits;
+pub use limits::{EscalationConfig, LimitBy, LimitCost, LimitRoutes, LimitRule, LimitsConfig};
+
 /// One configuration error: where and what.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigError {
@@ -80,6 +83,8 @@ pub struct Config {
     pub auth: AuthConfig,
     /// The audit trail.
     pub audit: AuditConfig,
+    /// Rate limits (`[limits]`).
+    pub limits: LimitsConfig,
 }
 
 /// Request authentication settings.
@@ -467,6 +472,24 @@ pub struct RouteConfig {
     pub timeout: Option<Duration>,
     /// Retry policy.
     pub retry: RetryPolicy,
+    /// Route group for rate limits (`orders`, `cancels`, …).
+    pub group: Option<String>,
+    /// The route's positive model: a JSON document with optional `params`,
+    /// `query` and `body` JSON Schemas.
+    pub schema: Option<PathBuf>,
+    /// Injection detection on this route; `None` = `[waf] mode`.
+    pub waf: Option<WafMode>,
+}
+
+/// What the injection detector does with a hit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WafMode {
+    /// Refuse the request with `403 REQUEST_BLOCKED`.
+    Block,
+    /// Let it through, log and audit the hit.
+    Detect,
+    /// Do not run the detector.
+    Off,
 }
 
 // ------------------------------------------------------------------ raw structs
@@ -706,6 +729,9 @@ struct RawRoute {
     max_body_bytes: Option<usize>,
     timeout: Option<String>,
     retry: Option<String>,
+    group: Option<String>,
+    schema: Option<String>,
+    waf: Option<String>,
 }
 
 fn d_weight() -> u32 {
@@ -1004,8 +1030,9 @@ pub fn parse_template(t: &str) -> Result<Vec<TemplateSeg>, String> {
     Ok(out)
 }
 
-const KNOWN_SECTIONS: [&str; 10] = [
+const KNOWN_SECTIONS: [&str; 11] = [
     "audit",
+    "limits",
     "auth",
     "server",
     "admin",
@@ -1554,6 +1581,8 @@ pub fn parse(text: &str, base_dir: &Path) -> Result<Config, ConfigErrors> {
         Some(_) => c.err(&[k("routes")], "must be an array of tables (`[[routes]]`)"),
     }
 
+    let limits = c.limits(&table, &routes);
+
     match (server, c.errors.is_empty()) {
         (Some(server), true) => Ok(Config {
             server,
@@ -1566,6 +1595,7 @@ pub fn parse(text: &str, base_dir: &Path) -> Result<Config, ConfigErrors> {
             keys,
             auth,
             audit,
+            limits,
         }),
         _ => Err(ConfigErrors(c.errors)),
     }
@@ -1781,7 +1811,37 @@ fn compile_route(
             RetryPolicy::Safe
         }
     };
+    let group = raw.group.filter(|g| {
+        let ok = !g.is_empty()
+            && g.len() <= 32
+            && g.chars()
+                .all(|ch| ch.is_ascii_alphanumeric() || ch == '-' || ch == '_');
+        if !ok {
+            c.err(
+                &p("group"),
+                "must be 1–32 characters of A–Z, a–z, 0–9, `-`, `_`",
+            );
+        }
+        ok
+    });
+    let schema = raw.schema.map(|s| c.file(&s, &p("schema")));
+    let waf = match raw.waf.as_deref() {
+        None => None,
+        Some("block") => Some(WafMode::Block),
+        Some("detect") => Some(WafMode::Detect),
+        Some("off") => Some(WafMode::Off),
+        Some(other) => {
+            c.err(
+                &p("waf"),
+                format!("`{other}` is not one of `block`, `detect`, `off`"),
+            );
+            None
+        }
+    };
     (c.errors.len() == before).then_some(RouteConfig {
+        group,
+        schema,
+        waf,
         method,
         path: raw.path,
         upstream: raw.upstream,

@@ -32,6 +32,9 @@ fn route(method: Method, path: &str) -> RouteConfig {
         max_body_bytes: None,
         timeout: None,
         retry: RetryPolicy::Safe,
+        group: None,
+        schema: None,
+        waf: None,
     }
 }
 

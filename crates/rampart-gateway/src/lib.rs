@@ -10,6 +10,7 @@
 pub mod admin;
 pub mod audit;
 pub mod auth;
+pub mod limits;
 pub mod listener;
 pub mod proxy;
 pub mod respond;

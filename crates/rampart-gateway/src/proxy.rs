@@ -217,7 +217,8 @@ pub async fn handle(
     let path_copy: Option<String> = (rt.cfg.log.access_log || auditor.is_some())
         .then(|| req.uri().path().chars().take(256).collect());
 
-    let out = pipeline(&rt, &conn, req, &rid).await;
+    let mut report: Option<crate::limits::Report> = None;
+    let out = pipeline(&rt, &conn, req, &rid, &mut report).await;
     if let (Some(auditor), Some(denial), Some(path)) = (&auditor, &out.denial, &path_copy) {
         let action = out.route.as_ref().map_or("none", |r| r.cfg.action.as_str());
         let mut ev = AuditEvent::new(
@@ -239,6 +240,9 @@ pub async fn handle(
     }
     let mut resp = out.resp;
     respond::stamp(&mut resp, Some(&rid));
+    if let Some(r) = &report {
+        r.stamp(&rt.limits, resp.headers_mut());
+    }
     if method == Method::HEAD {
         // A HEAD response carries no body (HTTP/2 treats one as a protocol error).
         *resp.body_mut() = respond::full(Bytes::new());
@@ -274,8 +278,10 @@ async fn pipeline(
     conn: &Arc<ConnInfo>,
     req: Request<Incoming>,
     rid: &str,
+    report: &mut Option<crate::limits::Report>,
 ) -> Outcome {
     let server = &rt.cfg.server;
+    let credentialed = !claimed_key_id(req.headers()).is_empty();
 
     // Phase: head limits.
     if head_bytes(&req) > server.max_header_bytes {
@@ -306,7 +312,19 @@ async fn pipeline(
         );
     }
 
-    // Gateway-local endpoints: OAuth token issuance and the JWKS.
+    // Gateway-local endpoints: OAuth token issuance, the JWKS, and a key's
+    // own rate limits. They meet the edge limits that cover every request.
+    let gateway_endpoint = path == "/oauth/token"
+        || path == "/.well-known/jwks.json"
+        || (path == LIMITS_PATH && rt.auth.is_some());
+    if gateway_endpoint {
+        if let Err(o) = edge_limits(rt, conn, None, credentialed, rid, report) {
+            return *o;
+        }
+    }
+    if path == LIMITS_PATH && rt.auth.is_some() {
+        return limits_endpoint(rt, conn, req, &path, rid, report).await;
+    }
     if path == "/oauth/token" || path == "/.well-known/jwks.json" {
         if let Some(o) = token_endpoints(rt, conn, req, &path, rid).await {
             return o;
@@ -319,7 +337,13 @@ async fn pipeline(
     }
 
     // Phase: route.
-    let (route, upath) = match rt.router.lookup(req.method(), &path) {
+    let found = rt.router.lookup(req.method(), &path);
+    if !matches!(found, Match::Found(..)) {
+        if let Err(o) = edge_limits(rt, conn, None, credentialed, rid, report) {
+            return *o;
+        }
+    }
+    let (route, upath) = match found {
         Match::Found(r, params) => (r.clone(), upstream_path(r, &path, &params)),
         Match::NotFound => {
             return Outcome::reject(
@@ -346,6 +370,10 @@ async fn pipeline(
             return o;
         }
     };
+    // Phase: edge rate limits (before any signature is verified).
+    if let Err(o) = edge_limits(rt, conn, Some(&route), credentialed, rid, report) {
+        return *o;
+    }
     let Some(pool) = rt.pools.get(&route.cfg.upstream).cloned() else {
         // INVARIANT: config compile checks every route's upstream exists.
         return Outcome::reject(Problem::new(ProblemCode::InternalError), rid, Some(route));
@@ -373,6 +401,9 @@ async fn pipeline(
         } else {
             None
         };
+        if let Err(o) = principal_limits(rt, conn, &route, principal.as_ref(), rid, report) {
+            return *o;
+        }
         let identity = rt.auth.as_ref().map(|a| Arc::clone(&a.identity));
         return websocket(&pool, conn, req, &target, rid, route, principal, identity).await;
     }
@@ -423,6 +454,11 @@ async fn pipeline(
         None
     };
 
+    // Phase: rate limits by key and account.
+    if let Err(o) = principal_limits(rt, conn, &route, principal.as_ref(), rid, report) {
+        return *o;
+    }
+
     // Phase: forward. A later rejection is attributed to the principal.
     let identity = rt.auth.as_ref().map(|a| Arc::clone(&a.identity));
     forward(
@@ -440,6 +476,137 @@ async fn pipeline(
     .by(principal
         .as_ref()
         .map(|a| (a.principal.key_id.as_str(), a.principal.account_id.as_str())))
+}
+
+/// The gateway endpoint showing a key its own limits.
+pub const LIMITS_PATH: &str = "/v1/limits";
+
+/// Edge rate limits for `route` (`None`: unrouted requests and gateway
+/// endpoints); a refusal is a 429 with the headers so far.
+fn edge_limits(
+    rt: &Runtime,
+    conn: &ConnInfo,
+    route: Option<&Arc<Route>>,
+    credentialed: bool,
+    rid: &str,
+    report: &mut Option<crate::limits::Report>,
+) -> Result<(), Box<Outcome>> {
+    if rt.limits.is_empty() {
+        return Ok(());
+    }
+    let who = crate::limits::Who {
+        ip: conn.peer.ip(),
+        principal: None,
+        credentialed,
+    };
+    let r = route.map(|r| (r.index, &r.cfg));
+    match rt.shield.edge(&rt.limits, r, &who) {
+        Ok(rep) => {
+            *report = Some(rep);
+            Ok(())
+        }
+        Err(refused) => {
+            let refused = *refused;
+            *report = Some(refused.report);
+            Err(Box::new(Outcome::reject(
+                refused.problem,
+                rid,
+                route.cloned(),
+            )))
+        }
+    }
+}
+
+/// Rate limits by key and account, after authentication.
+fn principal_limits(
+    rt: &Runtime,
+    conn: &ConnInfo,
+    route: &Arc<Route>,
+    principal: Option<&crate::auth::Authenticated>,
+    rid: &str,
+    report: &mut Option<crate::limits::Report>,
+) -> Result<(), Box<Outcome>> {
+    let Some(a) = principal else {
+        return Ok(());
+    };
+    if rt.limits.is_empty() {
+        return Ok(());
+    }
+    let p = &a.principal;
+    let who = crate::limits::Who {
+        ip: conn.peer.ip(),
+        principal: Some((p.key_id.as_str(), p.account_id.as_str())),
+        credentialed: true,
+    };
+    let so_far = report.take().unwrap_or_default();
+    match rt
+        .shield
+        .principal(&rt.limits, (route.index, &route.cfg), &who, so_far)
+    {
+        Ok(rep) => {
+            *report = Some(rep);
+            Ok(())
+        }
+        Err(refused) => {
+            let refused = *refused;
+            *report = Some(refused.report);
+            Err(Box::new(
+                Outcome::reject(refused.problem, rid, Some(route.clone()))
+                    .by(Some((p.key_id.as_str(), p.account_id.as_str()))),
+            ))
+        }
+    }
+}
+
+/// `GET /v1/limits`: any authenticated key sees its own rules and usage.
+async fn limits_endpoint(
+    rt: &Runtime,
+    conn: &Arc<ConnInfo>,
+    req: Request<Incoming>,
+    path: &str,
+    rid: &str,
+    _report: &mut Option<crate::limits::Report>,
+) -> Outcome {
+    let route = rt.limits_route.clone();
+    if req.method() != Method::GET {
+        let mut o = Outcome::reject(
+            Problem::new(ProblemCode::MethodNotAllowed).detail("the path accepts GET"),
+            rid,
+            Some(route),
+        );
+        o.resp
+            .headers_mut()
+            .insert(header::ALLOW, HeaderValue::from_static("GET"));
+        return o;
+    }
+    let path_and_query = req
+        .uri()
+        .path_and_query()
+        .map_or_else(|| path.to_owned(), |pq| pq.as_str().to_owned());
+    let head = make_head(req.method().clone(), req.uri(), req.headers().clone());
+    let auth = match auth_and_audit(rt, conn, &route, &head, path, &path_and_query, &[], rid).await
+    {
+        Ok(a) => a,
+        Err(o) => return *o,
+    };
+    let p = &auth.principal;
+    let body = rt.shield.usage(
+        &rt.limits,
+        &rt.cfg.routes,
+        conn.peer.ip(),
+        &p.key_id,
+        &p.account_id,
+    );
+    let mut resp = respond::json(StatusCode::OK, &body);
+    resp.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    Outcome {
+        resp,
+        route: Some(route),
+        upstream: None,
+        attempts: 0,
+        denial: None,
+    }
 }
 
 fn auditor(rt: &Runtime) -> Option<&Arc<crate::audit::Auditor>> {
@@ -834,8 +1001,9 @@ async fn authenticate_phase(
         headers: &head.headers,
         body,
     };
-    let res =
-        crate::auth::authenticate(svc, &rt.cfg.auth, conn, Some(&route.cfg.scope), &input).await;
+    // The gateway's own endpoints (scope "") take any authenticated key.
+    let scope = Some(route.cfg.scope.as_str()).filter(|s| !s.is_empty());
+    let res = crate::auth::authenticate(svc, &rt.cfg.auth, conn, scope, &input).await;
     log_auth(&res, conn, &route.cfg.action, &head.headers);
     res.map_err(Box::new)
 }

@@ -81,3 +81,13 @@ pub fn raw_http1(p: &Problem, request_id: &str) -> Vec<u8> {
     out.extend_from_slice(&body);
     out
 }
+
+/// A JSON response (`no-store`) for the gateway's own endpoints.
+pub fn json(status: http::StatusCode, v: &serde_json::Value) -> Response<Body> {
+    let mut resp = Response::new(full(v.to_string()));
+    *resp.status_mut() = status;
+    let h = resp.headers_mut();
+    h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    h.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    resp
+}

@@ -190,6 +190,9 @@ mod tests {
             max_body_bytes: None,
             timeout: None,
             retry: RetryPolicy::Safe,
+            group: None,
+            schema: None,
+            waf: None,
         }
     }
 

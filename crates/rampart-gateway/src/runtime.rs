@@ -30,12 +30,28 @@ pub struct Runtime {
     /// Authentication services; `None` = non-public routes are refused
     /// (fail closed).
     pub auth: Option<Arc<crate::auth::AuthServices>>,
+    /// This snapshot's compiled rate-limit rules.
+    pub limits: crate::limits::Limits,
+    /// Gateway-wide limiter state (shared by every snapshot).
+    pub shield: Arc<crate::limits::Shield>,
+    /// The route of `GET /v1/limits` (a gateway endpoint, any scope).
+    pub limits_route: Arc<crate::router::Route>,
     stop: CancellationToken,
 }
 
 impl Runtime {
     /// Builds the snapshot and starts its health checks.
-    pub fn start(cfg: Config, auth: Option<Arc<crate::auth::AuthServices>>) -> Arc<Self> {
+    ///
+    /// # Errors
+    ///
+    /// [`GatewayError::Limits`] if a rate-limit rule cannot be compiled.
+    pub fn start(
+        cfg: Config,
+        auth: Option<Arc<crate::auth::AuthServices>>,
+        shield: Arc<crate::limits::Shield>,
+    ) -> Result<Arc<Self>, GatewayError> {
+        let limits = crate::limits::Limits::compile(&cfg.limits, &cfg.routes)
+            .map_err(GatewayError::Limits)?;
         let router = Router::new(&cfg.routes);
         let pools: HashMap<String, Arc<Pool>> = cfg
             .upstreams
@@ -49,13 +65,36 @@ impl Runtime {
                 tokio::spawn(p.clone().health_loop(stop.clone()));
             }
         }
-        Arc::new(Self {
+        let limits_route = Arc::new(crate::router::Route {
+            cfg: rampart_core::config::RouteConfig {
+                method: http::Method::GET,
+                path: crate::proxy::LIMITS_PATH.to_owned(),
+                upstream: String::new(),
+                action: "GetLimits".to_owned(),
+                scope: String::new(),
+                weight: 1,
+                rewrite: None,
+                max_body_bytes: Some(0),
+                timeout: None,
+                retry: rampart_core::config::RetryPolicy::Never,
+                group: None,
+                schema: None,
+                waf: None,
+            },
+            rewrite: None,
+            index: usize::MAX,
+            stats: crate::stats::RouteStats::new("GetLimits"),
+        });
+        Ok(Arc::new(Self {
             cfg,
             router,
             pools,
             auth,
+            limits,
+            shield,
+            limits_route,
             stop,
-        })
+        }))
     }
 
     /// Stops background tasks of this snapshot (health checks).
@@ -79,6 +118,9 @@ pub enum GatewayError {
     /// TLS material could not be loaded.
     #[error(transparent)]
     Tls(#[from] tls::TlsError),
+    /// The rate limits could not be set up.
+    #[error("rate limits: {0}")]
+    Limits(String),
     /// A socket could not be bound.
     #[error("cannot listen on `{addr}`: {source}")]
     Bind {
@@ -98,6 +140,7 @@ pub struct Gateway {
     pub(crate) conns: Arc<tokio::sync::Semaphore>,
     pub(crate) overflow: Arc<tokio::sync::Semaphore>,
     pub(crate) auth: Option<Arc<crate::auth::AuthServices>>,
+    pub(crate) shield: Arc<crate::limits::Shield>,
 }
 
 impl std::fmt::Debug for Gateway {
@@ -132,7 +175,9 @@ impl Gateway {
             tracing::warn!("DANGEROUS: the public listener serves plain HTTP without TLS (`dangerous.plaintext = true`)");
         }
         let max = cfg.server.max_connections;
-        let rt = Runtime::start(cfg, auth.clone());
+        let shield =
+            Arc::new(crate::limits::Shield::new(&cfg.limits).map_err(GatewayError::Limits)?);
+        let rt = Runtime::start(cfg, auth.clone(), shield.clone())?;
         Ok(Arc::new(Self {
             runtime: ArcSwap::new(rt),
             tls: ArcSwapOption::new(tls.map(Arc::new)),
@@ -141,6 +186,7 @@ impl Gateway {
             conns: Arc::new(tokio::sync::Semaphore::new(max)),
             overflow: Arc::new(tokio::sync::Semaphore::new(max.clamp(16, 1024))),
             auth,
+            shield,
         }))
     }
 
@@ -171,7 +217,10 @@ impl Gateway {
         if tls.is_none() && cfg.dangerous.plaintext {
             tracing::warn!("DANGEROUS: after this reload the public listener serves plain HTTP without TLS (`dangerous.plaintext = true`)");
         }
-        let rt = Runtime::start(cfg, self.auth.clone());
+        if old.cfg.limits.max_keys != cfg.limits.max_keys {
+            tracing::warn!("limits.max_keys changes need a restart");
+        }
+        let rt = Runtime::start(cfg, self.auth.clone(), self.shield.clone())?;
         self.tls.store(tls.map(Arc::new));
         let prev = self.runtime.swap(rt);
         prev.retire();

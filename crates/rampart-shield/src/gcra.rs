@@ -271,3 +271,15 @@ pub fn gcra_step(
         )
     }
 }
+
+/// Gives back `weight` that an earlier [`gcra_step`] allowed on this key,
+/// for a request a later check refused: the TAT moves back by `T × weight`
+/// (never below `now`, which is a full bucket and stored as no state).
+///
+/// Between the step and the refund other requests on the key may have been
+/// decided against the higher TAT; they can only have been denied more, so
+/// a refund never lets anything through that the limit would not.
+pub fn gcra_refund(tat: Option<u64>, now_ns: u64, quota: &Quota, weight: u32) -> Option<u64> {
+    let cost = quota.interval_ns.saturating_mul(u64::from(weight));
+    tat.map(|t| t.saturating_sub(cost)).filter(|t| *t > now_ns)
+}

@@ -22,7 +22,7 @@ use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
 
 pub use clock::{Clock, ManualClock, MonotonicClock};
-pub use gcra::{gcra_step, Decision, Quota, QuotaError};
+pub use gcra::{gcra_refund, gcra_step, Decision, Quota, QuotaError};
 pub use store::{LimiterStore, MemoryStore, MemoryStoreError, StoreError};
 
 /// Derives limiter keys from (limit id, scope, value) with SipHash-1-3
@@ -101,6 +101,16 @@ impl<S: LimiterStore, C: Clock> RateLimiter<S, C> {
         self.store
             .update(key, now, |tat| gcra_step(tat, now, quota, weight))
             .unwrap_or_else(|cause| Decision::FailClosed { cause })
+    }
+
+    /// Returns `weight` to `key` after an allowed [`Self::check`] whose
+    /// request a later rule refused (see [`gcra_refund`]). A store failure
+    /// is ignored: the weight stays consumed, which only denies more.
+    pub fn refund(&self, key: u64, quota: &Quota, weight: u32) {
+        let now = self.clock.now_ns();
+        let _ = self
+            .store
+            .update(key, now, |tat| ((), gcra_refund(tat, now, quota, weight)));
     }
 
     /// The store.

@@ -282,3 +282,4 @@ pub fn post_json(path: &str, body: &str) -> Request<Full<Bytes>> {
         .body(Full::new(Bytes::from(body.to_owned())))
         .unwrap()
 }
+pub mod authn;

@@ -1,0 +1,217 @@
+//! Authenticated-gateway harness shared by the authentication and shield
+//! tests: an in-memory key directory, RFC 9421 request signing, and a
+//! gateway with authentication services over a demo exchange that accepts
+//! only gateway-signed requests.
+#![allow(dead_code, reason = "each test binary uses a different subset")]
+#![allow(
+    clippy::disallowed_methods,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    clippy::too_many_arguments,
+    reason = "test code: a failed unwrap is a failed test"
+)]
+
+use super::*;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use aws_lc_rs::rand::SecureRandom;
+use aws_lc_rs::signature::{Ed25519KeyPair, KeyPair};
+use bytes::Bytes;
+use http::{HeaderMap, HeaderValue, Method, Request};
+use http_body_util::Full;
+use parking_lot::Mutex;
+use rampart_auth::directory::BoxFuture;
+use rampart_auth::rfc9421::{self, SigningKey};
+use rampart_auth::{
+    DirectoryError, KeyDirectory, KeyMaterial, KeyRecord, MemoryNonceStore, RequestView, Scheme,
+};
+use rampart_gateway::auth::{AuthServices, IdentitySigner};
+use zeroize::Zeroizing;
+
+pub const GATEWAY_SECRET: [u8; 32] = [0x42; 32];
+pub const ORDER: &str = r#"{"symbol":"BTC-USD","side":"buy","type":"limit","qty":"0.01","price":"100.00","client_order_id":"CID","time_in_force":"gtc"}"#;
+
+#[derive(Default)]
+pub struct Directory {
+    pub keys: Mutex<HashMap<String, Arc<KeyRecord>>>,
+    pub counters: Mutex<HashMap<String, (u64, std::collections::HashSet<u64>)>>,
+}
+
+impl KeyDirectory for Directory {
+    fn lookup<'a>(
+        &'a self,
+        key_id: &'a str,
+    ) -> BoxFuture<'a, Result<Option<Arc<KeyRecord>>, DirectoryError>> {
+        let r = self.keys.lock().get(key_id).cloned();
+        Box::pin(async move { Ok(r) })
+    }
+    fn advance_counter<'a>(
+        &'a self,
+        key_id: &'a str,
+        nonce: u64,
+        window: u64,
+    ) -> BoxFuture<'a, Result<bool, DirectoryError>> {
+        // Same rule as the store: above highest - window, each once.
+        let mut c = self.counters.lock();
+        let (highest, seen) = c.entry(key_id.to_owned()).or_default();
+        let ok = nonce > highest.saturating_sub(window) && seen.insert(nonce);
+        if ok {
+            *highest = (*highest).max(nonce);
+        }
+        Box::pin(async move { Ok(ok) })
+    }
+}
+
+pub struct TestSigner(pub Ed25519KeyPair);
+
+impl rampart_gateway::tokens::TokenSigner for TestSigner {
+    fn public_key(&self) -> [u8; 32] {
+        self.0.public_key().as_ref().try_into().unwrap()
+    }
+    fn sign(&self, message: &[u8]) -> Result<[u8; 64], String> {
+        Ok(self.0.sign(message).as_ref().try_into().unwrap())
+    }
+}
+
+pub fn record(key_id: &str, account: &str, scheme: Scheme, material: KeyMaterial) -> KeyRecord {
+    KeyRecord {
+        key_id: key_id.into(),
+        account_id: account.into(),
+        parent_account_id: None,
+        scheme,
+        scopes: vec!["read".into(), "trade".into()],
+        allowed_nets: vec![],
+        expires_at_ms: None,
+        cert_fingerprint: None,
+        revoked: false,
+        material,
+        previous: None,
+        nonce_window: 0,
+    }
+}
+
+pub struct Env {
+    pub pki: Arc<Pki>,
+    pub addr: SocketAddr,
+    pub dir: Arc<Directory>,
+    pub ex: Arc<demo_exchange::Exchange>,
+    pub _g: rampart_gateway::Running,
+    pub _stop: tokio::sync::oneshot::Sender<()>,
+}
+
+impl Env {
+    pub fn orders(&self, account: &str) -> usize {
+        self.ex
+            .with_engine(|e| e.open_orders(account).map(|o| o.len()).unwrap_or(0))
+    }
+    pub fn add(&self, r: KeyRecord) {
+        self.dir.keys.lock().insert(r.key_id.clone(), Arc::new(r));
+    }
+}
+
+pub async fn env() -> Env {
+    env_with("").await
+}
+
+pub async fn env_with(auth_section: &str) -> Env {
+    env_full(auth_section, None).await
+}
+
+pub async fn env_full(
+    auth_section: &str,
+    audit: Option<Arc<rampart_gateway::audit::Auditor>>,
+) -> Env {
+    let pki = pki();
+    let ex = demo_exchange::Exchange::new_seeded();
+    ex.require_gateway_signature(&GATEWAY_SECRET);
+    let (up, stop) = exchange(Arc::clone(&ex)).await;
+    let text = format!("{}{auth_section}", config(&pki, &[up], "", EXCHANGE_ROUTES));
+    let cfg = rampart_core::config::parse(&text, std::path::Path::new("/")).unwrap();
+    let dir = Arc::new(Directory::default());
+    let services = Arc::new(AuthServices {
+        directory: Arc::clone(&dir) as Arc<dyn KeyDirectory>,
+        nonces: Arc::new(MemoryNonceStore::new(100_000)),
+        identity: Arc::new(IdentitySigner::hmac(&GATEWAY_SECRET).unwrap()),
+        tokens: Some(Arc::new(rampart_gateway::tokens::Tokens::new(Arc::new(
+            TestSigner(Ed25519KeyPair::generate().unwrap()),
+        )))),
+        audit,
+    });
+    let g = rampart_gateway::start_with(cfg, Some(services))
+        .await
+        .unwrap();
+    Env {
+        pki: Arc::new(pki),
+        addr: g.addr,
+        dir,
+        ex,
+        _g: g,
+        _stop: stop,
+    }
+}
+
+pub fn now_ms() -> i64 {
+    rampart_gateway::auth::now_ms()
+}
+
+pub fn nonce() -> String {
+    let mut b = [0u8; 12];
+    aws_lc_rs::rand::SystemRandom::new().fill(&mut b).unwrap();
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// A request signed with RFC 9421 as a client would (authority `localhost`,
+/// the name the test client uses).
+pub fn signed(
+    method: Method,
+    pq: &str,
+    body: &str,
+    key_id: &str,
+    scheme: Scheme,
+    key: &SigningKey,
+    created: i64,
+    nonce: &str,
+) -> Request<Full<Bytes>> {
+    let mut headers = HeaderMap::new();
+    if !body.is_empty() {
+        headers.insert("content-type", HeaderValue::from_static("application/json"));
+        let d = rampart_auth::digest::content_digest(
+            rampart_auth::digest::DigestAlg::Sha256,
+            body.as_bytes(),
+        );
+        headers.insert("content-digest", HeaderValue::from_str(&d).unwrap());
+    }
+    let view = RequestView {
+        method: &method,
+        path_and_query: pq,
+        authority: "localhost",
+        scheme: "https",
+        headers: &headers,
+        body: body.as_bytes(),
+    };
+    let sig = rfc9421::sign(&view, key_id, scheme, key, created, nonce, &[]).unwrap();
+    sig.insert_into(&mut headers).unwrap();
+    let mut req = Request::builder()
+        .method(method)
+        .uri(pq)
+        .body(Full::new(Bytes::from(body.to_owned())))
+        .unwrap();
+    *req.headers_mut() = headers;
+    req
+}
+
+pub fn hmac_key() -> (SigningKey, KeyMaterial) {
+    let secret = vec![7u8; 32];
+    (
+        SigningKey::Hmac(Zeroizing::new(secret.clone())),
+        KeyMaterial::Hmac(Zeroizing::new(secret)),
+    )
+}
+
+pub fn order(cid: &str) -> String {
+    ORDER.replace("CID", cid)
+}
