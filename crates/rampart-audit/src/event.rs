@@ -61,6 +61,20 @@ pub mod types {
     pub const AUDIT_RECOVERED: &str = "audit.recovered";
     /// Prefix of key-management events (`key.data_key_created`, …).
     pub const KEY_PREFIX: &str = "key.";
+    /// The injection detector matched a request on a route in detect-only
+    /// mode (the request was forwarded).
+    pub const WAF_DETECTED: &str = "waf.detected";
+    /// An adaptive-risk decision other than allow, with its score and
+    /// signals.
+    pub const RISK_DECISION: &str = "risk.decision";
+    /// A source was locked out after failed authentications.
+    pub const ABUSE_LOCKOUT: &str = "abuse.lockout";
+    /// A distributed credential-stuffing attack was detected.
+    pub const ABUSE_ALERT: &str = "abuse.alert";
+    /// A client was banned for ignoring 429s.
+    pub const LIMIT_BAN: &str = "limit.ban";
+    /// An operator lifted lockouts or bans.
+    pub const ABUSE_UNLOCK: &str = "abuse.unlock";
 }
 
 /// Who acted.

@@ -17,8 +17,14 @@ use http::Method;
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 
+mod abuse;
+mod alerts;
 mod limits;
+mod waf;
+pub use abuse::{AbuseConfig, RiskSettings};
+pub use alerts::{AlertSeverity, AlertWebhook, AlertsConfig};
 pub use limits::{EscalationConfig, LimitBy, LimitCost, LimitRoutes, LimitRule, LimitsConfig};
+pub use waf::WafConfig;
 
 /// One configuration error: where and what.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -85,6 +91,14 @@ pub struct Config {
     pub audit: AuditConfig,
     /// Rate limits (`[limits]`).
     pub limits: LimitsConfig,
+    /// Input validation and injection detection (`[waf]`).
+    pub waf: WafConfig,
+    /// Failed-authentication defense (`[abuse]`).
+    pub abuse: AbuseConfig,
+    /// Adaptive risk scoring (`[risk]`).
+    pub risk: RiskSettings,
+    /// Security alerts: log, and optionally a signed webhook (`[alerts]`).
+    pub alerts: AlertsConfig,
 }
 
 /// Request authentication settings.
@@ -1030,9 +1044,13 @@ pub fn parse_template(t: &str) -> Result<Vec<TemplateSeg>, String> {
     Ok(out)
 }
 
-const KNOWN_SECTIONS: [&str; 11] = [
+const KNOWN_SECTIONS: [&str; 15] = [
     "audit",
+    "alerts",
+    "abuse",
+    "risk",
     "limits",
+    "waf",
     "auth",
     "server",
     "admin",
@@ -1582,6 +1600,10 @@ pub fn parse(text: &str, base_dir: &Path) -> Result<Config, ConfigErrors> {
     }
 
     let limits = c.limits(&table, &routes);
+    let waf = c.waf(&table);
+    let alerts = c.alerts(&table);
+    let abuse = c.abuse(&table);
+    let risk = c.risk(&table, &routes);
 
     match (server, c.errors.is_empty()) {
         (Some(server), true) => Ok(Config {
@@ -1596,6 +1618,10 @@ pub fn parse(text: &str, base_dir: &Path) -> Result<Config, ConfigErrors> {
             auth,
             audit,
             limits,
+            waf,
+            abuse,
+            risk,
+            alerts,
         }),
         _ => Err(ConfigErrors(c.errors)),
     }
@@ -1825,19 +1851,7 @@ fn compile_route(
         ok
     });
     let schema = raw.schema.map(|s| c.file(&s, &p("schema")));
-    let waf = match raw.waf.as_deref() {
-        None => None,
-        Some("block") => Some(WafMode::Block),
-        Some("detect") => Some(WafMode::Detect),
-        Some("off") => Some(WafMode::Off),
-        Some(other) => {
-            c.err(
-                &p("waf"),
-                format!("`{other}` is not one of `block`, `detect`, `off`"),
-            );
-            None
-        }
-    };
+    let waf = raw.waf.as_deref().and_then(|m| c.waf_mode(m, &p("waf")));
     (c.errors.len() == before).then_some(RouteConfig {
         group,
         schema,

@@ -99,11 +99,101 @@ fn route(gw: &Gateway, req: &Request<Incoming>) -> Response<Body> {
             let body = serde_json::json!({"ready": ready, "pools": pools}).to_string();
             text(status, "application/json", body)
         }
+        "/v1/abuse" => {
+            let rt = gw.runtime();
+            let guard = rt.defense.guard();
+            let body = serde_json::json!({
+                "guard": guard.map(|g| serde_json::to_value(g.status()).unwrap_or_default()),
+                "locks": guard.map(|g| serde_json::to_value(g.locks(1000)).unwrap_or_default()),
+                "rate_limit_bans": rt.shield.active_bans(),
+                "rate_limit_cells": rt.shield.cells(),
+                "risk_profiles": rt.defense.risk().map(rampart_shield::risk::RiskEngine::profile_count),
+            });
+            text(StatusCode::OK, "application/json", body.to_string())
+        }
+        "/v1/abuse/unlock" if req.method() == http::Method::POST => unlock(gw, req),
+        "/v1/abuse/unlock" => respond::problem(
+            &rampart_core::Problem::new(rampart_core::ProblemCode::MethodNotAllowed)
+                .detail("the path accepts POST"),
+            None,
+        ),
         _ => respond::problem(
             &rampart_core::Problem::new(rampart_core::ProblemCode::NotFound),
             None,
         ),
     }
+}
+
+/// `POST /v1/abuse/unlock?ip=IP[&key=KEY] | ?prefix=CIDR | ?key=KEY | ?all=1`:
+/// an operator lifts failed-authentication lockouts (PCI DSS 8.3.4's "until
+/// an administrator unlocks"); `all=1` also lifts rate-limit bans. Audited.
+fn unlock(gw: &Gateway, req: &Request<Incoming>) -> Response<Body> {
+    use rampart_shield::abuse::Unlock;
+    let bad = |d: &str| {
+        respond::problem(
+            &rampart_core::Problem::new(rampart_core::ProblemCode::BadRequest).detail(d.to_owned()),
+            None,
+        )
+    };
+    let mut ip = None;
+    let mut key = None;
+    let mut prefix = None;
+    let mut all = false;
+    for kv in req
+        .uri()
+        .query()
+        .unwrap_or("")
+        .split('&')
+        .filter(|s| !s.is_empty())
+    {
+        let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+        match k {
+            "ip" => match v.parse::<std::net::IpAddr>() {
+                Ok(a) => ip = Some(a),
+                Err(_) => return bad("`ip` is not an IP address"),
+            },
+            "prefix" => match v
+                .replace("%2F", "/")
+                .replace("%2f", "/")
+                .parse::<ipnet::IpNet>()
+            {
+                Ok(n) => prefix = Some(n),
+                Err(_) => return bad("`prefix` is not a CIDR network"),
+            },
+            "key" if !v.is_empty() && v.len() <= 128 => key = Some(v.to_owned()),
+            "all" => all = v == "1" || v == "true",
+            _ => return bad("use ip=IP[&key=KEY], prefix=CIDR, key=KEY or all=1"),
+        }
+    }
+    let target = match (ip, key.clone(), prefix, all) {
+        (Some(ip), Some(key_id), None, false) => Unlock::Pair { ip, key_id },
+        (Some(ip), None, None, false) => Unlock::Ip(ip),
+        (None, None, Some(n), false) => Unlock::Prefix(n),
+        (None, Some(k), None, false) => Unlock::Key(k),
+        (None, None, None, true) => Unlock::All,
+        _ => return bad("use exactly one of ip=IP[&key=KEY], prefix=CIDR, key=KEY, all=1"),
+    };
+    let rt = gw.runtime();
+    let what = format!("{target:?}");
+    let unlocked = rt.defense.guard().map_or(0, |g| g.unlock(target));
+    let bans = if all { rt.shield.clear_bans() } else { 0 };
+    tracing::warn!(target: "rampart::abuse", what = %what, unlocked, bans, "operator unlock");
+    if let Some(a) = gw.auth.as_ref().and_then(|s| s.audit.as_ref()) {
+        let ev = rampart_audit::event::AuditEvent::new(
+            a.now(),
+            rampart_audit::event::types::ABUSE_UNLOCK,
+            rampart_audit::event::Actor::system(),
+            "Unlock",
+            "/v1/abuse/unlock",
+            rampart_audit::event::Decision::Info,
+        )
+        .plain("target", what)
+        .plain("unlocked", unlocked)
+        .plain("bans_lifted", bans);
+        a.record_deny(&ev);
+    }
+    let body = serde_json::json!({"unlocked": unlocked, "bans_lifted": bans});
+    text(StatusCode::OK, "application/json", body.to_string())
 }
 
 /// Serves the admin endpoints until the gateway shuts down.

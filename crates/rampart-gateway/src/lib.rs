@@ -8,8 +8,10 @@
 //! safe.
 
 pub mod admin;
+pub mod alerts;
 pub mod audit;
 pub mod auth;
+pub mod defense;
 pub mod limits;
 pub mod listener;
 pub mod proxy;
@@ -20,6 +22,7 @@ pub mod stats;
 pub mod tls;
 pub mod tokens;
 pub mod upstream;
+pub mod waf;
 
 pub use runtime::{Gateway, GatewayError, Runtime};
 

@@ -159,6 +159,10 @@ struct Denial {
     event_type: &'static str,
     actor: Option<Actor>,
     account: Option<String>,
+    /// Facts for the audit record (rule, pointer, signals…).
+    notes: Vec<(&'static str, String)>,
+    /// The audit decision (deny, or step-up for an MFA challenge).
+    decision: Decision,
 }
 
 impl Outcome {
@@ -173,8 +177,18 @@ impl Outcome {
                 event_type: types::REQUEST_REJECTED,
                 actor: None,
                 account: None,
+                notes: Vec::new(),
+                decision: Decision::Deny,
             }),
         }
+    }
+
+    /// Adds facts to the rejection's audit record.
+    fn noting(mut self, notes: Vec<(&'static str, String)>) -> Self {
+        if let Some(d) = self.denial.as_mut() {
+            d.notes.extend(notes);
+        }
+        self
     }
 
     /// Marks the rejection as an authentication or authorization decision.
@@ -227,7 +241,7 @@ pub async fn handle(
             denial.actor.clone().unwrap_or_else(|| Actor::anonymous("")),
             action,
             path.as_str(),
-            Decision::Deny,
+            denial.decision,
         )
         .source_ip(conn.peer.ip())
         .request_id(rid.as_str())
@@ -235,6 +249,9 @@ pub async fn handle(
         .plain("method", method.as_str());
         if let Some(account) = &denial.account {
             ev = ev.account(account.as_str());
+        }
+        for (k, v) in &denial.notes {
+            ev = ev.plain(k, v.as_str());
         }
         auditor.record_deny(&ev);
     }
@@ -343,8 +360,11 @@ async fn pipeline(
             return *o;
         }
     }
-    let (route, upath) = match found {
-        Match::Found(r, params) => (r.clone(), upstream_path(r, &path, &params)),
+    let (route, upath, params) = match found {
+        Match::Found(r, params) => {
+            let upath = upstream_path(r, &path, &params);
+            (r.clone(), upath, params)
+        }
         Match::NotFound => {
             return Outcome::reject(
                 Problem::new(ProblemCode::NotFound).detail("no route matches the path"),
@@ -390,8 +410,22 @@ async fn pipeline(
     let needs_auth = route.cfg.scope != "public";
 
     // Phase: upgrade (WebSocket) bypasses body buffering; it is
-    // authenticated first, with an empty body.
+    // validated and authenticated first, with an empty body.
     if is_websocket_upgrade(&req) {
+        if let Err(o) = waf_phase(
+            rt,
+            conn,
+            &route,
+            req.method(),
+            &path,
+            &params,
+            req.uri().query(),
+            req.headers(),
+            &[],
+            rid,
+        ) {
+            return *o;
+        }
         let principal = if needs_auth {
             let head = make_head(req.method().clone(), req.uri(), req.headers().clone());
             match auth_and_audit(rt, conn, &route, &head, &path, &path_and_query, &[], rid).await {
@@ -401,6 +435,20 @@ async fn pipeline(
         } else {
             None
         };
+        if let Some(a) = &principal {
+            if let Err(o) = risk_phase(
+                rt,
+                conn,
+                &route,
+                a,
+                req.headers(),
+                req.uri().query(),
+                &[],
+                rid,
+            ) {
+                return *o;
+            }
+        }
         if let Err(o) = principal_limits(rt, conn, &route, principal.as_ref(), rid, report) {
             return *o;
         }
@@ -418,11 +466,7 @@ async fn pipeline(
     if declared.is_some_and(|n| n > limit as u64) {
         return Outcome::reject(too_large(limit), rid, Some(route));
     }
-    let (parts, body) = {
-        let (mut parts, body) = req.into_parts();
-        strip_hop_by_hop(&mut parts.headers);
-        (parts, body)
-    };
+    let (mut parts, body) = req.into_parts();
     let body = match tokio::time::timeout(server.request_timeout, read_body(body, limit)).await {
         Err(_) => {
             return Outcome::reject(
@@ -442,6 +486,23 @@ async fn pipeline(
         }
         Ok(Ok(b)) => b,
     };
+    // Phase: validation (positive model, then injection detection), over
+    // the client's own headers, before hop-by-hop ones are removed.
+    if let Err(o) = waf_phase(
+        rt,
+        conn,
+        &route,
+        &parts.method,
+        &path,
+        &params,
+        parts.uri.query(),
+        &parts.headers,
+        &body,
+        rid,
+    ) {
+        return *o;
+    }
+    strip_hop_by_hop(&mut parts.headers);
     let head = make_head(parts.method, &parts.uri, parts.headers);
 
     // Phase: authentication (over the buffered body).
@@ -453,6 +514,22 @@ async fn pipeline(
     } else {
         None
     };
+
+    // Phase: adaptive risk (score → allow / step-up / throttle / deny).
+    if let Some(a) = &principal {
+        if let Err(o) = risk_phase(
+            rt,
+            conn,
+            &route,
+            a,
+            &head.headers,
+            target.split_once('?').map(|(_, q)| q),
+            &body,
+            rid,
+        ) {
+            return *o;
+        }
+    }
 
     // Phase: rate limits by key and account.
     if let Err(o) = principal_limits(rt, conn, &route, principal.as_ref(), rid, report) {
@@ -609,6 +686,217 @@ async fn limits_endpoint(
     }
 }
 
+/// The validation phase: refuses (block mode) or records (detect mode) a
+/// request that fails the route's positive model or trips the detector.
+#[allow(clippy::too_many_arguments, reason = "the request's raw parts")]
+fn waf_phase(
+    rt: &Runtime,
+    conn: &ConnInfo,
+    route: &Arc<Route>,
+    method: &Method,
+    path: &str,
+    params: &[(&str, &str)],
+    query: Option<&str>,
+    headers: &HeaderMap,
+    body: &[u8],
+    rid: &str,
+) -> Result<(), Box<Outcome>> {
+    match rt.waf.check(
+        Some(route.index),
+        method.as_str(),
+        path,
+        params,
+        query,
+        headers,
+        body,
+    ) {
+        crate::waf::Verdict::Pass => Ok(()),
+        crate::waf::Verdict::Refuse(v) => {
+            tracing::info!(
+                target: "rampart::waf",
+                request_id = rid,
+                peer = %conn.peer.ip(),
+                route = route.cfg.action.as_str(),
+                violation = %v,
+                "request refused by input validation"
+            );
+            Err(Box::new(
+                Outcome::reject(crate::waf::problem(&v), rid, Some(route.clone()))
+                    .noting(crate::waf::notes(&v)),
+            ))
+        }
+        crate::waf::Verdict::Detected(v) => {
+            tracing::warn!(
+                target: "rampart::waf",
+                request_id = rid,
+                peer = %conn.peer.ip(),
+                route = route.cfg.action.as_str(),
+                violation = %v,
+                "input validation would refuse this request (detect-only route)"
+            );
+            if let Some(a) = auditor(rt) {
+                let mut ev = AuditEvent::new(
+                    a.now(),
+                    types::WAF_DETECTED,
+                    Actor::anonymous(&claimed_key_id(headers)),
+                    route.cfg.action.as_str(),
+                    path,
+                    Decision::Info,
+                )
+                .source_ip(conn.peer.ip())
+                .request_id(rid)
+                .reason(v.code())
+                .plain("method", method.as_str());
+                for (k, val) in crate::waf::notes(&v) {
+                    ev = ev.plain(k, val);
+                }
+                a.record_deny(&ev);
+            }
+            Ok(())
+        }
+    }
+}
+
+/// Writes an abuse or risk alert to the audit trail (the log and the
+/// webhook already have it).
+fn record_alert(rt: &Runtime, conn: &ConnInfo, rid: &str, alert: &rampart_shield::alert::Alert) {
+    let Some(a) = auditor(rt) else {
+        return;
+    };
+    let ty = if alert.kind.ends_with("_locked") {
+        types::ABUSE_LOCKOUT
+    } else {
+        types::ABUSE_ALERT
+    };
+    let ev = AuditEvent::new(
+        a.now(),
+        ty,
+        Actor::system(),
+        "AuthGuard",
+        alert.kind,
+        Decision::Info,
+    )
+    .source_ip(conn.peer.ip())
+    .request_id(rid)
+    .reason(alert.kind)
+    .plain("summary", alert.summary.as_str())
+    .plain("details", alert.details.clone());
+    a.record_deny(&ev);
+}
+
+/// The order facts adaptive risk looks at: the instrument and size, from
+/// a JSON body (`symbol`, `qty`) or the query (`symbol`).
+fn order_facts<'a>(query: Option<&'a str>, body: &'a [u8]) -> (Option<String>, Option<f64>) {
+    #[derive(serde::Deserialize)]
+    struct View<'b> {
+        #[serde(borrow)]
+        symbol: Option<std::borrow::Cow<'b, str>>,
+        #[serde(borrow)]
+        qty: Option<std::borrow::Cow<'b, str>>,
+    }
+    if body.first() == Some(&b'{') {
+        if let Ok(v) = serde_json::from_slice::<View<'_>>(body) {
+            let qty = v
+                .qty
+                .and_then(|q| q.parse::<f64>().ok())
+                .filter(|q| q.is_finite());
+            return (v.symbol.map(|s| s.chars().take(64).collect()), qty);
+        }
+    }
+    let symbol = query.and_then(|q| {
+        q.split('&')
+            .find_map(|kv| kv.strip_prefix("symbol="))
+            .map(|s| s.chars().take(64).collect())
+    });
+    (symbol, None)
+}
+
+/// Adaptive risk for an authenticated request: allow (and learn), or
+/// refuse with step-up / throttle / deny; every non-clean score is
+/// recorded with its signals.
+#[allow(clippy::too_many_arguments, reason = "the request's parts")]
+fn risk_phase(
+    rt: &Runtime,
+    conn: &ConnInfo,
+    route: &Arc<Route>,
+    auth: &crate::auth::Authenticated,
+    headers: &HeaderMap,
+    query: Option<&str>,
+    body: &[u8],
+    rid: &str,
+) -> Result<(), Box<Outcome>> {
+    let p = &auth.principal;
+    let (instrument, order_qty) = order_facts(query, body);
+    let ctx = rampart_shield::risk::RiskContext {
+        key_id: &p.key_id,
+        account: &p.account_id,
+        ip: conn.peer.ip(),
+        user_agent: headers
+            .get(header::USER_AGENT)
+            .and_then(|v| v.to_str().ok()),
+        now_unix_ms: respond::unix_ms(),
+        instrument: instrument.as_deref(),
+        order_qty,
+        sensitive_action: rt.defense.is_sensitive(&route.cfg.action),
+    };
+    let verdict = rt.defense.assess(&ctx, p.mfa_covered);
+    let (assessment, refused) = match verdict {
+        crate::defense::RiskVerdict::Allow => return Ok(()),
+        crate::defense::RiskVerdict::Noted(a) => (a, None),
+        crate::defense::RiskVerdict::Refuse(problem, a) => (a, Some(problem)),
+    };
+    let notes = crate::defense::notes(&assessment);
+    if refused.is_some() || assessment.score > 0 {
+        tracing::info!(
+            target: "rampart::risk",
+            request_id = rid,
+            key_id = %p.key_id,
+            route = route.cfg.action.as_str(),
+            refused = refused.is_some(),
+            risk = %assessment.explain(),
+            "adaptive risk"
+        );
+    }
+    match refused {
+        None => {
+            // Allowed with a non-zero score: an audit note, not a denial.
+            if let Some(a) = auditor(rt) {
+                if assessment.action != rampart_shield::risk::RiskAction::Allow {
+                    let mut ev = AuditEvent::new(
+                        a.now(),
+                        types::RISK_DECISION,
+                        Actor::key(p.key_id.as_str()),
+                        route.cfg.action.as_str(),
+                        route.cfg.path.as_str(),
+                        Decision::Info,
+                    )
+                    .account(p.account_id.as_str())
+                    .source_ip(conn.peer.ip())
+                    .request_id(rid);
+                    for (k, v) in notes {
+                        ev = ev.plain(k, v);
+                    }
+                    a.record_deny(&ev);
+                }
+            }
+            Ok(())
+        }
+        Some(problem) => {
+            let step_up = problem.code == ProblemCode::MfaRequired;
+            let mut o = Outcome::reject(*problem, rid, Some(route.clone()))
+                .by(Some((p.key_id.as_str(), p.account_id.as_str())))
+                .noting(notes);
+            if let Some(d) = o.denial.as_mut() {
+                d.event_type = types::RISK_DECISION;
+                if step_up {
+                    d.decision = Decision::StepUp;
+                }
+            }
+            Err(Box::new(o))
+        }
+    }
+}
+
 fn auditor(rt: &Runtime) -> Option<&Arc<crate::audit::Auditor>> {
     rt.auth.as_ref().and_then(|a| a.audit.as_ref())
 }
@@ -671,12 +959,32 @@ async fn auth_and_audit(
     if audit.is_some_and(|a| !a.admits()) {
         return Err(Box::new(audit_unavailable(rid, Some(route.clone()))));
     }
+    let ip = conn.peer.ip();
+    let claimed = claimed_key_id(&head.headers);
+    // Failed-authentication defense: locked or throttled sources are
+    // refused before any key lookup or signature check.
+    if let Err(p) = rt.defense.pre_auth(ip, &claimed).await {
+        let lock = p
+            .extra
+            .get("lock")
+            .and_then(|v| v.as_str())
+            .map(str::to_owned);
+        let o = Outcome::reject(*p, rid, Some(route.clone()))
+            .with_auth_denial(types::AUTH_FAILURE, Actor::anonymous(&claimed))
+            .noting(lock.map(|l| vec![("lock", l)]).unwrap_or_default());
+        return Err(Box::new(o));
+    }
     let auth = match authenticate_phase(rt, conn, route, head, path_and_query, body).await {
-        Ok(a) => a,
+        Ok(a) => {
+            rt.defense.auth_succeeded(ip, &a.principal.key_id);
+            a
+        }
         Err(p) => {
             let code = p.code;
+            if let Some(alert) = rt.defense.auth_failed(ip, &claimed, code) {
+                record_alert(rt, conn, rid, &alert);
+            }
             let o = Outcome::reject(*p, rid, Some(route.clone()));
-            let claimed = claimed_key_id(&head.headers);
             // A missing scope is decided after the signature verified, so
             // the claimed key is the proven one.
             let o = match code {

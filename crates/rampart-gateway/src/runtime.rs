@@ -34,6 +34,10 @@ pub struct Runtime {
     pub limits: crate::limits::Limits,
     /// Gateway-wide limiter state (shared by every snapshot).
     pub shield: Arc<crate::limits::Shield>,
+    /// Gateway-wide failed-authentication defense and adaptive risk.
+    pub defense: Arc<crate::defense::Defense>,
+    /// This snapshot's positive models and injection detector.
+    pub waf: crate::waf::Waf,
     /// The route of `GET /v1/limits` (a gateway endpoint, any scope).
     pub limits_route: Arc<crate::router::Route>,
     stop: CancellationToken,
@@ -49,9 +53,11 @@ impl Runtime {
         cfg: Config,
         auth: Option<Arc<crate::auth::AuthServices>>,
         shield: Arc<crate::limits::Shield>,
+        defense: Arc<crate::defense::Defense>,
     ) -> Result<Arc<Self>, GatewayError> {
         let limits = crate::limits::Limits::compile(&cfg.limits, &cfg.routes)
             .map_err(GatewayError::Limits)?;
+        let waf = crate::waf::Waf::compile(&cfg).map_err(GatewayError::Waf)?;
         let router = Router::new(&cfg.routes);
         let pools: HashMap<String, Arc<Pool>> = cfg
             .upstreams
@@ -92,6 +98,8 @@ impl Runtime {
             auth,
             limits,
             shield,
+            defense,
+            waf,
             limits_route,
             stop,
         }))
@@ -118,8 +126,11 @@ pub enum GatewayError {
     /// TLS material could not be loaded.
     #[error(transparent)]
     Tls(#[from] tls::TlsError),
-    /// The rate limits could not be set up.
-    #[error("rate limits: {0}")]
+    /// A route's schema could not be loaded.
+    #[error("input validation:\n{0}")]
+    Waf(String),
+    /// The rate limits, abuse defense or risk engine could not be set up.
+    #[error("abuse defense: {0}")]
     Limits(String),
     /// A socket could not be bound.
     #[error("cannot listen on `{addr}`: {source}")]
@@ -141,6 +152,7 @@ pub struct Gateway {
     pub(crate) overflow: Arc<tokio::sync::Semaphore>,
     pub(crate) auth: Option<Arc<crate::auth::AuthServices>>,
     pub(crate) shield: Arc<crate::limits::Shield>,
+    pub(crate) defense: Arc<crate::defense::Defense>,
 }
 
 impl std::fmt::Debug for Gateway {
@@ -177,16 +189,24 @@ impl Gateway {
         let max = cfg.server.max_connections;
         let shield =
             Arc::new(crate::limits::Shield::new(&cfg.limits).map_err(GatewayError::Limits)?);
-        let rt = Runtime::start(cfg, auth.clone(), shield.clone())?;
+        let shutdown = CancellationToken::new();
+        let alerter = crate::alerts::Alerter::start(&cfg.alerts, shutdown.child_token())
+            .map_err(GatewayError::Limits)?;
+        let defense = Arc::new(
+            crate::defense::Defense::new(&cfg, Some(alerter as Arc<dyn crate::defense::AlertSink>))
+                .map_err(GatewayError::Limits)?,
+        );
+        let rt = Runtime::start(cfg, auth.clone(), shield.clone(), defense.clone())?;
         Ok(Arc::new(Self {
             runtime: ArcSwap::new(rt),
             tls: ArcSwapOption::new(tls.map(Arc::new)),
-            shutdown: CancellationToken::new(),
+            shutdown,
             tracker: TaskTracker::new(),
             conns: Arc::new(tokio::sync::Semaphore::new(max)),
             overflow: Arc::new(tokio::sync::Semaphore::new(max.clamp(16, 1024))),
             auth,
             shield,
+            defense,
         }))
     }
 
@@ -220,7 +240,15 @@ impl Gateway {
         if old.cfg.limits.max_keys != cfg.limits.max_keys {
             tracing::warn!("limits.max_keys changes need a restart");
         }
-        let rt = Runtime::start(cfg, self.auth.clone(), self.shield.clone())?;
+        if old.cfg.abuse != cfg.abuse || old.cfg.risk != cfg.risk || old.cfg.alerts != cfg.alerts {
+            tracing::warn!("[abuse], [risk] and [alerts] changes need a restart");
+        }
+        let rt = Runtime::start(
+            cfg,
+            self.auth.clone(),
+            self.shield.clone(),
+            self.defense.clone(),
+        )?;
         self.tls.store(tls.map(Arc::new));
         let prev = self.runtime.swap(rt);
         prev.retire();

@@ -14,9 +14,13 @@
 //! request it cannot account for: any store failure is a deny
 //! ([`Decision::FailClosed`]).
 
+pub mod abuse;
+pub mod alert;
 pub mod clock;
 pub mod gcra;
+pub mod risk;
 pub mod store;
+pub mod waf;
 
 use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};

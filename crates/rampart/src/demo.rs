@@ -309,6 +309,7 @@ ejection = "10s"
         s.push_str(&format!(
             "\n[[routes]]\nmethod = \"{m}\"\npath = \"{p}\"\nupstream = \"exchange\"\naction = \"{a}\"\nscope = \"{sc}\"\nweight = {w}\n"
         ));
+        s.push_str(&format!("schema = \"schemas/{a}.json\"\n"));
         if m == "POST" && p == "/v1/orders" {
             s.push_str("max_body_bytes = 4096\ngroup = \"orders\"\n");
         }
@@ -318,6 +319,57 @@ ejection = "10s"
     }
     s.push_str(DEMO_LIMITS);
     s
+}
+
+/// The positive model of every demo route (`schema = …`), shipped in the
+/// binary and written next to the generated config.
+const DEMO_SCHEMAS: [(&str, &str); 9] = [
+    (
+        "GetTime",
+        include_str!("../../rampart-shield/corpus/schemas/GetTime.json"),
+    ),
+    (
+        "ListMarkets",
+        include_str!("../../rampart-shield/corpus/schemas/ListMarkets.json"),
+    ),
+    (
+        "GetBook",
+        include_str!("../../rampart-shield/corpus/schemas/GetBook.json"),
+    ),
+    (
+        "GetAccount",
+        include_str!("../../rampart-shield/corpus/schemas/GetAccount.json"),
+    ),
+    (
+        "ListOrders",
+        include_str!("../../rampart-shield/corpus/schemas/ListOrders.json"),
+    ),
+    (
+        "PlaceOrder",
+        include_str!("../../rampart-shield/corpus/schemas/PlaceOrder.json"),
+    ),
+    (
+        "CancelOrder",
+        include_str!("../../rampart-shield/corpus/schemas/CancelOrder.json"),
+    ),
+    (
+        "Withdraw",
+        include_str!("../../rampart-shield/corpus/schemas/Withdraw.json"),
+    ),
+    (
+        "Stream",
+        include_str!("../../rampart-shield/corpus/schemas/Stream.json"),
+    ),
+];
+
+fn write_schemas(dir: &Path) -> Result<(), DemoError> {
+    let sd = dir.join("schemas");
+    fs::create_dir_all(&sd).map_err(io_err(&sd))?;
+    for (action, text) in DEMO_SCHEMAS {
+        let p = sd.join(format!("{action}.json"));
+        fs::write(&p, text).map_err(io_err(&p))?;
+    }
+    Ok(())
 }
 
 /// The demo's rate limits, modelled on the big venues' published ones
@@ -443,6 +495,7 @@ async fn run_async(dir: &Path, listen: SocketAddr, admin: SocketAddr) -> Result<
         spawn_backend(l, exchange.clone(), token);
     }
 
+    write_schemas(&dir)?;
     let cfg_path = dir.join("rampart.toml");
     fs::write(&cfg_path, demo_config(&certs, listen, admin, &backends))
         .map_err(io_err(&cfg_path))?;

@@ -110,7 +110,26 @@ fn main() -> ExitCode {
 }
 
 fn config_check(file: &std::path::Path) -> ExitCode {
-    match rampart_core::config::load(file) {
+    // Beyond the file itself: route schemas and rate-limit rules compile.
+    let loaded = rampart_core::config::load(file).and_then(|cfg| {
+        let extra = rampart_gateway::waf::Waf::compile(&cfg)
+            .err()
+            .into_iter()
+            .chain(rampart_gateway::limits::Limits::compile(&cfg.limits, &cfg.routes).err())
+            .flat_map(|e| e.lines().map(str::to_owned).collect::<Vec<_>>())
+            .map(|message| rampart_core::config::ConfigError {
+                path: "(compile)".into(),
+                line: None,
+                message,
+            })
+            .collect::<Vec<_>>();
+        if extra.is_empty() {
+            Ok(cfg)
+        } else {
+            Err(rampart_core::config::ConfigErrors(extra))
+        }
+    });
+    match loaded {
         Ok(cfg) => {
             println!(
                 "{}: ok ({} routes, {} upstream pools)",

@@ -125,11 +125,20 @@ pub async fn env_full(
     auth_section: &str,
     audit: Option<Arc<rampart_gateway::audit::Auditor>>,
 ) -> Env {
+    env_routes(EXCHANGE_ROUTES, auth_section, audit).await
+}
+
+/// [`env_full`] with the given `[[routes]]` text.
+pub async fn env_routes(
+    routes: &str,
+    auth_section: &str,
+    audit: Option<Arc<rampart_gateway::audit::Auditor>>,
+) -> Env {
     let pki = pki();
     let ex = demo_exchange::Exchange::new_seeded();
     ex.require_gateway_signature(&GATEWAY_SECRET);
     let (up, stop) = exchange(Arc::clone(&ex)).await;
-    let text = format!("{}{auth_section}", config(&pki, &[up], "", EXCHANGE_ROUTES));
+    let text = format!("{}{auth_section}", config(&pki, &[up], "", routes));
     let cfg = rampart_core::config::parse(&text, std::path::Path::new("/")).unwrap();
     let dir = Arc::new(Directory::default());
     let services = Arc::new(AuthServices {

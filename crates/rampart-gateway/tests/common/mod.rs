@@ -236,14 +236,47 @@ pub async fn send(pki: &Pki, addr: SocketAddr, h2: bool, req: Request<Full<Bytes
     try_send(pki, addr, h2, req).await.unwrap()
 }
 
+/// [`send`] from a chosen local address (any of 127.0.0.0/8 works on
+/// Linux loopback): many distinct client IPs on one machine.
+pub async fn send_from(
+    pki: &Pki,
+    addr: SocketAddr,
+    local: std::net::IpAddr,
+    req: Request<Full<Bytes>>,
+) -> Resp {
+    try_send_from(pki, addr, Some(local), false, req)
+        .await
+        .unwrap()
+}
+
 pub async fn try_send(
     pki: &Pki,
     addr: SocketAddr,
     h2: bool,
     req: Request<Full<Bytes>>,
 ) -> Result<Resp, Box<dyn std::error::Error + Send + Sync>> {
+    try_send_from(pki, addr, None, h2, req).await
+}
+
+pub async fn try_send_from(
+    pki: &Pki,
+    addr: SocketAddr,
+    local: Option<std::net::IpAddr>,
+    h2: bool,
+    req: Request<Full<Bytes>>,
+) -> Result<Resp, Box<dyn std::error::Error + Send + Sync>> {
     let alpn: &[&[u8]] = if h2 { &[b"h2"] } else { &[b"http/1.1"] };
-    let tls = tls_connect(pki, addr, alpn).await?;
+    let tls = match local {
+        None => tls_connect(pki, addr, alpn).await?,
+        Some(ip) => {
+            let sock = tokio::net::TcpSocket::new_v4()?;
+            sock.bind(SocketAddr::new(ip, 0))?;
+            let tcp = sock.connect(addr).await?;
+            TlsConnector::from(client_config(pki, alpn, false))
+                .connect(ServerName::try_from("localhost").unwrap(), tcp)
+                .await?
+        }
+    };
     let negotiated = tls.get_ref().1.alpn_protocol().map(<[u8]>::to_vec);
     assert_eq!(negotiated.as_deref(), alpn.first().copied());
     let io = TokioIo::new(tls);
