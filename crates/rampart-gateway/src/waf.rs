@@ -144,11 +144,27 @@ impl Waf {
             content_type,
             body,
         };
-        match self.inspector.inspect(schema, &req) {
+        match self
+            .inspector
+            .inspect_with(schema, &req, credential_params(headers))
+        {
             Ok(()) => Verdict::Pass,
             Err(v) if mode == WafMode::Detect => Verdict::Detected(v),
             Err(v) => Verdict::Refuse(v),
         }
+    }
+}
+
+/// The parameters an exchange-style signing scheme adds to the query or
+/// the JSON body, by the scheme's own headers (the same detection as
+/// authentication's): they are not part of any route's schema.
+fn credential_params(headers: &HeaderMap) -> &'static [&'static str] {
+    if headers.contains_key("x-mbx-apikey") {
+        &["timestamp", "recvWindow", "signature"]
+    } else if headers.contains_key("api-key") && headers.contains_key("api-sign") {
+        &["nonce", "otp"]
+    } else {
+        &[]
     }
 }
 

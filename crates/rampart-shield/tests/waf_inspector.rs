@@ -504,3 +504,43 @@ fn negative_model_on_what_the_schema_lets_through() {
     let (rule, at) = blocked(ins.inspect(None, &get("/x", &[], Some("%3Cscript%3E=1"), &[])));
     assert_eq!((rule, at.as_str()), ("xss", "/query/%3Cscript%3E"));
 }
+
+#[test]
+fn credential_params_skip_the_positive_model_but_not_the_detectors() {
+    let insp = Inspector::new(Limits::default());
+    let list = schema("ListOrders");
+    // Binance-style signing adds timestamp and signature to the query.
+    let q = Some("symbol=BTC-USD&timestamp=1700000000000&signature=ab12");
+    let req = get("/v1/orders", &[], q, &[]);
+    assert_eq!(
+        invalid_at(insp.inspect(Some(&list), &req)),
+        "/query/timestamp"
+    );
+    assert!(insp
+        .inspect_with(Some(&list), &req, &["timestamp", "recvWindow", "signature"])
+        .is_ok());
+    // Only the named params are exempt …
+    let q = Some("symbol=BTC-USD&timestamp=1&extra=1");
+    let req = get("/v1/orders", &[], q, &[]);
+    assert_eq!(
+        invalid_at(insp.inspect_with(Some(&list), &req, &["timestamp"])),
+        "/query/extra"
+    );
+    // … and still scanned by the detectors.
+    let q = Some("symbol=BTC-USD&timestamp=1%27%20UNION%20SELECT%20password%20FROM%20users--");
+    let req = get("/v1/orders", &[], q, &[]);
+    assert!(matches!(
+        insp.inspect_with(Some(&list), &req, &["timestamp"]),
+        Err(Violation::Blocked { rule: "sqli", .. })
+    ));
+    // Kraken-style signing puts a nonce first in the JSON body.
+    let place = schema("PlaceOrder");
+    let body = format!("{{\"nonce\":1700000000001,{}", &ORDER[1..]);
+    let req = post("/v1/orders", body.as_bytes(), &[]);
+    assert_eq!(invalid_at(insp.inspect(Some(&place), &req)), "/body/nonce");
+    assert!(insp.inspect_with(Some(&place), &req, &["nonce"]).is_ok());
+    // A duplicate nonce is still a parser-differential refusal.
+    let dup = format!("{{\"nonce\":1,\"nonce\":2,{}", &ORDER[1..]);
+    let req = post("/v1/orders", dup.as_bytes(), &[]);
+    assert!(insp.inspect_with(Some(&place), &req, &["nonce"]).is_err());
+}

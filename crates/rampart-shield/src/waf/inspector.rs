@@ -88,6 +88,26 @@ impl Inspector {
         schema: Option<&RouteSchema>,
         req: &Request<'_>,
     ) -> Result<(), Violation> {
+        self.inspect_with(schema, req, &[])
+    }
+
+    /// [`Self::inspect`] for a request whose credential scheme adds its own
+    /// parameters to the query or the JSON body (Binance-style
+    /// `timestamp` / `recvWindow` / `signature`, Kraken-style `nonce`):
+    /// query params and top-level body members named in `credential_params`
+    /// are left out of the positive model — the route's schema describes
+    /// the application's fields, not the signing scheme's — but still go
+    /// through the negative model like every other value.
+    ///
+    /// # Errors
+    ///
+    /// The first [`Violation`] found.
+    pub fn inspect_with(
+        &self,
+        schema: Option<&RouteSchema>,
+        req: &Request<'_>,
+        credential_params: &[&str],
+    ) -> Result<(), Violation> {
         let limits = &self.limits;
         if let Some(h) = headers::check(req.headers) {
             return Err(Violation::Blocked {
@@ -130,8 +150,17 @@ impl Inspector {
         let body = match schema {
             Some(schema) => {
                 check_pairs(schema.params(), &params, "/params")?;
-                check_pairs(schema.query(), &pairs, "/query")?;
-                self.positive_body(schema.body(), req)?
+                if credential_params.is_empty() {
+                    check_pairs(schema.query(), &pairs, "/query")?;
+                } else {
+                    let app: Vec<Pair<'_>> = pairs
+                        .iter()
+                        .filter(|(k, _)| !credential_params.contains(&k.as_ref()))
+                        .cloned()
+                        .collect();
+                    check_pairs(schema.query(), &app, "/query")?;
+                }
+                self.positive_body(schema.body(), req, credential_params)?
             }
             None => self.free_body(req)?,
         };
@@ -174,6 +203,7 @@ impl Inspector {
         &self,
         node: Option<&Node>,
         req: &Request<'r>,
+        credential_params: &[&str],
     ) -> Result<Body<'r>, Violation> {
         let Some(node) = node else {
             if req.body.is_empty() {
@@ -193,7 +223,25 @@ impl Inspector {
             return Err(Violation::invalid("/body", "is required"));
         }
         let value = self.parse_json(req.body)?;
-        node.validate(&value, false)
+        let app;
+        let checked = match &value {
+            Value::Object(members)
+                if members
+                    .iter()
+                    .any(|(k, _)| credential_params.contains(&k.as_ref())) =>
+            {
+                app = Value::Object(
+                    members
+                        .iter()
+                        .filter(|(k, _)| !credential_params.contains(&k.as_ref()))
+                        .cloned()
+                        .collect(),
+                );
+                &app
+            }
+            _ => &value,
+        };
+        node.validate(checked, false)
             .map_err(|f| Violation::Invalid {
                 pointer: pointer::from_rev("/body", &f.path),
                 message: f.message,
