@@ -112,6 +112,7 @@ fn route(gw: &Gateway, req: &Request<Incoming>) -> Response<Body> {
             text(StatusCode::OK, "application/json", body.to_string())
         }
         "/v1/abuse/unlock" if req.method() == http::Method::POST => unlock(gw, req),
+        "/v1/risk/trust" if req.method() == http::Method::POST => trust(gw, req),
         "/v1/abuse/unlock" => respond::problem(
             &rampart_core::Problem::new(rampart_core::ProblemCode::MethodNotAllowed)
                 .detail("the path accepts POST"),
@@ -122,6 +123,63 @@ fn route(gw: &Gateway, req: &Request<Incoming>) -> Response<Body> {
             None,
         ),
     }
+}
+
+/// `POST /v1/risk/trust?prefix=CIDR[&remove=1]`: an operator marks a
+/// source network trusted for adaptive risk (no location signals from it)
+/// until restart, or removes the mark. Audited.
+fn trust(gw: &Gateway, req: &Request<Incoming>) -> Response<Body> {
+    let mut prefix = None;
+    let mut remove = false;
+    for kv in req
+        .uri()
+        .query()
+        .unwrap_or("")
+        .split('&')
+        .filter(|s| !s.is_empty())
+    {
+        match kv.split_once('=') {
+            Some(("prefix", v)) => {
+                prefix = v
+                    .replace("%2F", "/")
+                    .replace("%2f", "/")
+                    .parse::<ipnet::IpNet>()
+                    .ok();
+            }
+            Some(("remove", v)) => remove = v == "1" || v == "true",
+            _ => prefix = None,
+        }
+    }
+    let rt = gw.runtime();
+    let (Some(net), Some(engine)) = (prefix.map(|n| n.trunc()), rt.defense.risk()) else {
+        return respond::problem(
+            &rampart_core::Problem::new(rampart_core::ProblemCode::BadRequest)
+                .detail("use prefix=CIDR[&remove=1] (adaptive risk must be enabled)"),
+            None,
+        );
+    };
+    let changed = if remove {
+        engine.untrust(net)
+    } else {
+        engine.trust(net)
+    };
+    tracing::warn!(target: "rampart::risk", prefix = %net, remove, changed, "operator changed a trusted source");
+    if let Some(a) = gw.auth.as_ref().and_then(|s| s.audit.as_ref()) {
+        let ev = rampart_audit::event::AuditEvent::new(
+            a.now(),
+            rampart_audit::event::types::PERMISSION_CHANGED,
+            rampart_audit::event::Actor::system(),
+            if remove { "RiskUntrust" } else { "RiskTrust" },
+            "/v1/risk/trust",
+            rampart_audit::event::Decision::Info,
+        )
+        .plain("prefix", net.to_string())
+        .plain("changed", changed);
+        a.record_deny(&ev);
+    }
+    let body =
+        serde_json::json!({"prefix": net.to_string(), "trusted": !remove, "changed": changed});
+    text(StatusCode::OK, "application/json", body.to_string())
 }
 
 /// `POST /v1/abuse/unlock?ip=IP[&key=KEY] | ?prefix=CIDR | ?key=KEY | ?all=1`:

@@ -47,6 +47,7 @@ pub struct Defense {
     guard: Option<AuthGuard<MonotonicClock>>,
     risk: Option<RiskEngine>,
     sensitive: Vec<String>,
+    credential_changes: Vec<String>,
     /// Per-key limiter for keys whose score is in the throttle band.
     throttle: RateLimiter<MemoryStore, MonotonicClock>,
     throttle_quota: Quota,
@@ -154,6 +155,7 @@ impl Defense {
             guard,
             risk,
             sensitive: r.sensitive_actions.clone(),
+            credential_changes: r.credential_change_actions.clone(),
             throttle,
             throttle_quota,
             hasher: KeyHasher::new(),
@@ -243,6 +245,13 @@ impl Defense {
     #[must_use]
     pub fn is_sensitive(&self, action: &str) -> bool {
         self.sensitive.iter().any(|a| a == action)
+    }
+
+    /// Whether a completed `action` changes credentials (MFA, keys, the
+    /// withdrawal address book).
+    #[must_use]
+    pub fn changes_credentials(&self, action: &str) -> bool {
+        self.risk.is_some() && self.credential_changes.iter().any(|a| a == action)
     }
 
     /// Scores an authenticated request; learns from it when it is let

@@ -538,7 +538,8 @@ async fn pipeline(
 
     // Phase: forward. A later rejection is attributed to the principal.
     let identity = rt.auth.as_ref().map(|a| Arc::clone(&a.identity));
-    forward(
+    let changes_credentials = rt.defense.changes_credentials(&route.cfg.action);
+    let out = forward(
         &pool,
         conn,
         head,
@@ -552,7 +553,16 @@ async fn pipeline(
     .await
     .by(principal
         .as_ref()
-        .map(|a| (a.principal.key_id.as_str(), a.principal.account_id.as_str())))
+        .map(|a| (a.principal.key_id.as_str(), a.principal.account_id.as_str())));
+    // A completed MFA, key or address-book change makes the next requests
+    // of that account and key carry the `recent_credential_change` signal.
+    if let (true, Some(a)) = (changes_credentials, &principal) {
+        if out.resp.status().is_success() {
+            rt.defense.note_credential_change(&a.principal.account_id);
+            rt.defense.note_credential_change(&a.principal.key_id);
+        }
+    }
+    out
 }
 
 /// The gateway endpoint showing a key its own limits.

@@ -385,3 +385,58 @@ learning_period = "1ms"
         );
     }
 }
+
+#[tokio::test]
+async fn a_sensitive_request_right_after_a_credential_change_is_stepped_up() {
+    // ListOrders stands in for an address-book change here; PlaceOrder for
+    // a withdrawal (scored with the stricter thresholds).
+    let e = env_with(
+        r#"
+[risk]
+learning_requests = 5
+learning_period = "1ms"
+sensitive_actions = ["PlaceOrder"]
+credential_change_actions = ["ListOrders"]
+"#,
+    )
+    .await;
+    let (sk, km) = hmac_key();
+    e.add(record("acct-key", "demo", Scheme::Rfc9421HmacSha256, km));
+    let home = ip("127.0.0.1");
+    for i in 0..8 {
+        let r = send_from(
+            &e.pki,
+            e.addr,
+            home,
+            order_with_qty(&format!("cc-{i}"), "0.01", "acct-key", &sk),
+        )
+        .await;
+        assert_eq!(
+            r.status,
+            201,
+            "order {i}: {}",
+            String::from_utf8_lossy(&r.body)
+        );
+    }
+    let r = send_from(
+        &e.pki,
+        e.addr,
+        home,
+        get_signed("/v1/orders", "acct-key", &sk),
+    )
+    .await;
+    assert_eq!(r.status, 200);
+    let r = send_from(
+        &e.pki,
+        e.addr,
+        home,
+        order_with_qty("cc-after", "0.01", "acct-key", &sk),
+    )
+    .await;
+    assert_eq!(r.status, 401, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(r.code(), "MFA_REQUIRED");
+    assert!(r.json()["detail"]
+        .as_str()
+        .unwrap()
+        .contains("recent_credential_change"));
+}

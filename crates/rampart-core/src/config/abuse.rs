@@ -21,6 +21,7 @@
 //! learning_requests = 50       # a key's profile learns for this many requests …
 //! learning_period = "24h"      # … and this long before novelty counts
 //! sensitive_actions = ["Withdraw"]   # stricter thresholds (25 / 60 / 90)
+//! credential_change_actions = ["AddWithdrawalAddress"]  # success → `recent_credential_change`
 //! throttle_rate = 10           # requests per `throttle_per` while throttled
 //! throttle_per = "1m"
 //! ```
@@ -90,6 +91,10 @@ pub struct RiskSettings {
     pub learning_period: Duration,
     /// Actions scored with the stricter thresholds.
     pub sensitive_actions: Vec<String>,
+    /// Actions whose success changes credentials (MFA, keys, the address
+    /// book): the account's and key's next requests carry the
+    /// `recent_credential_change` signal.
+    pub credential_change_actions: Vec<String>,
     /// Requests allowed per `throttle_per` while a key is throttled.
     pub throttle_rate: u32,
     /// The throttle period.
@@ -108,6 +113,7 @@ impl Default for RiskSettings {
             learning_requests: 50,
             learning_period: Duration::from_secs(24 * 3600),
             sensitive_actions: vec!["Withdraw".to_owned()],
+            credential_change_actions: Vec::new(),
             throttle_rate: 10,
             throttle_per: Duration::from_secs(60),
         }
@@ -139,6 +145,7 @@ struct RawRisk {
     learning_requests: Option<u64>,
     learning_period: Option<String>,
     sensitive_actions: Option<Vec<String>>,
+    credential_change_actions: Option<Vec<String>>,
     throttle_rate: Option<u32>,
     throttle_per: Option<String>,
 }
@@ -251,6 +258,15 @@ impl Compiler<'_> {
                 }
             }
         }
+        let credential_change_actions = raw.credential_change_actions.unwrap_or_default();
+        for a in &credential_change_actions {
+            if !routes.iter().any(|r| &r.action == a) {
+                self.err(
+                    &p("credential_change_actions"),
+                    format!("no route has `action = \"{a}\"`"),
+                );
+            }
+        }
         let throttle_rate = raw.throttle_rate.unwrap_or(d.throttle_rate);
         if throttle_rate == 0 {
             self.err(&p("throttle_rate"), "must be greater than zero");
@@ -268,6 +284,7 @@ impl Compiler<'_> {
             learning_requests: raw.learning_requests.unwrap_or(d.learning_requests),
             learning_period,
             sensitive_actions,
+            credential_change_actions,
             throttle_rate,
             throttle_per,
         }
