@@ -440,3 +440,93 @@ credential_change_actions = ["ListOrders"]
         .unwrap()
         .contains("recent_credential_change"));
 }
+
+#[tokio::test]
+async fn limit_lockout_and_validation_refusals_are_audited_with_their_reason() {
+    let w = Arc::new(HeldWriter::default());
+    let routes = EXCHANGE_ROUTES.replace(
+        "action = \"PlaceOrder\"",
+        &format!(
+            "action = \"PlaceOrder\"\nschema = \"{}/../rampart-shield/corpus/schemas/PlaceOrder.json\"",
+            env!("CARGO_MANIFEST_DIR")
+        ),
+    );
+    let e = env_routes(
+        &routes,
+        "\n[[limits.rules]]\nname = \"time-ip\"\nby = [\"ip\"]\nrate = 1\nper = \"1h\"\nactions = [\"GetTime\"]\n",
+        Some(auditor(w.clone(), rampart_core::config::AuditOnFull::Reject)),
+    )
+    .await;
+    let (sk, km) = hmac_key();
+    e.add(record("audited", "demo", Scheme::Rfc9421HmacSha256, km));
+    // A rate-limit refusal.
+    assert_eq!(
+        send(&e.pki, e.addr, false, get("/v1/time")).await.status,
+        200
+    );
+    assert_eq!(
+        send(&e.pki, e.addr, false, get("/v1/time")).await.status,
+        429
+    );
+    // A validation refusal.
+    let sqli = order("a1").replace('}', ",\"note\":\"1' OR '1'='1' --\"}");
+    let req = signed(
+        Method::POST,
+        "/v1/orders",
+        &sqli,
+        "audited",
+        Scheme::Rfc9421HmacSha256,
+        &sk,
+        now_ms() / 1000,
+        &nonce(),
+    );
+    assert_eq!(send(&e.pki, e.addr, false, req).await.status, 403);
+    // A lockout.
+    let wrong = SigningKey::Hmac(Zeroizing::new(vec![3u8; 32]));
+    let src = ip("127.4.0.2");
+    for _ in 0..10 {
+        let r = send_from(
+            &e.pki,
+            e.addr,
+            src,
+            get_signed("/v1/account", "audited", &wrong),
+        )
+        .await;
+        assert_eq!(r.status, 401);
+    }
+    let r = send_from(
+        &e.pki,
+        e.addr,
+        src,
+        get_signed("/v1/account", "audited", &sk),
+    )
+    .await;
+    assert_eq!(r.status, 429);
+
+    let evs = w.events();
+    let find = |code: &str| {
+        evs.iter()
+            .find(|e| e.reason.as_deref() == Some(code))
+            .unwrap_or_else(|| panic!("no {code} record in {evs:#?}"))
+            .clone()
+    };
+    let limited = find("RATE_LIMITED");
+    assert_eq!(limited.event_type, "request.rejected");
+    assert_eq!(limited.decision, rampart_audit::Decision::Deny);
+    let blocked = find("REQUEST_BLOCKED");
+    let payload = serde_json::to_string(&blocked.payload).unwrap();
+    assert!(
+        payload.contains("sqli") && payload.contains("/body/note"),
+        "{payload}"
+    );
+    assert!(
+        !payload.contains("'1'='1'"),
+        "the raw value is not recorded: {payload}"
+    );
+    let locked = find("LOCKED_OUT");
+    assert_eq!(locked.event_type, "auth.failure");
+    assert_eq!(locked.source_ip, Some(src));
+    assert!(serde_json::to_string(&locked.payload)
+        .unwrap()
+        .contains("pair"));
+}

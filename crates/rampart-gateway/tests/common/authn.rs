@@ -16,6 +16,7 @@
 use super::*;
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use aws_lc_rs::rand::SecureRandom;
@@ -223,4 +224,70 @@ pub fn hmac_key() -> (SigningKey, KeyMaterial) {
 
 pub fn order(cid: &str) -> String {
     ORDER.replace("CID", cid)
+}
+
+/// A writer that keeps entries in memory and can be made full (to test the
+/// queue-full policy, which a real disk cannot be made to hit on cue).
+#[derive(Debug, Default)]
+pub struct HeldWriter {
+    pub entries: Mutex<Vec<Vec<u8>>>,
+    pub full: std::sync::atomic::AtomicBool,
+}
+
+impl rampart_gateway::audit::AuditWriter for HeldWriter {
+    fn try_append(&self, entry: Vec<u8>) -> Result<(), rampart_gateway::audit::WriteError> {
+        if self.full.load(Ordering::Relaxed) {
+            return Err(rampart_gateway::audit::WriteError::Full);
+        }
+        self.entries.lock().push(entry);
+        Ok(())
+    }
+    fn append_durable(&self, entry: Vec<u8>) -> rampart_gateway::audit::DurableFuture {
+        let mut e = self.entries.lock();
+        e.push(entry);
+        let n = e.len() as u64;
+        Box::pin(async move { Ok(n) })
+    }
+    fn accepting(&self) -> bool {
+        !self.full.load(Ordering::Relaxed)
+    }
+}
+
+impl HeldWriter {
+    pub fn events(&self) -> Vec<rampart_audit::AuditEvent> {
+        self.entries
+            .lock()
+            .iter()
+            .map(|e| rampart_audit::AuditEvent::from_entry(e).unwrap())
+            .collect()
+    }
+}
+
+#[derive(Debug)]
+pub struct TestSealer;
+impl rampart_audit::FieldSealer for TestSealer {
+    fn seal(&self, id: &str, field: &str, p: &[u8]) -> Result<Vec<u8>, String> {
+        let mut out = format!("{id}/{field}/").into_bytes();
+        out.extend(p.iter().map(|b| b ^ 0xa5));
+        Ok(out)
+    }
+    fn open(&self, id: &str, field: &str, c: &[u8]) -> Result<Vec<u8>, String> {
+        let prefix = format!("{id}/{field}/").into_bytes();
+        let body = c.strip_prefix(prefix.as_slice()).ok_or("moved")?;
+        Ok(body.iter().map(|b| b ^ 0xa5).collect())
+    }
+}
+
+pub fn auditor(
+    writer: Arc<dyn rampart_gateway::audit::AuditWriter>,
+    on_full: rampart_core::config::AuditOnFull,
+) -> Arc<rampart_gateway::audit::Auditor> {
+    Arc::new(rampart_gateway::audit::Auditor::new(
+        writer,
+        Arc::new(rampart_audit::SystemClock::new(
+            rampart_audit::SyncSource::Auto,
+        )),
+        Some(Arc::new(TestSealer)),
+        on_full,
+    ))
 }
