@@ -298,7 +298,7 @@ async fn pipeline(
     report: &mut Option<crate::limits::Report>,
 ) -> Outcome {
     let server = &rt.cfg.server;
-    let credentialed = !claimed_key_id(req.headers()).is_empty();
+    let credentialed = carries_credentials(req.headers());
 
     // Phase: head limits.
     if head_bytes(&req) > server.max_header_bytes {
@@ -919,6 +919,19 @@ fn audit_unavailable(rid: &str, route: Option<Arc<Route>>) -> Outcome {
         rid,
         route,
     )
+}
+
+/// Whether a request carries credentials of any scheme (claimed, not
+/// proven): the same headers [`claimed_key_id`] reads, without copying.
+fn carries_credentials(headers: &HeaderMap) -> bool {
+    ["signature-input", "x-mbx-apikey", "api-key"]
+        .iter()
+        .any(|h| headers.contains_key(*h))
+        || headers.get(header::AUTHORIZATION).is_some_and(|v| {
+            v.as_bytes()
+                .get(..7)
+                .is_some_and(|p| p.eq_ignore_ascii_case(b"bearer "))
+        })
 }
 
 /// The key id a request claims (public by design): the RFC 9421 `keyid`

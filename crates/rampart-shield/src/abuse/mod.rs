@@ -323,15 +323,28 @@ impl Expiring for PairState {
     }
 }
 
-#[derive(Debug, Default)]
-struct IpState {
-    ip: Option<IpAddr>,
+/// A source's state: one IP address, or one /24 (/64) prefix.
+#[derive(Debug)]
+struct SourceState<A> {
+    /// The address or prefix (kept for listings and unlocks).
+    at: Option<A>,
     fails: Option<u64>,
     lock: Lock,
     throttle: Option<u64>,
 }
 
-impl Expiring for IpState {
+impl<A> Default for SourceState<A> {
+    fn default() -> Self {
+        Self {
+            at: None,
+            fails: None,
+            lock: Lock::default(),
+            throttle: None,
+        }
+    }
+}
+
+impl<A> Expiring for SourceState<A> {
     fn live_until(&self) -> u64 {
         self.fails
             .unwrap_or(0)
@@ -343,25 +356,8 @@ impl Expiring for IpState {
     }
 }
 
-#[derive(Debug, Default)]
-struct PrefixState {
-    net: Option<IpNet>,
-    fails: Option<u64>,
-    lock: Lock,
-    throttle: Option<u64>,
-}
-
-impl Expiring for PrefixState {
-    fn live_until(&self) -> u64 {
-        self.fails
-            .unwrap_or(0)
-            .max(self.lock.until)
-            .max(self.throttle.unwrap_or(0))
-    }
-    fn keep_until(&self) -> u64 {
-        self.live_until().max(self.lock.forget_at)
-    }
-}
+type IpState = SourceState<IpAddr>;
+type PrefixState = SourceState<IpNet>;
 
 #[derive(Debug, Default)]
 struct KeyState {
@@ -772,11 +768,11 @@ impl<C: Clock> AuthGuard<C> {
         }
         let (ip, net) = (src.ip, src.net);
         let stored_ip = sh.ips.upsert(src.ip_h, now, |s| {
-            s.ip = Some(ip);
+            s.at = Some(ip);
             s.throttle = ip_next;
         });
         let stored_net = sh.prefixes.upsert(src.net_h, now, |s| {
-            s.net = Some(net);
+            s.at = Some(net);
             s.throttle = net_next;
         });
         if stored_ip.is_none() || stored_net.is_none() {
@@ -885,7 +881,7 @@ impl<C: Clock> AuthGuard<C> {
         }
         if !src.trusted {
             let ip_lock = sh.ips.upsert(src.ip_h, now, |s| {
-                s.ip = Some(ip);
+                s.at = Some(ip);
                 let full = fail_step(&mut s.fails, now, &self.c.ip);
                 if full && !s.lock.active(now) {
                     s.fails = None;
@@ -914,7 +910,7 @@ impl<C: Clock> AuthGuard<C> {
             }
             let net = src.net;
             let net_lock = sh.prefixes.upsert(src.net_h, now, |s| {
-                s.net = Some(net);
+                s.at = Some(net);
                 let full = fail_step(&mut s.fails, now, &self.c.prefix);
                 if full && !s.lock.active(now) {
                     s.fails = None;
@@ -1162,14 +1158,14 @@ impl<C: Clock> AuthGuard<C> {
                 for shard in self.sources.iter() {
                     let mut sh = shard.0.lock();
                     sh.prefixes.retain_mut(|s| {
-                        let hit = s.net.is_some_and(|n| net.contains(&n));
+                        let hit = s.at.is_some_and(|n| net.contains(&n));
                         if hit {
                             count(s.lock.active(now));
                         }
                         !hit
                     });
                     sh.ips.retain_mut(|s| {
-                        let hit = s.ip.is_some_and(|a| net.contains(&a));
+                        let hit = s.at.is_some_and(|a| net.contains(&a));
                         if hit {
                             count(s.lock.active(now));
                         }
@@ -1246,7 +1242,7 @@ impl<C: Clock> AuthGuard<C> {
                 })
             });
             let ips = sh.ips.values().filter_map(|s| {
-                let ip = s.ip?;
+                let ip = s.at?;
                 s.lock.active(now).then(|| LockInfo {
                     scope: LockScope::Ip,
                     source: IpNet::from(ip),
@@ -1256,7 +1252,7 @@ impl<C: Clock> AuthGuard<C> {
                 })
             });
             let nets = sh.prefixes.values().filter_map(|s| {
-                let net = s.net?;
+                let net = s.at?;
                 s.lock.active(now).then(|| LockInfo {
                     scope: LockScope::Prefix,
                     source: net,
