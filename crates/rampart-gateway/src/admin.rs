@@ -113,6 +113,22 @@ fn route(gw: &Gateway, req: &Request<Incoming>) -> Response<Body> {
         }
         "/v1/abuse/unlock" if req.method() == http::Method::POST => unlock(gw, req),
         "/v1/risk/trust" if req.method() == http::Method::POST => trust(gw, req),
+        "/v1/kill-switch" if req.method() == http::Method::GET => {
+            let list: Vec<serde_json::Value> = gw
+                .kill
+                .list()
+                .into_iter()
+                .map(|(t, e)| serde_json::json!({"target": t, "reason": e.reason, "since_ms": e.since_ms}))
+                .collect();
+            text(
+                StatusCode::OK,
+                "application/json",
+                serde_json::json!({ "engaged": list }).to_string(),
+            )
+        }
+        "/v1/kill-switch" | "/v1/kill-switch/release" if req.method() == http::Method::POST => {
+            kill_switch(gw, req)
+        }
         "/v1/abuse/unlock" => respond::problem(
             &rampart_core::Problem::new(rampart_core::ProblemCode::MethodNotAllowed)
                 .detail("the path accepts POST"),
@@ -123,6 +139,115 @@ fn route(gw: &Gateway, req: &Request<Incoming>) -> Response<Body> {
             None,
         ),
     }
+}
+
+/// `POST /v1/kill-switch?target=global|account:ID|key:ID&reason=TEXT`
+/// engages a kill switch; `POST /v1/kill-switch/release?target=…` releases
+/// it. Audited; persisted in the data dir.
+fn kill_switch(gw: &Gateway, req: &Request<Incoming>) -> Response<Body> {
+    use crate::kill::Target;
+    let mut target = None;
+    let mut reason = String::from("operator");
+    for kv in req
+        .uri()
+        .query()
+        .unwrap_or("")
+        .split('&')
+        .filter(|s| !s.is_empty())
+    {
+        let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+        let v = percent_decode(v);
+        match k {
+            "target" => {
+                target = match v.split_once(':') {
+                    None if v == "global" => Some(Target::Global),
+                    Some(("account", id)) if !id.is_empty() && id.len() <= 128 => {
+                        Some(Target::Account(id.to_owned()))
+                    }
+                    Some(("key", id)) if !id.is_empty() && id.len() <= 128 => {
+                        Some(Target::Key(id.to_owned()))
+                    }
+                    _ => None,
+                };
+            }
+            "reason" => reason = v,
+            _ => target = None,
+        }
+    }
+    let Some(target) = target else {
+        return respond::problem(
+            &rampart_core::Problem::new(rampart_core::ProblemCode::BadRequest)
+                .detail("use target=global|account:ID|key:ID[&reason=TEXT]"),
+            None,
+        );
+    };
+    let release = req.uri().path().ends_with("/release");
+    let res = if release {
+        gw.kill.release(&target)
+    } else {
+        gw.kill
+            .engage(target.clone(), &reason, respond::unix_ms())
+            .map(|()| true)
+    };
+    let (changed, warning) = match res {
+        Ok(c) => (c, None),
+        Err(e) => {
+            tracing::error!(target: "rampart::kill", error = %e, "kill switch not persisted");
+            (true, Some(e))
+        }
+    };
+    tracing::warn!(target: "rampart::kill", target = ?target, release, reason = %reason, "kill switch changed by an operator");
+    if let Some(a) = gw.auth.as_ref().and_then(|s| s.audit.as_ref()) {
+        let ev = rampart_audit::event::AuditEvent::new(
+            a.now(),
+            rampart_audit::event::types::PERMISSION_CHANGED,
+            rampart_audit::event::Actor::system(),
+            if release {
+                "KillSwitchRelease"
+            } else {
+                "KillSwitchEngage"
+            },
+            "/v1/kill-switch",
+            rampart_audit::event::Decision::Info,
+        )
+        .plain("target", format!("{target:?}"))
+        .plain("reason", reason.clone())
+        .plain("changed", changed);
+        a.record_deny(&ev);
+    }
+    let body = serde_json::json!({
+        "target": target,
+        "engaged": !release,
+        "changed": changed,
+        "warning": warning,
+    });
+    text(StatusCode::OK, "application/json", body.to_string())
+}
+
+/// `%XX` and `+` decoding of one query value (operator input, bounded by
+/// the admin listener's head limits).
+fn percent_decode(v: &str) -> String {
+    let b = v.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while let Some(&c) = b.get(i) {
+        let hex = |j: usize| b.get(j).and_then(|h| (*h as char).to_digit(16));
+        match (c, hex(i + 1), hex(i + 2)) {
+            (b'%', Some(h), Some(l)) => {
+                out.push(u8::try_from(h * 16 + l).unwrap_or(b'?'));
+                i += 3;
+            }
+            (b'+', _, _) => {
+                out.push(b' ');
+                i += 1;
+            }
+            _ => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// `POST /v1/risk/trust?prefix=CIDR[&remove=1]`: an operator marks a

@@ -12,6 +12,7 @@ pub mod alerts;
 pub mod audit;
 pub mod auth;
 pub mod defense;
+pub mod kill;
 pub mod limits;
 pub mod listener;
 pub mod proxy;

@@ -515,6 +515,15 @@ async fn pipeline(
         None
     };
 
+    // Phase: kill switch (operator stop of new orders).
+    if let Some(a) = &principal {
+        let p = &a.principal;
+        if let Err(problem) = rt.kill.check(&route.cfg.action, &p.key_id, &p.account_id) {
+            return Outcome::reject(*problem, rid, Some(route.clone()))
+                .by(Some((p.key_id.as_str(), p.account_id.as_str())));
+        }
+    }
+
     // Phase: adaptive risk (score → allow / step-up / throttle / deny).
     if let Some(a) = &principal {
         if let Err(o) = risk_phase(

@@ -34,6 +34,8 @@ pub struct Runtime {
     pub limits: crate::limits::Limits,
     /// Gateway-wide limiter state (shared by every snapshot).
     pub shield: Arc<crate::limits::Shield>,
+    /// Gateway-wide kill switches (survive reloads and restarts).
+    pub kill: Arc<crate::kill::KillSwitch>,
     /// Gateway-wide failed-authentication defense and adaptive risk.
     pub defense: Arc<crate::defense::Defense>,
     /// This snapshot's positive models and injection detector.
@@ -54,6 +56,7 @@ impl Runtime {
         auth: Option<Arc<crate::auth::AuthServices>>,
         shield: Arc<crate::limits::Shield>,
         defense: Arc<crate::defense::Defense>,
+        kill: Arc<crate::kill::KillSwitch>,
     ) -> Result<Arc<Self>, GatewayError> {
         let limits = crate::limits::Limits::compile(&cfg.limits, &cfg.routes)
             .map_err(GatewayError::Limits)?;
@@ -99,6 +102,7 @@ impl Runtime {
             limits,
             shield,
             defense,
+            kill,
             waf,
             limits_route,
             stop,
@@ -153,6 +157,7 @@ pub struct Gateway {
     pub(crate) auth: Option<Arc<crate::auth::AuthServices>>,
     pub(crate) shield: Arc<crate::limits::Shield>,
     pub(crate) defense: Arc<crate::defense::Defense>,
+    pub(crate) kill: Arc<crate::kill::KillSwitch>,
 }
 
 impl std::fmt::Debug for Gateway {
@@ -196,7 +201,29 @@ impl Gateway {
             crate::defense::Defense::new(&cfg, Some(alerter as Arc<dyn crate::defense::AlertSink>))
                 .map_err(GatewayError::Limits)?,
         );
-        let rt = Runtime::start(cfg, auth.clone(), shield.clone(), defense.clone())?;
+        // The switch stops order entry: `PlaceOrder` and every route in the
+        // `orders` group. Persisted only where the gateway keeps state.
+        let mut order_actions = vec!["PlaceOrder".to_owned()];
+        order_actions.extend(
+            cfg.routes
+                .iter()
+                .filter(|r| r.group.as_deref() == Some("orders"))
+                .map(|r| r.action.clone()),
+        );
+        let kill = Arc::new(
+            crate::kill::KillSwitch::load(
+                auth.is_some().then_some(cfg.storage.data_dir.as_path()),
+                order_actions,
+            )
+            .map_err(GatewayError::Limits)?,
+        );
+        let rt = Runtime::start(
+            cfg,
+            auth.clone(),
+            shield.clone(),
+            defense.clone(),
+            kill.clone(),
+        )?;
         Ok(Arc::new(Self {
             runtime: ArcSwap::new(rt),
             tls: ArcSwapOption::new(tls.map(Arc::new)),
@@ -207,6 +234,7 @@ impl Gateway {
             auth,
             shield,
             defense,
+            kill,
         }))
     }
 
@@ -248,6 +276,7 @@ impl Gateway {
             self.auth.clone(),
             self.shield.clone(),
             self.defense.clone(),
+            self.kill.clone(),
         )?;
         self.tls.store(tls.map(Arc::new));
         let prev = self.runtime.swap(rt);

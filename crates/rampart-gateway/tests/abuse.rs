@@ -303,17 +303,6 @@ async fn a_pair_locks_after_10_failures_without_locking_the_victim_key() {
     assert_eq!(view.0, 400);
 }
 
-async fn admin_post(pki: &Pki, admin: std::net::SocketAddr, pq: &str) -> (u16, String) {
-    let req = http::Request::post(pq)
-        .body(http_body_util::Full::new(bytes::Bytes::new()))
-        .unwrap();
-    let r = send(pki, admin, false, req).await;
-    (
-        r.status.as_u16(),
-        String::from_utf8_lossy(&r.body).into_owned(),
-    )
-}
-
 #[tokio::test]
 async fn new_network_at_10x_size_is_stepped_up_and_a_steady_key_never_is() {
     let e = env_with(

@@ -291,3 +291,15 @@ pub fn auditor(
         on_full,
     ))
 }
+
+/// A POST to the admin listener (TLS with the test CA); (status, body).
+pub async fn admin_post(pki: &Pki, admin: std::net::SocketAddr, pq: &str) -> (u16, String) {
+    let req = http::Request::post(pq)
+        .body(http_body_util::Full::new(bytes::Bytes::new()))
+        .unwrap();
+    let r = send(pki, admin, false, req).await;
+    (
+        r.status.as_u16(),
+        String::from_utf8_lossy(&r.body).into_owned(),
+    )
+}
