@@ -402,24 +402,17 @@ POST /v1/withdrawals Withdraw 10
 GET /v1/stream Stream 1
 EOF
     [[ "$RAMPART_LIMITS" == 1 ]] || return 0
+    # The demo's own limits file, with the per-IP weight raised far above
+    # what this machine can serve (the whole load comes from 127.0.0.1): the
+    # rule is evaluated on every request but never refuses one here.
+    # key/account rules stay as in the demo; they skip public routes.
+    printf '\n' >>"$f"
+    sed '/^name = "ip-weight"/,/^per/ s/^rate = .*/rate = 6000000/' \
+        "$ROOT/crates/rampart/src/demo_limits.toml" >>"$f"
     cat >>"$f" <<'EOF'
 
-# The demo's limits (crates/rampart/src/demo.rs DEMO_LIMITS). The per-IP rules
-# are raised far above what this machine can serve (the whole load comes from
-# 127.0.0.1): they are evaluated on every request but never refuse one here.
-# key/account rules are kept as in the demo; they are skipped on public routes.
-[limits.escalation]
-denials = 50
-window = "10s"
-first_ban = "1m"
-max_ban = "1h"
-
-[[limits.rules]]
-name = "ip-weight"
-by = ["ip"]
-rate = 6000000
-per = "1m"
-
+# One more per-IP rule on the order route, so the edge phase has two rules
+# to check for the benchmarked request.
 [[limits.rules]]
 name = "ip-orders-1s"
 by = ["ip"]
@@ -427,44 +420,6 @@ rate = 1000000
 per = "1s"
 cost = "one"
 groups = ["orders"]
-
-[[limits.rules]]
-name = "key-weight"
-by = ["key"]
-rate = 2400
-per = "1m"
-
-[[limits.rules]]
-name = "orders-1s"
-by = ["key"]
-rate = 10
-per = "1s"
-cost = "one"
-groups = ["orders"]
-
-[[limits.rules]]
-name = "orders-10s"
-by = ["account"]
-rate = 100
-per = "10s"
-cost = "one"
-groups = ["orders"]
-
-[[limits.rules]]
-name = "orders-1d"
-by = ["account"]
-rate = 200000
-per = "1d"
-cost = "one"
-groups = ["orders"]
-
-[[limits.rules]]
-name = "cancels-1s"
-by = ["key"]
-rate = 20
-per = "1s"
-cost = "one"
-groups = ["cancels"]
 EOF
 }
 

@@ -376,57 +376,7 @@ fn write_schemas(dir: &Path) -> Result<(), DemoError> {
 /// (request weight per IP and per key per minute; orders per key per
 /// second and per account per 10 s and per day; cancels per key per
 /// second).
-const DEMO_LIMITS: &str = r#"
-[limits.escalation]
-denials = 50
-window = "10s"
-first_ban = "1m"
-max_ban = "1h"
-
-[[limits.rules]]
-name = "ip-weight"
-by = ["ip"]
-rate = 6000
-per = "1m"
-
-[[limits.rules]]
-name = "key-weight"
-by = ["key"]
-rate = 2400
-per = "1m"
-
-[[limits.rules]]
-name = "orders-1s"
-by = ["key"]
-rate = 10
-per = "1s"
-cost = "one"
-groups = ["orders"]
-
-[[limits.rules]]
-name = "orders-10s"
-by = ["account"]
-rate = 100
-per = "10s"
-cost = "one"
-groups = ["orders"]
-
-[[limits.rules]]
-name = "orders-1d"
-by = ["account"]
-rate = 200000
-per = "1d"
-cost = "one"
-groups = ["orders"]
-
-[[limits.rules]]
-name = "cancels-1s"
-by = ["key"]
-rate = 20
-per = "1s"
-cost = "one"
-groups = ["cancels"]
-"#;
+const DEMO_LIMITS: &str = include_str!("demo_limits.toml");
 
 fn spawn_backend(
     l: tokio::net::TcpListener,
