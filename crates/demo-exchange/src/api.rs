@@ -16,6 +16,7 @@
 //! | `GET /v1/orders` | open orders (array) |
 //! | `POST /v1/orders` | place an order → 201 |
 //! | `DELETE /v1/orders/{order_id}` | cancel → 200 |
+//! | `DELETE /v1/orders` | cancel every open order of the account → `{"cancelled": n, "orders": [...]}` |
 //! | `POST /v1/withdrawals` | withdraw → 201 |
 //! | `GET /v1/stream` | WebSocket of `order` / `fill` events, `{"op":"ping"}` → `{"type":"pong"}` |
 
@@ -132,7 +133,10 @@ fn build_router(ex: Arc<Exchange>, shutdown: Option<watch::Receiver<bool>>) -> R
         .route("/v1/markets", get(markets))
         .route("/v1/markets/{symbol}/book", get(book))
         .route("/v1/account", get(account))
-        .route("/v1/orders", get(list_orders).post(create_order))
+        .route(
+            "/v1/orders",
+            get(list_orders).post(create_order).delete(cancel_all),
+        )
         .route("/v1/orders/{order_id}", delete(cancel_order))
         .route("/v1/withdrawals", post(withdraw))
         .route("/v1/stream", get(stream))
@@ -377,6 +381,17 @@ async fn cancel_order(
         )
     })?;
     Ok(Json(st.ex.cancel_order(&name, id)?).into_response())
+}
+
+/// `DELETE /v1/orders`: cancel every open order of the account.
+async fn cancel_all(State(st): State<AppState>, headers: HeaderMap) -> ApiResult<Response> {
+    let name = account_of(&headers)?;
+    let cancelled = st.ex.cancel_all(&name)?;
+    Ok(Json(serde_json::json!({
+        "cancelled": cancelled.len(),
+        "orders": cancelled,
+    }))
+    .into_response())
 }
 
 #[derive(Debug, Deserialize)]

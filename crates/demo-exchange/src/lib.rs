@@ -127,6 +127,20 @@ impl Exchange {
         Ok(outcome.order)
     }
 
+    /// Cancel every open order of `account` (a kill switch's cancel-all);
+    /// broadcasts each update and returns the cancelled orders.
+    pub fn cancel_all(&self, account: &str) -> Result<Vec<Order>, EngineError> {
+        let mut engine = self.engine.lock();
+        let ids: Vec<u64> = engine.open_orders(account)?.iter().map(|o| o.id).collect();
+        let mut out = Vec::with_capacity(ids.len());
+        for id in ids {
+            let outcome = engine.cancel_order(account, id)?;
+            self.publish(outcome.events);
+            out.push(outcome.order);
+        }
+        Ok(out)
+    }
+
     /// Request a withdrawal.
     pub fn withdraw(
         &self,

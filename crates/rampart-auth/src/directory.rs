@@ -42,6 +42,12 @@ pub struct KeyRecord {
     /// Kraken-style counter nonces: how far below the highest nonce a
     /// request may be (out of order, each once); 0 = strictly increasing.
     pub nonce_window: u64,
+    /// Instruments the key may trade; empty = any.
+    pub instruments: Vec<String>,
+    /// Products (`spot`, `perp`, `option`) the key may trade; empty = any.
+    pub products: Vec<String>,
+    /// Read-only keys may only use `read`-scoped and public actions.
+    pub read_only: bool,
 }
 
 impl fmt::Debug for KeyRecord {
@@ -96,4 +102,62 @@ pub trait KeyDirectory: Send + Sync {
         nonce: u64,
         window: u64,
     ) -> BoxFuture<'a, Result<bool, DirectoryError>>;
+}
+
+/// What authorization needs to know of an account.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccountRecord {
+    /// Account id.
+    pub id: String,
+    /// The parent account of a sub-account.
+    pub parent_id: Option<String>,
+    /// KYC tier (0: market data only, 1: spot, 2: derivatives, …).
+    pub kyc_tier: u8,
+    /// Operator-assigned risk profile name.
+    pub risk_profile: String,
+    /// Withdrawal addresses usable now (their delay has passed).
+    pub withdrawal_addresses: Vec<String>,
+    /// Whether the account has a TOTP enrolment.
+    pub mfa_enrolled: bool,
+}
+
+/// The result of checking a TOTP or recovery code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MfaCheck {
+    /// The code is right and was not used before; it is now spent.
+    Verified,
+    /// Wrong code.
+    Invalid,
+    /// The code (or a later one) was already used.
+    Reused,
+    /// The account has no MFA enrolment.
+    NotEnrolled,
+}
+
+/// Accounts, MFA enrolments and address books, for authorization and MFA.
+pub trait AccountDirectory: Send + Sync {
+    /// The account with this id, `None` if there is none.
+    fn account<'a>(
+        &'a self,
+        id: &'a str,
+    ) -> BoxFuture<'a, Result<Option<Arc<AccountRecord>>, DirectoryError>>;
+
+    /// Checks a TOTP `code` of `account_id` at `unix_secs`; a verified
+    /// code is spent atomically (accepted once per enrolment).
+    fn verify_totp<'a>(
+        &'a self,
+        account_id: &'a str,
+        code: &'a str,
+        unix_secs: u64,
+    ) -> BoxFuture<'a, Result<MfaCheck, DirectoryError>>;
+
+    /// Checks and spends a recovery code of `account_id`.
+    fn use_recovery_code<'a>(
+        &'a self,
+        account_id: &'a str,
+        code: &'a str,
+    ) -> BoxFuture<'a, Result<MfaCheck, DirectoryError>>;
+
+    /// Every account id (a global kill switch cancels each one's orders).
+    fn account_ids(&self) -> BoxFuture<'_, Result<Vec<String>, DirectoryError>>;
 }

@@ -22,9 +22,12 @@ pub mod principal;
 pub mod profiles;
 pub mod replay;
 pub mod rfc9421;
+pub mod totp;
 mod types;
 
-pub use directory::{DirectoryError, KeyDirectory, KeyRecord};
+pub use directory::{
+    AccountDirectory, AccountRecord, DirectoryError, KeyDirectory, KeyRecord, MfaCheck,
+};
 pub use principal::Principal;
 pub use replay::{MemoryNonceStore, NonceCheck, NonceStore};
 pub use types::{AuthError, Claims, KeyMaterial, RequestView, Scheme, TimeUnit};

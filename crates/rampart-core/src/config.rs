@@ -19,10 +19,12 @@ use serde::Deserialize;
 
 mod abuse;
 mod alerts;
+mod authz;
 mod limits;
 mod waf;
 pub use abuse::{AbuseConfig, RiskSettings};
 pub use alerts::{AlertSeverity, AlertWebhook, AlertsConfig};
+pub use authz::{KillSwitchConfig, MfaConfig, PolicyConfig, PretradeConfig, PretradeLimits};
 pub use limits::{EscalationConfig, LimitBy, LimitCost, LimitRoutes, LimitRule, LimitsConfig};
 pub use waf::WafConfig;
 
@@ -99,6 +101,15 @@ pub struct Config {
     pub risk: RiskSettings,
     /// Security alerts: log, and optionally a signed webhook (`[alerts]`).
     pub alerts: AlertsConfig,
+    /// Cedar authorization (`[policy]`); `None`: only key scopes, IP
+    /// allow lists and expiry are enforced.
+    pub policy: Option<PolicyConfig>,
+    /// MFA step-up (`[mfa]`).
+    pub mfa: MfaConfig,
+    /// Pre-trade risk limits (`[pretrade]`); `None`: off.
+    pub pretrade: Option<PretradeConfig>,
+    /// Kill switch behaviour (`[kill_switch]`).
+    pub kill_switch: KillSwitchConfig,
 }
 
 /// Request authentication settings.
@@ -493,6 +504,47 @@ pub struct RouteConfig {
     pub schema: Option<PathBuf>,
     /// Injection detection on this route; `None` = `[waf] mode`.
     pub waf: Option<WafMode>,
+    /// Where the account the request acts on is named (object-level
+    /// authorization); `None`: the key's own account.
+    pub account: Option<Locator>,
+    /// Where the order id the request acts on is named; its recorded owner
+    /// must be the key's account or one of its sub-accounts.
+    pub order_id: Option<Locator>,
+    /// Where the instrument is named (authorization resource).
+    pub instrument: Option<Locator>,
+}
+
+/// Where a value lives in a request: `path:NAME`, `query:NAME` or
+/// `body:/json/pointer`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Locator {
+    /// A path placeholder.
+    Path(String),
+    /// A query parameter.
+    Query(String),
+    /// A JSON pointer into the body.
+    Body(String),
+}
+
+impl Locator {
+    /// Parses `path:NAME`, `query:NAME` or `body:/pointer`.
+    pub fn parse(s: &str) -> Option<Self> {
+        let (kind, rest) = s.split_once(':')?;
+        let name_ok = !rest.is_empty()
+            && rest.len() <= 64
+            && rest
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '/'));
+        if !name_ok {
+            return None;
+        }
+        match kind {
+            "path" if !rest.contains('/') => Some(Self::Path(rest.to_owned())),
+            "query" if !rest.contains('/') => Some(Self::Query(rest.to_owned())),
+            "body" if rest.starts_with('/') => Some(Self::Body(rest.to_owned())),
+            _ => None,
+        }
+    }
 }
 
 /// What the injection detector does with a hit.
@@ -746,6 +798,9 @@ struct RawRoute {
     group: Option<String>,
     schema: Option<String>,
     waf: Option<String>,
+    account: Option<String>,
+    order_id: Option<String>,
+    instrument: Option<String>,
 }
 
 fn d_weight() -> u32 {
@@ -1044,7 +1099,11 @@ pub fn parse_template(t: &str) -> Result<Vec<TemplateSeg>, String> {
     Ok(out)
 }
 
-const KNOWN_SECTIONS: [&str; 15] = [
+const KNOWN_SECTIONS: [&str; 19] = [
+    "policy",
+    "mfa",
+    "pretrade",
+    "kill_switch",
     "audit",
     "alerts",
     "abuse",
@@ -1604,6 +1663,10 @@ pub fn parse(text: &str, base_dir: &Path) -> Result<Config, ConfigErrors> {
     let alerts = c.alerts(&table);
     let abuse = c.abuse(&table);
     let risk = c.risk(&table, &routes);
+    let policy = c.policy(&table);
+    let mfa = c.mfa(&table);
+    let pretrade = c.pretrade(&table);
+    let kill_switch = c.kill_switch(&table);
 
     match (server, c.errors.is_empty()) {
         (Some(server), true) => Ok(Config {
@@ -1622,6 +1685,10 @@ pub fn parse(text: &str, base_dir: &Path) -> Result<Config, ConfigErrors> {
             abuse,
             risk,
             alerts,
+            policy,
+            mfa,
+            pretrade,
+            kill_switch,
         }),
         _ => Err(ConfigErrors(c.errors)),
     }
@@ -1852,7 +1919,29 @@ fn compile_route(
     });
     let schema = raw.schema.map(|s| c.file(&s, &p("schema")));
     let waf = raw.waf.as_deref().and_then(|m| c.waf_mode(m, &p("waf")));
+    let mut locator = |v: Option<&str>, name: &str| {
+        let s = v?;
+        let l = Locator::parse(s);
+        match &l {
+            None => c.err(
+                &p(name),
+                format!("`{s}` is not `path:NAME`, `query:NAME` or `body:/pointer`"),
+            ),
+            Some(Locator::Path(n)) if !params.contains(n) => c.err(
+                &p(name),
+                format!("placeholder `{n}` is not in the route path"),
+            ),
+            _ => {}
+        }
+        l
+    };
+    let account = locator(raw.account.as_deref(), "account");
+    let order_id = locator(raw.order_id.as_deref(), "order_id");
+    let instrument = locator(raw.instrument.as_deref(), "instrument");
     (c.errors.len() == before).then_some(RouteConfig {
+        account,
+        order_id,
+        instrument,
         group,
         schema,
         waf,

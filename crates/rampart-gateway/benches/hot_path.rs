@@ -35,6 +35,9 @@ fn route(method: Method, path: &str) -> RouteConfig {
         group: None,
         schema: None,
         waf: None,
+        account: None,
+        order_id: None,
+        instrument: None,
     }
 }
 

@@ -126,8 +126,13 @@ fn route(gw: &Gateway, req: &Request<Incoming>) -> Response<Body> {
                 serde_json::json!({ "engaged": list }).to_string(),
             )
         }
-        "/v1/kill-switch" | "/v1/kill-switch/release" if req.method() == http::Method::POST => {
-            kill_switch(gw, req)
+        "/v1/kill-switch/release" if req.method() == http::Method::POST => {
+            futures_util::FutureExt::now_or_never(kill_switch(gw, req)).unwrap_or_else(|| {
+                respond::problem(
+                    &rampart_core::Problem::new(rampart_core::ProblemCode::InternalError),
+                    None,
+                )
+            })
         }
         "/v1/abuse/unlock" => respond::problem(
             &rampart_core::Problem::new(rampart_core::ProblemCode::MethodNotAllowed)
@@ -144,7 +149,7 @@ fn route(gw: &Gateway, req: &Request<Incoming>) -> Response<Body> {
 /// `POST /v1/kill-switch?target=global|account:ID|key:ID&reason=TEXT`
 /// engages a kill switch; `POST /v1/kill-switch/release?target=…` releases
 /// it. Audited; persisted in the data dir.
-fn kill_switch(gw: &Gateway, req: &Request<Incoming>) -> Response<Body> {
+async fn kill_switch(gw: &Gateway, req: &Request<Incoming>) -> Response<Body> {
     use crate::kill::Target;
     let mut target = None;
     let mut reason = String::from("operator");
@@ -197,6 +202,29 @@ fn kill_switch(gw: &Gateway, req: &Request<Incoming>) -> Response<Body> {
         }
     };
     tracing::warn!(target: "rampart::kill", target = ?target, release, reason = %reason, "kill switch changed by an operator");
+    // Cancel-all upstream on engage, when configured.
+    let rt = gw.runtime();
+    let cancelled = if !release && rt.cfg.kill_switch.cancel_all {
+        let (accounts, key) = match &target {
+            Target::Global => {
+                let mut ids = match rt.auth.as_ref().and_then(|s| s.accounts.clone()) {
+                    Some(d) => d.account_ids().await.unwrap_or_default(),
+                    None => Vec::new(),
+                };
+                ids.extend(gw.trading.orders.accounts());
+                ids.sort();
+                ids.dedup();
+                (ids, None)
+            }
+            Target::Account(a) => (vec![a.clone()], None),
+            Target::Key(k) => (Vec::new(), Some(k.clone())),
+        };
+        let res = crate::trading::cancel_all(&rt, &gw.trading, &accounts, key.as_deref()).await;
+        tracing::warn!(target: "rampart::kill", calls = res.len(), "kill switch cancel-all sent upstream");
+        Some(res)
+    } else {
+        None
+    };
     if let Some(a) = gw.auth.as_ref().and_then(|s| s.audit.as_ref()) {
         let ev = rampart_audit::event::AuditEvent::new(
             a.now(),
@@ -212,7 +240,14 @@ fn kill_switch(gw: &Gateway, req: &Request<Incoming>) -> Response<Body> {
         )
         .plain("target", format!("{target:?}"))
         .plain("reason", reason.clone())
-        .plain("changed", changed);
+        .plain("changed", changed)
+        .plain(
+            "cancel_all",
+            cancelled.as_ref().map_or_else(
+                || "off".to_owned(),
+                |c| serde_json::Value::from(c.clone()).to_string(),
+            ),
+        );
         a.record_deny(&ev);
     }
     let body = serde_json::json!({
@@ -220,6 +255,7 @@ fn kill_switch(gw: &Gateway, req: &Request<Incoming>) -> Response<Body> {
         "engaged": !release,
         "changed": changed,
         "warning": warning,
+        "cancel_all": cancelled,
     });
     text(StatusCode::OK, "application/json", body.to_string())
 }
@@ -392,8 +428,17 @@ pub async fn serve(gw: Arc<Gateway>, listener: TcpListener, tls: Option<TlsAccep
         let tls = tls.clone();
         gw.tracker.spawn(async move {
             let svc = service_fn(move |req: Request<Incoming>| {
-                let r = route(&gw2, &req);
-                async move { Ok::<_, Infallible>(r) }
+                let gw3 = gw2.clone();
+                async move {
+                    let engage = req.uri().path() == "/v1/kill-switch"
+                        && req.method() == http::Method::POST;
+                    let r = if engage {
+                        kill_switch(&gw3, &req).await
+                    } else {
+                        route(&gw3, &req)
+                    };
+                    Ok::<_, Infallible>(r)
+                }
             });
             let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
             // Each admin connection lives at most 60 s and ends at shutdown.

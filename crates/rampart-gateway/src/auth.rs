@@ -129,6 +129,9 @@ pub struct AuthServices {
     pub tokens: Option<Arc<crate::tokens::Tokens>>,
     /// The audit trail (`None`: decisions are only logged).
     pub audit: Option<Arc<crate::audit::Auditor>>,
+    /// Accounts, MFA enrolments and address books (`None`: sub-accounts,
+    /// MFA step-up and Cedar policies cannot be used and fail closed).
+    pub accounts: Option<Arc<dyn rampart_auth::AccountDirectory>>,
 }
 
 impl std::fmt::Debug for AuthServices {

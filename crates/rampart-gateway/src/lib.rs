@@ -11,6 +11,7 @@ pub mod admin;
 pub mod alerts;
 pub mod audit;
 pub mod auth;
+pub mod authz;
 pub mod defense;
 pub mod kill;
 pub mod limits;
@@ -22,6 +23,7 @@ pub mod runtime;
 pub mod stats;
 pub mod tls;
 pub mod tokens;
+pub mod trading;
 pub mod upstream;
 pub mod waf;
 
@@ -65,6 +67,10 @@ pub async fn start_with(
         source,
     })?;
     let admin_addr = serve_admin(&gateway, admin).await?;
+    tokio::spawn(trading::refresh_prices(
+        gateway.clone(),
+        gateway.shutdown.child_token(),
+    ));
     tokio::spawn(listener::serve(gateway.clone(), listener));
     tracing::info!(%addr, admin = ?admin_addr, "rampart listening");
     Ok(Running {

@@ -26,6 +26,8 @@ use crate::router::{upstream_path, Match, Route};
 use crate::runtime::Runtime;
 use crate::upstream::{Endpoint, Pool};
 
+mod trading;
+
 /// What the listener knows about the connection, passed to [`handle`] with
 /// every request (`mTLS` key binding needs the client certificate). It also
 /// holds the connection's slot under `max_connections`, so an upgraded
@@ -333,7 +335,7 @@ async fn pipeline(
     // own rate limits. They meet the edge limits that cover every request.
     let gateway_endpoint = path == "/oauth/token"
         || path == "/.well-known/jwks.json"
-        || (path == LIMITS_PATH && rt.auth.is_some());
+        || ((path == LIMITS_PATH || path == trading::MFA_VERIFY_PATH) && rt.auth.is_some());
     if gateway_endpoint {
         if let Err(o) = edge_limits(rt, conn, None, credentialed, rid, report) {
             return *o;
@@ -341,6 +343,9 @@ async fn pipeline(
     }
     if path == LIMITS_PATH && rt.auth.is_some() {
         return limits_endpoint(rt, conn, req, &path, rid, report).await;
+    }
+    if path == trading::MFA_VERIFY_PATH && rt.auth.is_some() {
+        return trading::mfa_endpoint(rt, conn, req, &path, rid).await;
     }
     if path == "/oauth/token" || path == "/.well-known/jwks.json" {
         if let Some(o) = token_endpoints(rt, conn, req, &path, rid).await {
@@ -436,7 +441,23 @@ async fn pipeline(
             None
         };
         if let Some(a) = &principal {
-            if let Err(o) = risk_phase(
+            let g = match trading::authz_pre(
+                rt,
+                conn,
+                &route,
+                a,
+                &params,
+                req.uri().query(),
+                req.headers(),
+                &[],
+                rid,
+            )
+            .await
+            {
+                Ok(g) => g,
+                Err(o) => return *o,
+            };
+            let score = match risk_phase(
                 rt,
                 conn,
                 &route,
@@ -444,8 +465,25 @@ async fn pipeline(
                 req.headers(),
                 req.uri().query(),
                 &[],
+                g.mfa_verified,
                 rid,
             ) {
+                Ok(s) => s,
+                Err(o) => return *o,
+            };
+            if let Err(o) = trading::authz_cedar(
+                rt,
+                conn,
+                &route,
+                a,
+                &g,
+                &params,
+                req.uri().query(),
+                score,
+                rid,
+            )
+            .await
+            {
                 return *o;
             }
         }
@@ -503,10 +541,11 @@ async fn pipeline(
         return *o;
     }
     strip_hop_by_hop(&mut parts.headers);
+    let parts_query = parts.uri.query().map(str::to_owned);
     let head = make_head(parts.method, &parts.uri, parts.headers);
 
     // Phase: authentication (over the buffered body).
-    let principal = if needs_auth {
+    let mut principal = if needs_auth {
         match auth_and_audit(rt, conn, &route, &head, &path, &path_and_query, &body, rid).await {
             Ok(p) => Some(p),
             Err(o) => return *o,
@@ -524,9 +563,33 @@ async fn pipeline(
         }
     }
 
+    // Phase: authorization, object level (the account and order the
+    // request acts on) and MFA proofs.
+    let query = parts_query.as_deref();
+    let granted = match &principal {
+        Some(a) => match trading::authz_pre(
+            rt,
+            conn,
+            &route,
+            a,
+            &params,
+            query,
+            &head.headers,
+            &body,
+            rid,
+        )
+        .await
+        {
+            Ok(g) => Some(g),
+            Err(o) => return *o,
+        },
+        None => None,
+    };
+
     // Phase: adaptive risk (score → allow / step-up / throttle / deny).
-    if let Some(a) = &principal {
-        if let Err(o) = risk_phase(
+    let mut risk_score = 0;
+    if let (Some(a), Some(g)) = (&principal, &granted) {
+        match risk_phase(
             rt,
             conn,
             &route,
@@ -534,9 +597,25 @@ async fn pipeline(
             &head.headers,
             target.split_once('?').map(|(_, q)| q),
             &body,
+            g.mfa_verified,
             rid,
         ) {
+            Ok(score) => risk_score = score,
+            Err(o) => return *o,
+        }
+    }
+
+    // Phase: authorization policies (Cedar), with the risk score.
+    if let (Some(a), Some(g)) = (&mut principal, &granted) {
+        if let Err(o) =
+            trading::authz_cedar(rt, conn, &route, a, g, &params, query, risk_score, rid).await
+        {
             return *o;
+        }
+        // Acting on a sub-account: the upstream sees that account.
+        if let Some(t) = &g.target {
+            let own = std::mem::replace(&mut a.principal.account_id, t.id.clone());
+            a.principal.parent_account_id = Some(own);
         }
     }
 
@@ -545,9 +624,20 @@ async fn pipeline(
         return *o;
     }
 
+    // Phase: pre-trade risk (order entry).
+    let ticket = match &principal {
+        Some(a) => match trading::pretrade_phase(rt, &route, a, &body, rid) {
+            Ok(t) => t,
+            Err(o) => return *o,
+        },
+        None => None,
+    };
+
     // Phase: forward. A later rejection is attributed to the principal.
     let identity = rt.auth.as_ref().map(|a| Arc::clone(&a.identity));
     let changes_credentials = rt.defense.changes_credentials(&route.cfg.action);
+    let learns = trading::learns(&route);
+    let route_for_learning = learns.then(|| route.clone());
     let out = forward(
         &pool,
         conn,
@@ -563,6 +653,15 @@ async fn pipeline(
     .by(principal
         .as_ref()
         .map(|a| (a.principal.key_id.as_str(), a.principal.account_id.as_str())));
+    let out = match (route_for_learning, &principal) {
+        (Some(r), Some(a)) => trading::learn(rt, &r, &params, a, ticket, out, rid).await,
+        _ => {
+            if let Some(t) = ticket {
+                t.settle(rampart_policy::pretrade::Outcome::Unknown);
+            }
+            out
+        }
+    };
     // A completed MFA, key or address-book change makes the next requests
     // of that account and key carry the `recent_credential_change` signal.
     if let (true, Some(a)) = (changes_credentials, &principal) {
@@ -842,8 +941,9 @@ fn risk_phase(
     headers: &HeaderMap,
     query: Option<&str>,
     body: &[u8],
+    mfa_verified: bool,
     rid: &str,
-) -> Result<(), Box<Outcome>> {
+) -> Result<u8, Box<Outcome>> {
     let p = &auth.principal;
     let (instrument, order_qty) = order_facts(query, body);
     let ctx = rampart_shield::risk::RiskContext {
@@ -858,9 +958,9 @@ fn risk_phase(
         order_qty,
         sensitive_action: rt.defense.is_sensitive(&route.cfg.action),
     };
-    let verdict = rt.defense.assess(&ctx, p.mfa_covered);
+    let verdict = rt.defense.assess(&ctx, mfa_verified);
     let (assessment, refused) = match verdict {
-        crate::defense::RiskVerdict::Allow => return Ok(()),
+        crate::defense::RiskVerdict::Allow => return Ok(0),
         crate::defense::RiskVerdict::Noted(a) => (a, None),
         crate::defense::RiskVerdict::Refuse(problem, a) => (a, Some(problem)),
     };
@@ -898,7 +998,7 @@ fn risk_phase(
                     a.record_deny(&ev);
                 }
             }
-            Ok(())
+            Ok(assessment.score)
         }
         Some(problem) => {
             let step_up = problem.code == ProblemCode::MfaRequired;

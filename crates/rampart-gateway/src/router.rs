@@ -193,6 +193,9 @@ mod tests {
             group: None,
             schema: None,
             waf: None,
+            account: None,
+            order_id: None,
+            instrument: None,
         }
     }
 

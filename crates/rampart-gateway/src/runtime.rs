@@ -42,6 +42,12 @@ pub struct Runtime {
     pub waf: crate::waf::Waf,
     /// The route of `GET /v1/limits` (a gateway endpoint, any scope).
     pub limits_route: Arc<crate::router::Route>,
+    /// The route of `POST /v1/mfa/verify` (a gateway endpoint, any scope).
+    pub mfa_route: Arc<crate::router::Route>,
+    /// This snapshot's authorization (Cedar policies, sensitive actions).
+    pub authz: crate::authz::Authz,
+    /// Gateway-wide trading state (step-up tokens, order owners, pre-trade).
+    pub trading: Arc<crate::trading::Trading>,
     stop: CancellationToken,
 }
 
@@ -57,7 +63,9 @@ impl Runtime {
         shield: Arc<crate::limits::Shield>,
         defense: Arc<crate::defense::Defense>,
         kill: Arc<crate::kill::KillSwitch>,
+        trading: Arc<crate::trading::Trading>,
     ) -> Result<Arc<Self>, GatewayError> {
+        let authz = crate::authz::Authz::compile(&cfg).map_err(GatewayError::Policy)?;
         let limits = crate::limits::Limits::compile(&cfg.limits, &cfg.routes)
             .map_err(GatewayError::Limits)?;
         let waf = crate::waf::Waf::compile(&cfg).map_err(GatewayError::Waf)?;
@@ -89,10 +97,36 @@ impl Runtime {
                 group: None,
                 schema: None,
                 waf: None,
+                account: None,
+                order_id: None,
+                instrument: None,
             },
             rewrite: None,
             index: usize::MAX,
             stats: crate::stats::RouteStats::new("GetLimits"),
+        });
+        let mfa_route = Arc::new(crate::router::Route {
+            cfg: rampart_core::config::RouteConfig {
+                method: http::Method::POST,
+                path: "/v1/mfa/verify".to_owned(),
+                upstream: String::new(),
+                action: "MfaVerify".to_owned(),
+                scope: String::new(),
+                weight: 1,
+                rewrite: None,
+                max_body_bytes: Some(1024),
+                timeout: None,
+                retry: rampart_core::config::RetryPolicy::Never,
+                group: None,
+                schema: None,
+                waf: None,
+                account: None,
+                order_id: None,
+                instrument: None,
+            },
+            rewrite: None,
+            index: usize::MAX,
+            stats: crate::stats::RouteStats::new("MfaVerify"),
         });
         Ok(Arc::new(Self {
             cfg,
@@ -105,6 +139,9 @@ impl Runtime {
             kill,
             waf,
             limits_route,
+            mfa_route,
+            authz,
+            trading,
             stop,
         }))
     }
@@ -133,6 +170,9 @@ pub enum GatewayError {
     /// A route's schema could not be loaded.
     #[error("input validation:\n{0}")]
     Waf(String),
+    /// An authorization policy is invalid.
+    #[error("authorization policies:\n{0}")]
+    Policy(String),
     /// The rate limits, abuse defense or risk engine could not be set up.
     #[error("abuse defense: {0}")]
     Limits(String),
@@ -158,6 +198,7 @@ pub struct Gateway {
     pub(crate) shield: Arc<crate::limits::Shield>,
     pub(crate) defense: Arc<crate::defense::Defense>,
     pub(crate) kill: Arc<crate::kill::KillSwitch>,
+    pub(crate) trading: Arc<crate::trading::Trading>,
 }
 
 impl std::fmt::Debug for Gateway {
@@ -217,12 +258,14 @@ impl Gateway {
             )
             .map_err(GatewayError::Limits)?,
         );
+        let trading = Arc::new(crate::trading::Trading::new(&cfg));
         let rt = Runtime::start(
             cfg,
             auth.clone(),
             shield.clone(),
             defense.clone(),
             kill.clone(),
+            trading.clone(),
         )?;
         Ok(Arc::new(Self {
             runtime: ArcSwap::new(rt),
@@ -235,6 +278,7 @@ impl Gateway {
             shield,
             defense,
             kill,
+            trading,
         }))
     }
 
@@ -271,12 +315,14 @@ impl Gateway {
         if old.cfg.abuse != cfg.abuse || old.cfg.risk != cfg.risk || old.cfg.alerts != cfg.alerts {
             tracing::warn!("[abuse], [risk] and [alerts] changes need a restart");
         }
+        self.trading.reload(&cfg);
         let rt = Runtime::start(
             cfg,
             self.auth.clone(),
             self.shield.clone(),
             self.defense.clone(),
             self.kill.clone(),
+            self.trading.clone(),
         )?;
         self.tls.store(tls.map(Arc::new));
         let prev = self.runtime.swap(rt);

@@ -658,6 +658,7 @@ async fn client_identity_headers_and_credentials_never_reach_the_upstream() {
         identity: Arc::new(IdentitySigner::hmac(&GATEWAY_SECRET).unwrap()),
         tokens: None,
         audit: None,
+        accounts: None,
     });
     let g = rampart_gateway::start_with(cfg, Some(services))
         .await

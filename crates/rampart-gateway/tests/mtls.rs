@@ -282,6 +282,9 @@ async fn key_bound_to_a_certificate_needs_that_certificate() {
         material: KeyMaterial::Hmac(zeroize::Zeroizing::new(secret.clone())),
         previous: None,
         nonce_window: 0,
+        instruments: Vec::new(),
+        products: Vec::new(),
+        read_only: false,
     };
     let services = Arc::new(rampart_gateway::auth::AuthServices {
         directory: Arc::new(OneKey(Arc::new(record))),
@@ -289,6 +292,7 @@ async fn key_bound_to_a_certificate_needs_that_certificate() {
         identity: Arc::new(rampart_gateway::auth::IdentitySigner::hmac(&[1u8; 32]).unwrap()),
         tokens: None,
         audit: None,
+        accounts: None,
     });
     let g = rampart_gateway::start_with(cfg, Some(services))
         .await

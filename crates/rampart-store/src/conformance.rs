@@ -15,8 +15,9 @@ use zeroize::Zeroizing;
 
 use crate::error::StoreError;
 use crate::model::{
-    Account, AccountKey, ApiKey, CipherRef, CipherSwap, DekState, KeyMetadata, KeyState,
-    MfaEnrolment, StoredCiphertext,
+    Account, AccountKey, ApiKey, CipherRef, CipherSwap, DekState, KeyMetadata, KeyPermissions,
+    KeyState, MfaEnrolment, StoredCiphertext, WithdrawalAddress, DEFAULT_MFA_ALGORITHM,
+    DEFAULT_MFA_DIGITS, DEFAULT_MFA_PERIOD_SECS,
 };
 use crate::store::Store;
 
@@ -63,6 +64,20 @@ pub fn account(id: &str, parent: Option<&str>) -> Account {
         name: format!("name of {id}"),
         parent_id: parent.map(str::to_owned),
         created_at_ms: 1_700_000_000_000,
+        kyc_tier: 0,
+        risk_profile: None,
+    }
+}
+
+/// Sample key permissions with every setting away from its default.
+pub fn permissions() -> KeyPermissions {
+    KeyPermissions {
+        instruments: vec!["BTC-USDT".to_owned(), "ETH-USDT-PERP".to_owned()],
+        products: vec!["spot".to_owned(), "perp".to_owned()],
+        read_only: true,
+        max_order_qty: Some("1.5".to_owned()),
+        max_notional: Some("250000.00".to_owned()),
+        max_open_orders: Some(20),
     }
 }
 
@@ -82,6 +97,7 @@ pub fn api_key(key_id: &str, account_id: &str) -> ApiKey {
         secret_ciphertext: Some(vec![0, 1, 2, 255, 254, 0]),
         public_key: Some(vec![9; 32]),
         created_at_ms: 1_700_000_000_123,
+        permissions: permissions(),
     }
 }
 
@@ -98,13 +114,38 @@ pub fn key_meta(purpose: &str, version: u32) -> KeyMetadata {
     }
 }
 
-/// A sample MFA enrolment.
+/// A sample MFA enrolment: default parameters (SHA1, 6 digits, 30 s), no
+/// step used, no recovery codes.
 pub fn mfa(account_id: &str, kind: &str, seed_ciphertext: Vec<u8>) -> MfaEnrolment {
     MfaEnrolment {
         account_id: account_id.to_owned(),
         kind: kind.to_owned(),
         seed_ciphertext,
         created_at_ms: 1_700_000_000_456,
+        last_used_step: None,
+        recovery_hashes: Vec::new(),
+        algorithm: DEFAULT_MFA_ALGORITHM.to_owned(),
+        digits: DEFAULT_MFA_DIGITS,
+        period_secs: DEFAULT_MFA_PERIOD_SECS,
+    }
+}
+
+/// A well-formed sample recovery-code hash (64 lowercase hex digits, some
+/// of them letters), distinct for each `n`.
+pub fn recovery_hash(n: u8) -> String {
+    format!("{n:02x}{}", "ab".repeat(31))
+}
+
+/// A sample withdrawal address book entry, effective a day after it was
+/// added.
+pub fn withdrawal_address(account_id: &str, address: &str) -> WithdrawalAddress {
+    WithdrawalAddress {
+        account_id: account_id.to_owned(),
+        address: address.to_owned(),
+        asset: Some("BTC".to_owned()),
+        label: Some(format!("label of {address}")),
+        added_at_ms: 1_700_000_000_000,
+        effective_at_ms: 1_700_086_400_000,
     }
 }
 
@@ -287,6 +328,7 @@ pub async fn api_keys_round_trip(store: &impl Store) -> Outcome {
         profile: None,
         secret_ciphertext: None,
         public_key: None,
+        permissions: KeyPermissions::default(),
         ..api_key("kid-rt-bare", "key-rt")
     };
     store.create_api_key(&bare).await?;
@@ -519,10 +561,9 @@ pub async fn api_key_revoke(store: &impl Store) -> Outcome {
 pub async fn mfa_round_trip(store: &impl Store) -> Outcome {
     store.create_account(&account("mfa-1", None)).await?;
     let totp = MfaEnrolment {
-        account_id: "mfa-1".to_owned(),
-        kind: "totp".to_owned(),
         seed_ciphertext: vec![1, 2, 3, 0, 255],
         created_at_ms: 10,
+        ..mfa("mfa-1", "totp", Vec::new())
     };
     store.put_mfa(&totp).await?;
     check_eq!(
@@ -2000,6 +2041,772 @@ pub async fn key_counter_concurrent_advances(store: &impl Store) -> Outcome {
     Ok(())
 }
 
+/// New accounts hold the KYC tier they are created with (0, market data
+/// only, in the samples) and no risk profile; the tier and profile are set
+/// together, tiers above 3 are refused before anything changes, and an
+/// unknown account is not found.
+pub async fn account_kyc(store: &impl Store) -> Outcome {
+    store.create_account(&account("kyc-1", None)).await?;
+    store.create_account(&account("kyc-2", None)).await?;
+    let fresh = store.get_account("kyc-1").await?;
+    check_eq!(fresh.kyc_tier, 0, "default kyc tier");
+    check_eq!(fresh.risk_profile, None, "default risk profile");
+
+    store.set_account_kyc("kyc-1", 2, Some("retail")).await?;
+    check_eq!(
+        store.get_account("kyc-1").await?,
+        Account {
+            kyc_tier: 2,
+            risk_profile: Some("retail".to_owned()),
+            ..account("kyc-1", None)
+        },
+        "kyc set"
+    );
+    check_eq!(
+        store.get_account("kyc-2").await?,
+        account("kyc-2", None),
+        "other account untouched"
+    );
+    for tier in [4, u8::MAX] {
+        check_eq!(
+            store.set_account_kyc("kyc-1", tier, None).await,
+            Err(StoreError::Conflict("kyc tier out of range")),
+            format!("kyc tier {tier}")
+        );
+    }
+    check_eq!(
+        store.set_account_kyc("kyc-none", 9, None).await,
+        Err(StoreError::Conflict("kyc tier out of range")),
+        "range checked before the account"
+    );
+    check_eq!(
+        store.get_account("kyc-1").await?.kyc_tier,
+        2,
+        "refused tiers changed nothing"
+    );
+    store.set_account_kyc("kyc-1", 3, None).await?;
+    check_eq!(
+        store.get_account("kyc-1").await?,
+        Account {
+            kyc_tier: 3,
+            ..account("kyc-1", None)
+        },
+        "highest tier, profile cleared"
+    );
+    store.set_account_kyc("kyc-1", 0, None).await?;
+    check_eq!(
+        store.get_account("kyc-1").await?.kyc_tier,
+        0,
+        "tier lowered again"
+    );
+    check_eq!(
+        store.set_account_kyc("kyc-none", 1, None).await,
+        Err(StoreError::NotFound("account")),
+        "kyc of an unknown account"
+    );
+
+    let tiered = Account {
+        kyc_tier: 3,
+        risk_profile: Some("pro".to_owned()),
+        ..account("kyc-3", None)
+    };
+    store.create_account(&tiered).await?;
+    check_eq!(
+        store.get_account("kyc-3").await?,
+        tiered,
+        "created with a tier"
+    );
+    check_eq!(
+        store
+            .create_account(&Account {
+                kyc_tier: 4,
+                ..account("kyc-4", None)
+            })
+            .await,
+        Err(StoreError::Conflict("kyc tier out of range")),
+        "created with a tier out of range"
+    );
+    check_eq!(
+        store.get_account("kyc-4").await,
+        Err(StoreError::NotFound("account")),
+        "refused account not stored"
+    );
+    Ok(())
+}
+
+/// Key permissions round-trip (every setting, and the all-default
+/// unrestricted value), are replaced as a whole, show in every listing,
+/// and an unknown key is not found.
+pub async fn api_key_permissions(store: &impl Store) -> Outcome {
+    store.create_account(&account("perm", None)).await?;
+    let plain = ApiKey {
+        permissions: KeyPermissions::default(),
+        ..api_key("perm-k1", "perm")
+    };
+    let full = api_key("perm-k2", "perm");
+    store
+        .create_api_keys(&[plain.clone(), full.clone()])
+        .await?;
+    check_eq!(
+        store.get_api_key("perm-k1").await?.permissions,
+        KeyPermissions::default(),
+        "default permissions"
+    );
+    check_eq!(
+        store.get_api_key("perm-k2").await?.permissions,
+        permissions(),
+        "full permissions"
+    );
+
+    let narrowed = KeyPermissions {
+        instruments: vec!["SOL-USDT".to_owned()],
+        products: vec!["option".to_owned()],
+        read_only: false,
+        max_order_qty: None,
+        max_notional: Some("10".to_owned()),
+        max_open_orders: Some(0),
+    };
+    store.set_api_key_permissions("perm-k1", &narrowed).await?;
+    let updated = ApiKey {
+        permissions: narrowed.clone(),
+        ..plain
+    };
+    check_eq!(
+        store.get_api_key("perm-k1").await?,
+        updated.clone(),
+        "permissions replaced, rest of the key kept"
+    );
+    check_eq!(
+        store.list_api_keys("perm").await?,
+        vec![updated.clone(), full.clone()],
+        "listed with permissions"
+    );
+    check_eq!(
+        store.list_all_api_keys(Some("perm-k0"), 2).await?,
+        vec![updated, full],
+        "paged with permissions"
+    );
+    store
+        .set_api_key_permissions("perm-k2", &KeyPermissions::default())
+        .await?;
+    check_eq!(
+        store.get_api_key("perm-k2").await?.permissions,
+        KeyPermissions::default(),
+        "permissions back to the default"
+    );
+    check_eq!(
+        store.get_api_key("perm-k1").await?.permissions,
+        narrowed,
+        "other key untouched"
+    );
+    check_eq!(
+        store
+            .set_api_key_permissions("perm-none", &permissions())
+            .await,
+        Err(StoreError::NotFound("api key")),
+        "permissions of an unknown key"
+    );
+    Ok(())
+}
+
+/// MFA parameters round-trip; only RFC 6238 algorithms, 6 to 10 digits,
+/// a period of at least 1 s and well-formed, distinct recovery hashes are
+/// stored; replacing an enrolment with the same seed and period never
+/// lowers its last used step, while a new seed takes the given one.
+pub async fn mfa_parameters(store: &impl Store) -> Outcome {
+    store.create_account(&account("mfap", None)).await?;
+    let custom = MfaEnrolment {
+        algorithm: "SHA512".to_owned(),
+        digits: 8,
+        period_secs: 60,
+        recovery_hashes: vec![recovery_hash(0xab), recovery_hash(0x01)],
+        ..mfa("mfap", "totp", vec![5; 20])
+    };
+    store.put_mfa(&custom).await?;
+    check_eq!(
+        store.get_mfa("mfap", "totp").await?,
+        custom.clone(),
+        "custom parameters"
+    );
+
+    let refused: [(MfaEnrolment, &str); 9] = [
+        (
+            MfaEnrolment {
+                algorithm: "MD5".to_owned(),
+                ..custom.clone()
+            },
+            "mfa parameters",
+        ),
+        (
+            MfaEnrolment {
+                algorithm: "sha1".to_owned(),
+                ..custom.clone()
+            },
+            "mfa parameters",
+        ),
+        (
+            MfaEnrolment {
+                digits: 5,
+                ..custom.clone()
+            },
+            "mfa parameters",
+        ),
+        (
+            MfaEnrolment {
+                digits: 11,
+                ..custom.clone()
+            },
+            "mfa parameters",
+        ),
+        (
+            MfaEnrolment {
+                period_secs: 0,
+                ..custom.clone()
+            },
+            "mfa parameters",
+        ),
+        (
+            MfaEnrolment {
+                recovery_hashes: vec!["1234-5678-9012".to_owned()],
+                ..custom.clone()
+            },
+            "recovery code hash",
+        ),
+        (
+            MfaEnrolment {
+                recovery_hashes: vec![recovery_hash(0xab).to_uppercase()],
+                ..custom.clone()
+            },
+            "recovery code hash",
+        ),
+        (
+            MfaEnrolment {
+                recovery_hashes: vec![recovery_hash(3), recovery_hash(4), recovery_hash(3)],
+                ..custom.clone()
+            },
+            "recovery code hash",
+        ),
+        (
+            MfaEnrolment {
+                last_used_step: Some(i64::MAX.unsigned_abs() + 1),
+                ..custom.clone()
+            },
+            "mfa step out of range",
+        ),
+    ];
+    for (enrolment, error) in refused {
+        check_eq!(
+            store.put_mfa(&enrolment).await,
+            Err(StoreError::Conflict(error)),
+            format!("refused enrolment {enrolment:?}")
+        );
+    }
+    check_eq!(
+        store.get_mfa("mfap", "totp").await?,
+        custom.clone(),
+        "refused enrolments changed nothing"
+    );
+
+    check_eq!(
+        store.advance_mfa_step("mfap", "totp", 500).await?,
+        true,
+        "step used"
+    );
+    // A stale read-modify-write of the same enrolment (same seed and
+    // period) cannot lower the step...
+    let stale = MfaEnrolment {
+        last_used_step: Some(400),
+        recovery_hashes: vec![recovery_hash(0x01)],
+        ..custom.clone()
+    };
+    store.put_mfa(&stale).await?;
+    check_eq!(
+        store.get_mfa("mfap", "totp").await?,
+        MfaEnrolment {
+            last_used_step: Some(500),
+            ..stale.clone()
+        },
+        "same enrolment keeps the higher step"
+    );
+    store
+        .put_mfa(&MfaEnrolment {
+            last_used_step: None,
+            ..stale.clone()
+        })
+        .await?;
+    check_eq!(
+        store.get_mfa("mfap", "totp").await?.last_used_step,
+        Some(500),
+        "same enrolment keeps its step over none"
+    );
+    store
+        .put_mfa(&MfaEnrolment {
+            last_used_step: Some(600),
+            ..stale.clone()
+        })
+        .await?;
+    check_eq!(
+        store.get_mfa("mfap", "totp").await?.last_used_step,
+        Some(600),
+        "same enrolment takes a higher step"
+    );
+    // ...but a new seed, or a new period, is a new enrolment.
+    let reenrolled = MfaEnrolment {
+        seed_ciphertext: vec![6; 20],
+        ..stale.clone()
+    };
+    store.put_mfa(&reenrolled).await?;
+    check_eq!(
+        store.get_mfa("mfap", "totp").await?,
+        reenrolled,
+        "new seed takes the given step"
+    );
+    store.advance_mfa_step("mfap", "totp", 900).await?;
+    let new_period = MfaEnrolment {
+        period_secs: 30,
+        last_used_step: None,
+        ..stale
+    };
+    store.put_mfa(&new_period).await?;
+    check_eq!(
+        store.get_mfa("mfap", "totp").await?.last_used_step,
+        None,
+        "new period takes the given step"
+    );
+    Ok(())
+}
+
+/// The TOTP replay guard: a step is accepted only above the last used one
+/// (any step, 0 included, at first), per enrolment; equal and lower steps
+/// are refused and change nothing; steps above `i64::MAX` are out of range
+/// (before the enrolment is looked at); an unknown enrolment is not found.
+pub async fn mfa_step_replay_guard(store: &impl Store) -> Outcome {
+    store.create_account(&account("step-1", None)).await?;
+    store.create_account(&account("step-2", None)).await?;
+    store.put_mfa(&mfa("step-1", "totp", vec![1; 20])).await?;
+    store.put_mfa(&mfa("step-1", "hotp", vec![2; 20])).await?;
+    store.put_mfa(&mfa("step-2", "totp", vec![3; 20])).await?;
+    check_eq!(
+        store.get_mfa("step-1", "totp").await?.last_used_step,
+        None,
+        "no step at first"
+    );
+    check_eq!(
+        store.advance_mfa_step("step-1", "totp", 56_666_666).await?,
+        true,
+        "first step"
+    );
+    check_eq!(
+        store.get_mfa("step-1", "totp").await?.last_used_step,
+        Some(56_666_666),
+        "step stored"
+    );
+    check_eq!(
+        store.advance_mfa_step("step-1", "totp", 56_666_666).await?,
+        false,
+        "equal step (a replayed code)"
+    );
+    check_eq!(
+        store.advance_mfa_step("step-1", "totp", 56_666_665).await?,
+        false,
+        "lower step (an earlier code)"
+    );
+    check_eq!(
+        store.get_mfa("step-1", "totp").await?.last_used_step,
+        Some(56_666_666),
+        "refused steps changed nothing"
+    );
+    check_eq!(
+        store.advance_mfa_step("step-1", "totp", 56_666_667).await?,
+        true,
+        "next step"
+    );
+    check_eq!(
+        store.advance_mfa_step("step-1", "hotp", 0).await?,
+        true,
+        "zero as the first step of another kind"
+    );
+    check_eq!(
+        store.advance_mfa_step("step-1", "hotp", 0).await?,
+        false,
+        "zero again"
+    );
+    check_eq!(
+        store.advance_mfa_step("step-2", "totp", 56_666_666).await?,
+        true,
+        "the same step on another account"
+    );
+    check_eq!(
+        store.get_mfa("step-1", "totp").await?.last_used_step,
+        Some(56_666_667),
+        "steps are per enrolment"
+    );
+
+    let max = i64::MAX.unsigned_abs();
+    for step in [max + 1, u64::MAX] {
+        check_eq!(
+            store.advance_mfa_step("step-1", "totp", step).await,
+            Err(StoreError::Conflict("mfa step out of range")),
+            format!("step {step}")
+        );
+    }
+    check_eq!(
+        store.advance_mfa_step("step-1", "totp", max).await?,
+        true,
+        "largest step"
+    );
+    check_eq!(
+        store.advance_mfa_step("step-1", "totp", max).await?,
+        false,
+        "largest step again"
+    );
+    check_eq!(
+        store.get_mfa("step-1", "totp").await?.last_used_step,
+        Some(max),
+        "largest stored"
+    );
+    check_eq!(
+        store.advance_mfa_step("step-1", "sms", 1).await,
+        Err(StoreError::NotFound("mfa enrolment")),
+        "step of an unknown kind"
+    );
+    check_eq!(
+        store.advance_mfa_step("step-none", "totp", 1).await,
+        Err(StoreError::NotFound("mfa enrolment")),
+        "step of an unknown account"
+    );
+    check_eq!(
+        store.advance_mfa_step("step-none", "totp", u64::MAX).await,
+        Err(StoreError::Conflict("mfa step out of range")),
+        "range checked before the enrolment"
+    );
+    Ok(())
+}
+
+/// Concurrent uses of one enrolment's step (driven together on one task;
+/// backends run them on their own connections) are atomic: of identical
+/// steps exactly one is accepted, and of different steps the largest is
+/// always accepted and stored.
+pub async fn mfa_step_concurrent_advances(store: &impl Store) -> Outcome {
+    const RACERS: u64 = 8;
+    store.create_account(&account("step-race", None)).await?;
+    store
+        .put_mfa(&mfa("step-race", "totp", vec![7; 20]))
+        .await?;
+    for step in [100, 101, 102] {
+        let outcomes = join_all(
+            (0..RACERS)
+                .map(|_| store.advance_mfa_step("step-race", "totp", step))
+                .collect(),
+        )
+        .await
+        .into_iter()
+        .collect::<Result<Vec<bool>, StoreError>>()?;
+        check_eq!(
+            outcomes.iter().filter(|&&won| won).count(),
+            1,
+            format!("winners among {RACERS} uses of step {step}")
+        );
+    }
+    let steps: Vec<u64> = (0..RACERS).map(|i| 200 + (i * 3) % RACERS).collect();
+    let outcomes = join_all(
+        steps
+            .iter()
+            .map(|&step| store.advance_mfa_step("step-race", "totp", step))
+            .collect(),
+    )
+    .await
+    .into_iter()
+    .collect::<Result<Vec<bool>, StoreError>>()?;
+    let largest = 200 + RACERS - 1;
+    check_eq!(
+        steps
+            .iter()
+            .zip(&outcomes)
+            .find(|(&step, _)| step == largest)
+            .map(|(_, &won)| won),
+        Some(true),
+        "the largest of different steps is accepted"
+    );
+    check_eq!(
+        store.get_mfa("step-race", "totp").await?.last_used_step,
+        Some(largest),
+        "the largest step is stored"
+    );
+    Ok(())
+}
+
+/// Each recovery code works once: consuming removes its hash (the others
+/// keep their order), a second use and an unknown hash find nothing, of
+/// concurrent uses of one code exactly one succeeds, and an unknown
+/// enrolment is not found.
+pub async fn mfa_recovery_codes(store: &impl Store) -> Outcome {
+    store.create_account(&account("rec", None)).await?;
+    let hashes: Vec<String> = (1..=5).map(recovery_hash).collect();
+    store
+        .put_mfa(&MfaEnrolment {
+            recovery_hashes: hashes.clone(),
+            ..mfa("rec", "totp", vec![9; 20])
+        })
+        .await?;
+    store
+        .put_mfa(&MfaEnrolment {
+            recovery_hashes: hashes.clone(),
+            ..mfa("rec", "hotp", vec![8; 20])
+        })
+        .await?;
+    check_eq!(
+        store
+            .consume_recovery_code("rec", "totp", &recovery_hash(3))
+            .await?,
+        true,
+        "first use"
+    );
+    check_eq!(
+        store
+            .consume_recovery_code("rec", "totp", &recovery_hash(3))
+            .await?,
+        false,
+        "second use"
+    );
+    check_eq!(
+        store.get_mfa("rec", "totp").await?.recovery_hashes,
+        vec![
+            recovery_hash(1),
+            recovery_hash(2),
+            recovery_hash(4),
+            recovery_hash(5)
+        ],
+        "the others kept, in order"
+    );
+    check_eq!(
+        store.get_mfa("rec", "hotp").await?.recovery_hashes,
+        hashes,
+        "codes are per enrolment"
+    );
+    check_eq!(
+        store
+            .consume_recovery_code("rec", "totp", &recovery_hash(9))
+            .await?,
+        false,
+        "unknown hash"
+    );
+    check_eq!(
+        store
+            .consume_recovery_code("rec", "totp", &recovery_hash(1).to_uppercase())
+            .await?,
+        false,
+        "hashes compare exactly"
+    );
+    check_eq!(
+        store.consume_recovery_code("rec", "totp", "").await?,
+        false,
+        "empty hash"
+    );
+
+    let five = recovery_hash(5);
+    let outcomes = join_all(
+        (0..8)
+            .map(|_| store.consume_recovery_code("rec", "totp", &five))
+            .collect(),
+    )
+    .await
+    .into_iter()
+    .collect::<Result<Vec<bool>, StoreError>>()?;
+    check_eq!(
+        outcomes.iter().filter(|&&won| won).count(),
+        1,
+        "winners among concurrent uses of one code"
+    );
+    for n in [1, 2, 4] {
+        check_eq!(
+            store
+                .consume_recovery_code("rec", "totp", &recovery_hash(n))
+                .await?,
+            true,
+            format!("use of code {n}")
+        );
+    }
+    check_eq!(
+        store.get_mfa("rec", "totp").await?.recovery_hashes,
+        Vec::<String>::new(),
+        "every code used"
+    );
+    check_eq!(
+        store
+            .consume_recovery_code("rec", "totp", &recovery_hash(1))
+            .await?,
+        false,
+        "no codes left"
+    );
+    check_eq!(
+        store
+            .consume_recovery_code("rec", "sms", &recovery_hash(1))
+            .await,
+        Err(StoreError::NotFound("mfa enrolment")),
+        "code of an unknown enrolment"
+    );
+    Ok(())
+}
+
+/// Deleting an enrolment removes it (and its seed from the ciphertext
+/// walk) and nothing else; deleting it again finds nothing.
+pub async fn mfa_delete(store: &impl Store) -> Outcome {
+    store.create_account(&account("mfad", None)).await?;
+    store.put_mfa(&mfa("mfad", "totp", vec![1; 20])).await?;
+    store.put_mfa(&mfa("mfad", "webauthn", vec![2; 20])).await?;
+    let count = store.count_ciphertexts().await?;
+    check_eq!(store.delete_mfa("mfad", "totp").await?, true, "deleted");
+    check_eq!(
+        store.get_mfa("mfad", "totp").await,
+        Err(StoreError::NotFound("mfa enrolment")),
+        "deleted enrolment gone"
+    );
+    check_eq!(
+        store.list_mfa("mfad").await?,
+        vec![mfa("mfad", "webauthn", vec![2; 20])],
+        "other kind kept"
+    );
+    check_eq!(
+        store.count_ciphertexts().await?,
+        count - 1,
+        "seed no longer counted"
+    );
+    check_eq!(
+        scan_all(store, 100)
+            .await?
+            .iter()
+            .any(|c| c.location == mfa_ref("mfad", "totp")),
+        false,
+        "seed no longer scanned"
+    );
+    check_eq!(
+        store.delete_mfa("mfad", "totp").await?,
+        false,
+        "deleted twice"
+    );
+    check_eq!(
+        store.delete_mfa("mfad-none", "totp").await?,
+        false,
+        "unknown account"
+    );
+    check_eq!(
+        store.advance_mfa_step("mfad", "totp", 1).await,
+        Err(StoreError::NotFound("mfa enrolment")),
+        "no step on a deleted enrolment"
+    );
+    store.put_mfa(&mfa("mfad", "totp", vec![3; 20])).await?;
+    check_eq!(
+        store.get_mfa("mfad", "totp").await?,
+        mfa("mfad", "totp", vec![3; 20]),
+        "enrolled again"
+    );
+    Ok(())
+}
+
+/// The withdrawal address book: entries round-trip and list by address
+/// (compared byte-wise), not yet effective ones included; an address is
+/// unique per account (not across accounts); an entry needs an existing
+/// account and an effective time not before it was added; removal reports
+/// whether the entry was there.
+pub async fn withdrawal_address_book(store: &impl Store) -> Outcome {
+    store.create_account(&account("wd-1", None)).await?;
+    store.create_account(&account("wd-2", None)).await?;
+    check_eq!(
+        store.list_withdrawal_addresses("wd-1").await?,
+        Vec::<WithdrawalAddress>::new(),
+        "empty at first"
+    );
+    let c = withdrawal_address("wd-1", "bc1qc");
+    let a = WithdrawalAddress {
+        asset: None,
+        label: None,
+        added_at_ms: 5,
+        effective_at_ms: 5,
+        ..withdrawal_address("wd-1", "0xA1")
+    };
+    let b = WithdrawalAddress {
+        effective_at_ms: FAR_FUTURE_MS,
+        ..withdrawal_address("wd-1", "bc1qb")
+    };
+    for entry in [&c, &a, &b] {
+        store.add_withdrawal_address(entry).await?;
+    }
+    check_eq!(
+        store.list_withdrawal_addresses("wd-1").await?,
+        vec![a.clone(), b.clone(), c.clone()],
+        "listed by address, not yet effective included"
+    );
+    check_eq!(
+        store
+            .add_withdrawal_address(&WithdrawalAddress {
+                label: Some("other".to_owned()),
+                asset: Some("ETH".to_owned()),
+                ..b.clone()
+            })
+            .await,
+        Err(StoreError::Conflict("withdrawal address")),
+        "duplicate address"
+    );
+    let other = withdrawal_address("wd-2", "bc1qb");
+    store.add_withdrawal_address(&other).await?;
+    check_eq!(
+        store.list_withdrawal_addresses("wd-2").await?,
+        vec![other],
+        "the same address under another account"
+    );
+    check_eq!(
+        store
+            .add_withdrawal_address(&withdrawal_address("wd-none", "bc1qz"))
+            .await,
+        Err(StoreError::MissingReference("withdrawal address")),
+        "address of an unknown account"
+    );
+    check_eq!(
+        store
+            .add_withdrawal_address(&WithdrawalAddress {
+                effective_at_ms: 4,
+                added_at_ms: 5,
+                ..withdrawal_address("wd-1", "bc1qe")
+            })
+            .await,
+        Err(StoreError::Conflict("withdrawal address effective time")),
+        "effective before added"
+    );
+    check_eq!(
+        store.remove_withdrawal_address("wd-1", "bc1qb").await?,
+        true,
+        "removed"
+    );
+    check_eq!(
+        store.remove_withdrawal_address("wd-1", "bc1qb").await?,
+        false,
+        "removed twice"
+    );
+    check_eq!(
+        store.remove_withdrawal_address("wd-1", "0xa1").await?,
+        false,
+        "addresses compare exactly"
+    );
+    check_eq!(
+        store.list_withdrawal_addresses("wd-1").await?,
+        vec![a, c],
+        "the rest kept"
+    );
+    check_eq!(
+        store.list_withdrawal_addresses("wd-2").await?.len(),
+        1,
+        "other account untouched"
+    );
+    store.add_withdrawal_address(&b).await?;
+    check_eq!(
+        store.list_withdrawal_addresses("wd-1").await?.len(),
+        3,
+        "added again after removal"
+    );
+    Ok(())
+}
+
 /// Everything written through one store is read back, unchanged, through
 /// a store reopened on the same storage (`open` is called twice; the first
 /// store is dropped before the second open).
@@ -2012,11 +2819,14 @@ where
     let parent = account("re-parent", None);
     let child = account("re-child", Some("re-parent"));
     let mut key = api_key("kid-re", "re-child");
-    let mfa = MfaEnrolment {
-        account_id: "re-child".to_owned(),
-        kind: "totp".to_owned(),
-        seed_ciphertext: vec![42; 33],
+    let enrolment = MfaEnrolment {
         created_at_ms: 7,
+        last_used_step: Some(55),
+        recovery_hashes: vec![recovery_hash(1), recovery_hash(2), recovery_hash(3)],
+        algorithm: "SHA256".to_owned(),
+        digits: 8,
+        period_secs: 60,
+        ..mfa("re-child", "totp", vec![42; 33])
     };
     {
         let store = open().await?;
@@ -2024,7 +2834,17 @@ where
         store.create_account(&child).await?;
         store.create_api_key(&key).await?;
         store.revoke_api_key("kid-re", 99).await?;
-        store.put_mfa(&mfa).await?;
+        store.put_mfa(&enrolment).await?;
+        store.advance_mfa_step("re-child", "totp", 56).await?;
+        store
+            .consume_recovery_code("re-child", "totp", &recovery_hash(2))
+            .await?;
+        store
+            .set_account_kyc("re-child", 2, Some("re-profile"))
+            .await?;
+        store
+            .add_withdrawal_address(&withdrawal_address("re-child", "re-addr"))
+            .await?;
         store
             .rotate_api_key_secret("kid-re", &[0x77; 12], FAR_FUTURE_MS)
             .await?;
@@ -2047,8 +2867,17 @@ where
     check_eq!(store.get_account("re-parent").await?, parent, "parent");
     check_eq!(
         store.list_sub_accounts("re-parent").await?,
-        vec![child],
-        "child"
+        vec![Account {
+            kyc_tier: 2,
+            risk_profile: Some("re-profile".to_owned()),
+            ..child
+        }],
+        "child with its kyc tier"
+    );
+    check_eq!(
+        store.list_withdrawal_addresses("re-child").await?,
+        vec![withdrawal_address("re-child", "re-addr")],
+        "withdrawal address book"
     );
     check_eq!(store.get_api_key("kid-re").await?, key, "key");
     check_eq!(
@@ -2061,7 +2890,20 @@ where
         Some(41),
         "key counter"
     );
-    check_eq!(store.get_mfa("re-child", "totp").await?, mfa, "mfa");
+    check_eq!(
+        store.get_mfa("re-child", "totp").await?,
+        MfaEnrolment {
+            last_used_step: Some(56),
+            recovery_hashes: vec![recovery_hash(1), recovery_hash(3)],
+            ..enrolment
+        },
+        "mfa"
+    );
+    check_eq!(
+        store.advance_mfa_step("re-child", "totp", 56).await?,
+        false,
+        "used step still refused after reopen"
+    );
     check_eq!(
         store.list_key_metadata("re-api").await?,
         vec![KeyMetadata {
@@ -2128,5 +2970,13 @@ pub async fn run_all(store: &impl Store) -> Outcome {
     case!(key_counter_strictly_increasing);
     case!(key_counter_concurrent_advances);
     case!(key_nonce_window);
+    case!(account_kyc);
+    case!(api_key_permissions);
+    case!(mfa_parameters);
+    case!(mfa_step_replay_guard);
+    case!(mfa_step_concurrent_advances);
+    case!(mfa_recovery_codes);
+    case!(mfa_delete);
+    case!(withdrawal_address_book);
     Ok(())
 }

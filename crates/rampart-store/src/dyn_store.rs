@@ -11,8 +11,8 @@ use std::sync::Arc;
 
 use crate::error::Result;
 use crate::model::{
-    Account, AccountKey, ApiKey, CipherRef, CipherSwap, DekState, KeyMetadata, MfaEnrolment,
-    StoredCiphertext,
+    Account, AccountKey, ApiKey, CipherRef, CipherSwap, DekState, KeyMetadata, KeyPermissions,
+    MfaEnrolment, StoredCiphertext, WithdrawalAddress,
 };
 use crate::store::Store;
 
@@ -29,6 +29,13 @@ type PreviousSecret = Option<(Vec<u8>, i64)>;
 pub trait DynStore: Send + Sync {
     /// See [`Store::create_account`].
     fn create_account<'a>(&'a self, account: &'a Account) -> BoxFuture<'a, Result<()>>;
+    /// See [`Store::set_account_kyc`].
+    fn set_account_kyc<'a>(
+        &'a self,
+        id: &'a str,
+        kyc_tier: u8,
+        risk_profile: Option<&'a str>,
+    ) -> BoxFuture<'a, Result<()>>;
     /// See [`Store::get_account`].
     fn get_account<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<Account>>;
     /// See [`Store::list_sub_accounts`].
@@ -44,6 +51,12 @@ pub trait DynStore: Send + Sync {
         &'a self,
         key_id: &'a str,
         ciphertext: &'a [u8],
+    ) -> BoxFuture<'a, Result<()>>;
+    /// See [`Store::set_api_key_permissions`].
+    fn set_api_key_permissions<'a>(
+        &'a self,
+        key_id: &'a str,
+        permissions: &'a KeyPermissions,
     ) -> BoxFuture<'a, Result<()>>;
     /// See [`Store::get_api_key`].
     fn get_api_key<'a>(&'a self, key_id: &'a str) -> BoxFuture<'a, Result<ApiKey>>;
@@ -101,6 +114,38 @@ pub trait DynStore: Send + Sync {
     ) -> BoxFuture<'a, Result<MfaEnrolment>>;
     /// See [`Store::list_mfa`].
     fn list_mfa<'a>(&'a self, account_id: &'a str) -> BoxFuture<'a, Result<Vec<MfaEnrolment>>>;
+    /// See [`Store::advance_mfa_step`].
+    fn advance_mfa_step<'a>(
+        &'a self,
+        account_id: &'a str,
+        kind: &'a str,
+        step: u64,
+    ) -> BoxFuture<'a, Result<bool>>;
+    /// See [`Store::consume_recovery_code`].
+    fn consume_recovery_code<'a>(
+        &'a self,
+        account_id: &'a str,
+        kind: &'a str,
+        hash: &'a str,
+    ) -> BoxFuture<'a, Result<bool>>;
+    /// See [`Store::delete_mfa`].
+    fn delete_mfa<'a>(&'a self, account_id: &'a str, kind: &'a str) -> BoxFuture<'a, Result<bool>>;
+    /// See [`Store::add_withdrawal_address`].
+    fn add_withdrawal_address<'a>(
+        &'a self,
+        address: &'a WithdrawalAddress,
+    ) -> BoxFuture<'a, Result<()>>;
+    /// See [`Store::remove_withdrawal_address`].
+    fn remove_withdrawal_address<'a>(
+        &'a self,
+        account_id: &'a str,
+        address: &'a str,
+    ) -> BoxFuture<'a, Result<bool>>;
+    /// See [`Store::list_withdrawal_addresses`].
+    fn list_withdrawal_addresses<'a>(
+        &'a self,
+        account_id: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<WithdrawalAddress>>>;
     /// See [`Store::put_account_key`].
     fn put_account_key<'a>(&'a self, key: &'a AccountKey) -> BoxFuture<'a, Result<()>>;
     /// See [`Store::get_account_key`].
@@ -162,6 +207,14 @@ impl<S: Store> DynStore for S {
     fn create_account<'a>(&'a self, account: &'a Account) -> BoxFuture<'a, Result<()>> {
         Box::pin(Store::create_account(self, account))
     }
+    fn set_account_kyc<'a>(
+        &'a self,
+        id: &'a str,
+        kyc_tier: u8,
+        risk_profile: Option<&'a str>,
+    ) -> BoxFuture<'a, Result<()>> {
+        Box::pin(Store::set_account_kyc(self, id, kyc_tier, risk_profile))
+    }
     fn get_account<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<Account>> {
         Box::pin(Store::get_account(self, id))
     }
@@ -183,6 +236,13 @@ impl<S: Store> DynStore for S {
         ciphertext: &'a [u8],
     ) -> BoxFuture<'a, Result<()>> {
         Box::pin(Store::set_api_key_secret(self, key_id, ciphertext))
+    }
+    fn set_api_key_permissions<'a>(
+        &'a self,
+        key_id: &'a str,
+        permissions: &'a KeyPermissions,
+    ) -> BoxFuture<'a, Result<()>> {
+        Box::pin(Store::set_api_key_permissions(self, key_id, permissions))
     }
     fn get_api_key<'a>(&'a self, key_id: &'a str) -> BoxFuture<'a, Result<ApiKey>> {
         Box::pin(Store::get_api_key(self, key_id))
@@ -259,6 +319,44 @@ impl<S: Store> DynStore for S {
     }
     fn list_mfa<'a>(&'a self, account_id: &'a str) -> BoxFuture<'a, Result<Vec<MfaEnrolment>>> {
         Box::pin(Store::list_mfa(self, account_id))
+    }
+    fn advance_mfa_step<'a>(
+        &'a self,
+        account_id: &'a str,
+        kind: &'a str,
+        step: u64,
+    ) -> BoxFuture<'a, Result<bool>> {
+        Box::pin(Store::advance_mfa_step(self, account_id, kind, step))
+    }
+    fn consume_recovery_code<'a>(
+        &'a self,
+        account_id: &'a str,
+        kind: &'a str,
+        hash: &'a str,
+    ) -> BoxFuture<'a, Result<bool>> {
+        Box::pin(Store::consume_recovery_code(self, account_id, kind, hash))
+    }
+    fn delete_mfa<'a>(&'a self, account_id: &'a str, kind: &'a str) -> BoxFuture<'a, Result<bool>> {
+        Box::pin(Store::delete_mfa(self, account_id, kind))
+    }
+    fn add_withdrawal_address<'a>(
+        &'a self,
+        address: &'a WithdrawalAddress,
+    ) -> BoxFuture<'a, Result<()>> {
+        Box::pin(Store::add_withdrawal_address(self, address))
+    }
+    fn remove_withdrawal_address<'a>(
+        &'a self,
+        account_id: &'a str,
+        address: &'a str,
+    ) -> BoxFuture<'a, Result<bool>> {
+        Box::pin(Store::remove_withdrawal_address(self, account_id, address))
+    }
+    fn list_withdrawal_addresses<'a>(
+        &'a self,
+        account_id: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<WithdrawalAddress>>> {
+        Box::pin(Store::list_withdrawal_addresses(self, account_id))
     }
     fn put_account_key<'a>(&'a self, key: &'a AccountKey) -> BoxFuture<'a, Result<()>> {
         Box::pin(Store::put_account_key(self, key))
@@ -359,6 +457,14 @@ impl Store for AnyStore {
     async fn create_account(&self, account: &Account) -> Result<()> {
         DynStore::create_account(&*self.0, account).await
     }
+    async fn set_account_kyc(
+        &self,
+        id: &str,
+        kyc_tier: u8,
+        risk_profile: Option<&str>,
+    ) -> Result<()> {
+        DynStore::set_account_kyc(&*self.0, id, kyc_tier, risk_profile).await
+    }
     async fn get_account(&self, id: &str) -> Result<Account> {
         DynStore::get_account(&*self.0, id).await
     }
@@ -376,6 +482,13 @@ impl Store for AnyStore {
     }
     async fn set_api_key_secret(&self, key_id: &str, ciphertext: &[u8]) -> Result<()> {
         DynStore::set_api_key_secret(&*self.0, key_id, ciphertext).await
+    }
+    async fn set_api_key_permissions(
+        &self,
+        key_id: &str,
+        permissions: &KeyPermissions,
+    ) -> Result<()> {
+        DynStore::set_api_key_permissions(&*self.0, key_id, permissions).await
     }
     async fn get_api_key(&self, key_id: &str) -> Result<ApiKey> {
         DynStore::get_api_key(&*self.0, key_id).await
@@ -427,6 +540,29 @@ impl Store for AnyStore {
     }
     async fn list_mfa(&self, account_id: &str) -> Result<Vec<MfaEnrolment>> {
         DynStore::list_mfa(&*self.0, account_id).await
+    }
+    async fn advance_mfa_step(&self, account_id: &str, kind: &str, step: u64) -> Result<bool> {
+        DynStore::advance_mfa_step(&*self.0, account_id, kind, step).await
+    }
+    async fn consume_recovery_code(
+        &self,
+        account_id: &str,
+        kind: &str,
+        hash: &str,
+    ) -> Result<bool> {
+        DynStore::consume_recovery_code(&*self.0, account_id, kind, hash).await
+    }
+    async fn delete_mfa(&self, account_id: &str, kind: &str) -> Result<bool> {
+        DynStore::delete_mfa(&*self.0, account_id, kind).await
+    }
+    async fn add_withdrawal_address(&self, address: &WithdrawalAddress) -> Result<()> {
+        DynStore::add_withdrawal_address(&*self.0, address).await
+    }
+    async fn remove_withdrawal_address(&self, account_id: &str, address: &str) -> Result<bool> {
+        DynStore::remove_withdrawal_address(&*self.0, account_id, address).await
+    }
+    async fn list_withdrawal_addresses(&self, account_id: &str) -> Result<Vec<WithdrawalAddress>> {
+        DynStore::list_withdrawal_addresses(&*self.0, account_id).await
     }
     async fn put_account_key(&self, key: &AccountKey) -> Result<()> {
         DynStore::put_account_key(&*self.0, key).await

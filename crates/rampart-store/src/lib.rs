@@ -1,9 +1,11 @@
 //! Rampart durable store.
 //!
-//! This crate owns Rampart's durable state: accounts and sub-accounts, API
-//! keys (with the previous secret of a rotated key and the last accepted
-//! request nonce), MFA enrolments, per-account shred handles and the
-//! keyring's data-key metadata (later also policies). Callers use the
+//! This crate owns Rampart's durable state: accounts and sub-accounts (with
+//! their KYC tier and risk profile), API keys (with their permissions, the
+//! previous secret of a rotated key and the last accepted request nonce),
+//! MFA enrolments (with the TOTP replay guard and recovery-code hashes),
+//! withdrawal address books, per-account shred handles and the keyring's
+//! data-key metadata (later also policies). Callers use the
 //! backend-neutral [`Store`] trait; the embedded backend is [`SqliteStore`]
 //! (one SQLite file under the data dir, WAL, foreign keys on,
 //! `secure_delete` on, schema from embedded migrations). A PostgreSQL
@@ -32,6 +34,16 @@
 //!   rewrapped fields as compare-and-swaps, so a concurrent write is never
 //!   clobbered.
 //!   [`Store::create_api_keys`] inserts keys in bulk, in one transaction.
+//! - **What authorization and MFA need**: an account's KYC tier (0, market
+//!   data only, unless raised) and risk profile
+//!   ([`Store::set_account_kyc`]); a key's [`KeyPermissions`], one JSON
+//!   column so later settings need no migration
+//!   ([`Store::set_api_key_permissions`]); the TOTP replay guard
+//!   [`Store::advance_mfa_step`] (a time step is used at most once, one
+//!   conditional write, race-free across connections) and single-use
+//!   recovery codes ([`Store::consume_recovery_code`]); and a withdrawal
+//!   address book whose entries take effect after a delay
+//!   ([`Store::add_withdrawal_address`]).
 //! - **Crypto-shredding**: an [`AccountKey`] is a per-account secret mixed
 //!   into the account's field keys; [`Store::shred_account_key`] deletes it
 //!   (leaving a tombstone), making the account's fields unrecoverable. With
@@ -52,7 +64,14 @@
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> Result<(), StoreError> {
 //! let store = SqliteStore::open_in_memory().await?; // `open_in_dir(data_dir)` in production
-//! let desk = Account { id: "desk".into(), name: "Desk".into(), parent_id: None, created_at_ms: 0 };
+//! let desk = Account {
+//!     id: "desk".into(),
+//!     name: "Desk".into(),
+//!     parent_id: None,
+//!     created_at_ms: 0,
+//!     kyc_tier: 0, // the secure default: market data only
+//!     risk_profile: None,
+//! };
 //! store.create_account(&desk).await?;
 //! assert_eq!(store.get_account("desk").await?, desk);
 //! assert_eq!(store.get_account("nobody").await, Err(StoreError::NotFound("account")));
@@ -71,8 +90,9 @@ pub mod store;
 pub use dyn_store::{AnyStore, DynStore};
 pub use error::{Result, StoreError};
 pub use model::{
-    Account, AccountKey, ApiKey, CipherRef, CipherSwap, DekState, KeyMetadata, KeyState,
-    MfaEnrolment, StoredCiphertext,
+    Account, AccountKey, ApiKey, CipherRef, CipherSwap, DekState, KeyMetadata, KeyPermissions,
+    KeyState, MfaEnrolment, StoredCiphertext, WithdrawalAddress, DEFAULT_MFA_ALGORITHM,
+    DEFAULT_MFA_DIGITS, DEFAULT_MFA_PERIOD_SECS, MAX_KYC_TIER, MFA_ALGORITHMS,
 };
 pub use sqlite::SqliteStore;
 pub use store::Store;

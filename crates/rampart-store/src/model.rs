@@ -4,7 +4,11 @@
 
 use std::fmt;
 
+use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
+
+/// The highest KYC tier an account can hold (tiers are `0..=MAX_KYC_TIER`).
+pub const MAX_KYC_TIER: u8 = 3;
 
 /// An account or sub-account: the owner of API keys and MFA enrolments.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -17,6 +21,44 @@ pub struct Account {
     pub parent_id: Option<String>,
     /// Creation time, Unix milliseconds.
     pub created_at_ms: i64,
+    /// KYC tier, `0..=`[`MAX_KYC_TIER`]. New accounts should start at 0,
+    /// the secure default (market data only); accounts stored before the
+    /// tier existed read back as 0. The store refuses a tier above
+    /// [`MAX_KYC_TIER`].
+    pub kyc_tier: u8,
+    /// Name of the risk profile the account is held to, if any (resolved
+    /// by the policy layer; the store keeps the name only).
+    pub risk_profile: Option<String>,
+}
+
+/// What an API key may do, beyond its scopes. Every list that is empty and
+/// every limit that is `None` means "no restriction from this key" (the
+/// account's KYC tier and risk profile still apply). `Default` is that
+/// unrestricted key, which is also what keys stored before permissions
+/// existed read back as.
+///
+/// Stored as one JSON object, so later settings need no schema change.
+/// Reading tolerates fields it does not know (written by a newer version;
+/// they are dropped, and rewritten without them if this version saves the
+/// permissions again) and missing fields (their defaults), but a known
+/// field of the wrong type makes the key unreadable (a backend error), so
+/// a malformed restriction is never silently lifted.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct KeyPermissions {
+    /// Instruments (symbols) the key may trade; empty means any.
+    pub instruments: Vec<String>,
+    /// Product types the key may trade (`spot`, `perp`, `option`); empty
+    /// means any.
+    pub products: Vec<String>,
+    /// The key may only read, never place, amend or cancel.
+    pub read_only: bool,
+    /// Largest quantity of one order, as a decimal string.
+    pub max_order_qty: Option<String>,
+    /// Largest notional value of one order, as a decimal string.
+    pub max_notional: Option<String>,
+    /// Most orders the key may have open at once.
+    pub max_open_orders: Option<u32>,
 }
 
 /// Lifecycle state of an API key.
@@ -77,6 +119,9 @@ pub struct ApiKey {
     pub public_key: Option<Vec<u8>>,
     /// Creation time, Unix milliseconds.
     pub created_at_ms: i64,
+    /// What the key may do beyond its scopes; `Default` for no
+    /// restriction.
+    pub permissions: KeyPermissions,
 }
 
 impl fmt::Debug for ApiKey {
@@ -98,11 +143,28 @@ impl fmt::Debug for ApiKey {
             )
             .field("public_key", &self.public_key.as_ref().map(Vec::len))
             .field("created_at_ms", &self.created_at_ms)
+            .field("permissions", &self.permissions)
             .finish()
     }
 }
 
+/// The one-time-password algorithms an [`MfaEnrolment`] may name
+/// (RFC 6238 HMAC hashes, spelled as in `otpauth://` URIs).
+pub const MFA_ALGORITHMS: [&str; 3] = ["SHA1", "SHA256", "SHA512"];
+
+/// The algorithm of enrolments stored before it was recorded.
+pub const DEFAULT_MFA_ALGORITHM: &str = "SHA1";
+
+/// The code length of enrolments stored before it was recorded.
+pub const DEFAULT_MFA_DIGITS: u8 = 6;
+
+/// The time step of enrolments stored before it was recorded, in seconds.
+pub const DEFAULT_MFA_PERIOD_SECS: u32 = 30;
+
 /// An MFA enrolment of an account (one per account and kind).
+///
+/// `Debug` prints the seed's length and the number of recovery hashes,
+/// never their bytes.
 #[derive(Clone, PartialEq, Eq)]
 pub struct MfaEnrolment {
     /// Enrolled account.
@@ -113,6 +175,26 @@ pub struct MfaEnrolment {
     pub seed_ciphertext: Vec<u8>,
     /// Enrolment time, Unix milliseconds.
     pub created_at_ms: i64,
+    /// The last time step a code was accepted for (TOTP: a code is
+    /// accepted at most once per enrolment); `None` before the first.
+    /// Advanced only through
+    /// [`Store::advance_mfa_step`](crate::Store::advance_mfa_step), which
+    /// is race-free. At most `i64::MAX`.
+    pub last_used_step: Option<u64>,
+    /// Lowercase hex SHA-256 of each unused recovery code; one is removed
+    /// when used
+    /// ([`Store::consume_recovery_code`](crate::Store::consume_recovery_code)).
+    pub recovery_hashes: Vec<String>,
+    /// HMAC algorithm, one of [`MFA_ALGORITHMS`]
+    /// ([`DEFAULT_MFA_ALGORITHM`] for enrolments stored before it was
+    /// recorded).
+    pub algorithm: String,
+    /// Code length, `6..=10` ([`DEFAULT_MFA_DIGITS`] before it was
+    /// recorded).
+    pub digits: u8,
+    /// Time step in seconds, at least 1 ([`DEFAULT_MFA_PERIOD_SECS`]
+    /// before it was recorded).
+    pub period_secs: u32,
 }
 
 impl fmt::Debug for MfaEnrolment {
@@ -122,8 +204,36 @@ impl fmt::Debug for MfaEnrolment {
             .field("kind", &self.kind)
             .field("seed_ciphertext", &Redacted(self.seed_ciphertext.len()))
             .field("created_at_ms", &self.created_at_ms)
+            .field("last_used_step", &self.last_used_step)
+            .field("recovery_hashes", &Count(self.recovery_hashes.len()))
+            .field("algorithm", &self.algorithm)
+            .field("digits", &self.digits)
+            .field("period_secs", &self.period_secs)
             .finish()
     }
+}
+
+/// One entry of an account's withdrawal address book. An entry exists
+/// from `added_at_ms` but may only be withdrawn to from `effective_at_ms`
+/// on (a configured delay, so a stolen session cannot add an address and
+/// drain to it at once); callers compare the time themselves. Addresses
+/// are compared byte-wise: callers normalise them (for example the case
+/// of a hex address) before storing and looking up.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WithdrawalAddress {
+    /// Owning account.
+    pub account_id: String,
+    /// The destination address, unique per account.
+    pub address: String,
+    /// The asset (or network) the address is for, if restricted to one.
+    pub asset: Option<String>,
+    /// A human-readable label.
+    pub label: Option<String>,
+    /// When the entry was added, Unix milliseconds.
+    pub added_at_ms: i64,
+    /// From when withdrawals to the address are allowed, Unix
+    /// milliseconds; never before `added_at_ms`.
+    pub effective_at_ms: i64,
 }
 
 /// State of a data-key version in the keyring.
@@ -331,6 +441,15 @@ impl fmt::Debug for SecretState {
             Some(len) => write!(f, "<{len} bytes>"),
             None => f.write_str("shredded"),
         }
+    }
+}
+
+/// Prints only how many entries a secret-bearing list holds.
+struct Count(usize);
+
+impl fmt::Debug for Count {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "<{} entries>", self.0)
     }
 }
 

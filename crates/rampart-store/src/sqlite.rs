@@ -17,8 +17,8 @@ use zeroize::Zeroizing;
 
 use crate::error::{Result, StoreError};
 use crate::model::{
-    Account, AccountKey, ApiKey, CipherRef, CipherSwap, DekState, KeyMetadata, KeyState,
-    MfaEnrolment, StoredCiphertext,
+    Account, AccountKey, ApiKey, CipherRef, CipherSwap, DekState, KeyMetadata, KeyPermissions,
+    KeyState, MfaEnrolment, StoredCiphertext, WithdrawalAddress, MAX_KYC_TIER, MFA_ALGORITHMS,
 };
 use crate::store::Store;
 
@@ -34,11 +34,13 @@ const FILE_POOL_SIZE: u32 = 4;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
-const ACCOUNT_COLUMNS: &str = "id, name, parent_id, created_at_ms";
+const ACCOUNT_COLUMNS: &str = "id, name, parent_id, created_at_ms, kyc_tier, risk_profile";
 const API_KEY_COLUMNS: &str = "key_id, account_id, scheme, scopes, allowed_cidrs, \
      expires_at_ms, cert_fingerprint, profile, state, secret_ciphertext, public_key, \
-     created_at_ms, revoked_at_ms";
-const MFA_COLUMNS: &str = "account_id, kind, seed_ciphertext, created_at_ms";
+     created_at_ms, revoked_at_ms, permissions";
+const MFA_COLUMNS: &str = "account_id, kind, seed_ciphertext, created_at_ms, last_used_step, \
+     recovery_hashes, algorithm, digits, period_secs";
+const WITHDRAWAL_COLUMNS: &str = "account_id, address, asset, label, added_at_ms, effective_at_ms";
 const KEY_META_COLUMNS: &str =
     "purpose, version, wrapped_dek, encryptions, state, created_at_ms, root_key_version";
 const ACCOUNT_KEY_COLUMNS: &str = "account_id, secret, created_at_ms, shredded_at_ms";
@@ -164,6 +166,18 @@ impl SqliteStore {
         self.pool.close().await;
     }
 
+    /// `Ok` if the MFA enrolment exists, `NotFound("mfa enrolment")` if not.
+    async fn mfa_exists(&self, account_id: &str, kind: &str) -> Result<()> {
+        sqlx::query("SELECT 1 FROM mfa_enrolments WHERE account_id = ? AND kind = ?")
+            .bind(account_id)
+            .bind(kind)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(|e| map_err("mfa enrolment", &e))?
+            .map(|_| ())
+            .ok_or(StoreError::NotFound("mfa enrolment"))
+    }
+
     async fn migrate(&self) -> Result<()> {
         MIGRATOR
             .run(&self.pool)
@@ -240,13 +254,28 @@ fn to_i64(v: u64, what: &str) -> Result<i64> {
     i64::try_from(v).map_err(|_| StoreError::Backend(format!("{what} out of range")))
 }
 
-fn account_from(row: &SqliteRow) -> std::result::Result<Account, sqlx::Error> {
+fn account_from(row: &SqliteRow) -> Result<Account> {
+    let e = |e: sqlx::Error| map_err("account", &e);
+    let kyc_tier: i64 = row.try_get("kyc_tier").map_err(e)?;
     Ok(Account {
-        id: row.try_get("id")?,
-        name: row.try_get("name")?,
-        parent_id: row.try_get("parent_id")?,
-        created_at_ms: row.try_get("created_at_ms")?,
+        id: row.try_get("id").map_err(e)?,
+        name: row.try_get("name").map_err(e)?,
+        parent_id: row.try_get("parent_id").map_err(e)?,
+        created_at_ms: row.try_get("created_at_ms").map_err(e)?,
+        kyc_tier: u8::try_from(kyc_tier)
+            .ok()
+            .filter(|t| *t <= MAX_KYC_TIER)
+            .ok_or_else(|| corrupt("kyc tier"))?,
+        risk_profile: row.try_get("risk_profile").map_err(e)?,
     })
+}
+
+/// The KYC tier as stored, or `Conflict` above [`MAX_KYC_TIER`].
+fn checked_kyc_tier(tier: u8) -> Result<i64> {
+    if tier > MAX_KYC_TIER {
+        return Err(StoreError::Conflict("kyc tier out of range"));
+    }
+    Ok(i64::from(tier))
 }
 
 fn string_list(json: &str, what: &str) -> Result<Vec<String>> {
@@ -258,6 +287,7 @@ fn api_key_from(row: &SqliteRow) -> Result<ApiKey> {
     let scopes: String = row.try_get("scopes").map_err(e)?;
     let cidrs: String = row.try_get("allowed_cidrs").map_err(e)?;
     let state: String = row.try_get("state").map_err(e)?;
+    let permissions: String = row.try_get("permissions").map_err(e)?;
     Ok(ApiKey {
         key_id: row.try_get("key_id").map_err(e)?,
         account_id: row.try_get("account_id").map_err(e)?,
@@ -272,15 +302,93 @@ fn api_key_from(row: &SqliteRow) -> Result<ApiKey> {
         secret_ciphertext: row.try_get("secret_ciphertext").map_err(e)?,
         public_key: row.try_get("public_key").map_err(e)?,
         created_at_ms: row.try_get("created_at_ms").map_err(e)?,
+        permissions: permissions_from_json(&permissions)?,
     })
 }
 
-fn mfa_from(row: &SqliteRow) -> std::result::Result<MfaEnrolment, sqlx::Error> {
-    Ok(MfaEnrolment {
+/// Reads stored permissions: a JSON object only (serde would also take a
+/// positional array, which no version writes and whose fields a newer
+/// version could shift), unknown fields ignored, missing ones defaulted,
+/// a known field of the wrong type an error.
+fn permissions_from_json(json: &str) -> Result<KeyPermissions> {
+    let malformed = || corrupt("api key permissions");
+    let object: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_str(json).map_err(|_| malformed())?;
+    serde_json::from_value(serde_json::Value::Object(object)).map_err(|_| malformed())
+}
+
+fn json_permissions(permissions: &KeyPermissions) -> Result<String> {
+    serde_json::to_string(permissions)
+        .map_err(|_| StoreError::Backend("cannot encode api key permissions".into()))
+}
+
+fn mfa_from(row: &SqliteRow) -> Result<MfaEnrolment> {
+    let e = |e: sqlx::Error| map_err("mfa enrolment", &e);
+    let last_used_step: Option<i64> = row.try_get("last_used_step").map_err(e)?;
+    let recovery: String = row.try_get("recovery_hashes").map_err(e)?;
+    let digits: i64 = row.try_get("digits").map_err(e)?;
+    let period_secs: i64 = row.try_get("period_secs").map_err(e)?;
+    let enrolment = MfaEnrolment {
+        account_id: row.try_get("account_id").map_err(e)?,
+        kind: row.try_get("kind").map_err(e)?,
+        seed_ciphertext: row.try_get("seed_ciphertext").map_err(e)?,
+        created_at_ms: row.try_get("created_at_ms").map_err(e)?,
+        last_used_step: last_used_step
+            .map(|s| u64::try_from(s).map_err(|_| corrupt("mfa step")))
+            .transpose()?,
+        recovery_hashes: string_list(&recovery, "recovery code hashes")?,
+        algorithm: row.try_get("algorithm").map_err(e)?,
+        digits: u8::try_from(digits).map_err(|_| corrupt("mfa parameters"))?,
+        period_secs: u32::try_from(period_secs).map_err(|_| corrupt("mfa parameters"))?,
+    };
+    if !mfa_parameters_valid(&enrolment) {
+        return Err(corrupt("mfa parameters"));
+    }
+    Ok(enrolment)
+}
+
+/// Whether the one-time-password parameters of an enrolment are ones the
+/// store accepts (see [`Store::put_mfa`]).
+fn mfa_parameters_valid(enrolment: &MfaEnrolment) -> bool {
+    MFA_ALGORITHMS.contains(&enrolment.algorithm.as_str())
+        && (6..=10).contains(&enrolment.digits)
+        && enrolment.period_secs >= 1
+}
+
+/// Whether `hash` looks like a lowercase hex SHA-256 digest.
+fn is_sha256_hex(hash: &str) -> bool {
+    hash.len() == 64 && hash.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
+
+/// Checks an enrolment before it is written and returns its stored
+/// `last_used_step` and recovery hashes.
+fn checked_mfa(enrolment: &MfaEnrolment) -> Result<(Option<i64>, String)> {
+    if !mfa_parameters_valid(enrolment) {
+        return Err(StoreError::Conflict("mfa parameters"));
+    }
+    let hashes = &enrolment.recovery_hashes;
+    let repeated = hashes
+        .iter()
+        .enumerate()
+        .any(|(i, h)| hashes.iter().skip(i + 1).any(|other| other == h));
+    if repeated || !hashes.iter().all(|h| is_sha256_hex(h)) {
+        return Err(StoreError::Conflict("recovery code hash"));
+    }
+    let step = enrolment
+        .last_used_step
+        .map(|s| i64::try_from(s).map_err(|_| StoreError::Conflict("mfa step out of range")))
+        .transpose()?;
+    Ok((step, json_list(hashes)?))
+}
+
+fn withdrawal_from(row: &SqliteRow) -> std::result::Result<WithdrawalAddress, sqlx::Error> {
+    Ok(WithdrawalAddress {
         account_id: row.try_get("account_id")?,
-        kind: row.try_get("kind")?,
-        seed_ciphertext: row.try_get("seed_ciphertext")?,
-        created_at_ms: row.try_get("created_at_ms")?,
+        address: row.try_get("address")?,
+        asset: row.try_get("asset")?,
+        label: row.try_get("label")?,
+        added_at_ms: row.try_get("added_at_ms")?,
+        effective_at_ms: row.try_get("effective_at_ms")?,
     })
 }
 
@@ -390,7 +498,7 @@ fn ciphertext_from(row: &SqliteRow, kind: FieldKind) -> Result<StoredCiphertext>
 fn insert_api_key_sql() -> String {
     format!(
         "INSERT INTO api_keys ({API_KEY_COLUMNS}) \
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
     )
 }
 
@@ -413,7 +521,8 @@ fn insert_api_key<'q>(
         .bind(&key.secret_ciphertext)
         .bind(&key.public_key)
         .bind(key.created_at_ms)
-        .bind(key.revoked_at_ms))
+        .bind(key.revoked_at_ms)
+        .bind(json_permissions(&key.permissions)?))
 }
 
 fn json_list(list: &[String]) -> Result<String> {
@@ -422,16 +531,38 @@ fn json_list(list: &[String]) -> Result<String> {
 
 impl Store for SqliteStore {
     async fn create_account(&self, account: &Account) -> Result<()> {
-        sqlx::query(
-            "INSERT INTO accounts (id, name, parent_id, created_at_ms) VALUES (?, ?, ?, ?)",
-        )
-        .bind(&account.id)
-        .bind(&account.name)
-        .bind(&account.parent_id)
-        .bind(account.created_at_ms)
-        .execute(&self.pool)
-        .await
-        .map_err(|e| map_err("account", &e))?;
+        let kyc_tier = checked_kyc_tier(account.kyc_tier)?;
+        let sql = format!("INSERT INTO accounts ({ACCOUNT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)");
+        sqlx::query(&sql)
+            .bind(&account.id)
+            .bind(&account.name)
+            .bind(&account.parent_id)
+            .bind(account.created_at_ms)
+            .bind(kyc_tier)
+            .bind(&account.risk_profile)
+            .execute(&self.pool)
+            .await
+            .map_err(|e| map_err("account", &e))?;
+        Ok(())
+    }
+
+    async fn set_account_kyc(
+        &self,
+        id: &str,
+        kyc_tier: u8,
+        risk_profile: Option<&str>,
+    ) -> Result<()> {
+        let kyc_tier = checked_kyc_tier(kyc_tier)?;
+        let done = sqlx::query("UPDATE accounts SET kyc_tier = ?, risk_profile = ? WHERE id = ?")
+            .bind(kyc_tier)
+            .bind(risk_profile)
+            .bind(id)
+            .execute(&self.pool)
+            .await
+            .map_err(|e| map_err("account", &e))?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound("account"));
+        }
         Ok(())
     }
 
@@ -442,7 +573,7 @@ impl Store for SqliteStore {
             .fetch_one(&self.pool)
             .await
             .map_err(|e| map_err("account", &e))?;
-        account_from(&row).map_err(|e| map_err("account", &e))
+        account_from(&row)
     }
 
     async fn list_sub_accounts(&self, parent_id: &str) -> Result<Vec<Account>> {
@@ -452,9 +583,7 @@ impl Store for SqliteStore {
             .fetch_all(&self.pool)
             .await
             .map_err(|e| map_err("account", &e))?;
-        rows.iter()
-            .map(|r| account_from(r).map_err(|e| map_err("account", &e)))
-            .collect()
+        rows.iter().map(account_from).collect()
     }
 
     async fn list_accounts(&self) -> Result<Vec<Account>> {
@@ -463,9 +592,7 @@ impl Store for SqliteStore {
             .fetch_all(&self.pool)
             .await
             .map_err(|e| map_err("account", &e))?;
-        rows.iter()
-            .map(|r| account_from(r).map_err(|e| map_err("account", &e)))
-            .collect()
+        rows.iter().map(account_from).collect()
     }
 
     async fn create_api_key(&self, key: &ApiKey) -> Result<()> {
@@ -499,6 +626,23 @@ impl Store for SqliteStore {
     async fn set_api_key_secret(&self, key_id: &str, ciphertext: &[u8]) -> Result<()> {
         let done = sqlx::query("UPDATE api_keys SET secret_ciphertext = ? WHERE key_id = ?")
             .bind(ciphertext)
+            .bind(key_id)
+            .execute(&self.pool)
+            .await
+            .map_err(|e| map_err("api key", &e))?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound("api key"));
+        }
+        Ok(())
+    }
+
+    async fn set_api_key_permissions(
+        &self,
+        key_id: &str,
+        permissions: &KeyPermissions,
+    ) -> Result<()> {
+        let done = sqlx::query("UPDATE api_keys SET permissions = ? WHERE key_id = ?")
+            .bind(json_permissions(permissions)?)
             .bind(key_id)
             .execute(&self.pool)
             .await
@@ -764,20 +908,105 @@ impl Store for SqliteStore {
     }
 
     async fn put_mfa(&self, enrolment: &MfaEnrolment) -> Result<()> {
-        sqlx::query(
-            "INSERT INTO mfa_enrolments (account_id, kind, seed_ciphertext, created_at_ms) \
-             VALUES (?, ?, ?, ?) \
+        let (last_used_step, recovery_hashes) = checked_mfa(enrolment)?;
+        // One statement. Replacing the same enrolment (same sealed seed and
+        // period) keeps the higher of the two last used steps, so a stale
+        // read-modify-write cannot reopen a used step to replay.
+        let sql = format!(
+            "INSERT INTO mfa_enrolments ({MFA_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) \
              ON CONFLICT (account_id, kind) DO UPDATE SET \
-             seed_ciphertext = excluded.seed_ciphertext, created_at_ms = excluded.created_at_ms",
+             last_used_step = CASE \
+               WHEN excluded.seed_ciphertext = mfa_enrolments.seed_ciphertext \
+                AND excluded.period_secs = mfa_enrolments.period_secs \
+                AND mfa_enrolments.last_used_step IS NOT NULL \
+                AND (excluded.last_used_step IS NULL \
+                     OR excluded.last_used_step < mfa_enrolments.last_used_step) \
+               THEN mfa_enrolments.last_used_step \
+               ELSE excluded.last_used_step END, \
+             seed_ciphertext = excluded.seed_ciphertext, \
+             created_at_ms = excluded.created_at_ms, \
+             recovery_hashes = excluded.recovery_hashes, \
+             algorithm = excluded.algorithm, \
+             digits = excluded.digits, \
+             period_secs = excluded.period_secs"
+        );
+        sqlx::query(&sql)
+            .bind(&enrolment.account_id)
+            .bind(&enrolment.kind)
+            .bind(&enrolment.seed_ciphertext)
+            .bind(enrolment.created_at_ms)
+            .bind(last_used_step)
+            .bind(recovery_hashes)
+            .bind(&enrolment.algorithm)
+            .bind(i64::from(enrolment.digits))
+            .bind(i64::from(enrolment.period_secs))
+            .execute(&self.pool)
+            .await
+            .map_err(|e| map_err("mfa enrolment", &e))?;
+        Ok(())
+    }
+
+    async fn advance_mfa_step(&self, account_id: &str, kind: &str, step: u64) -> Result<bool> {
+        let step =
+            i64::try_from(step).map_err(|_| StoreError::Conflict("mfa step out of range"))?;
+        // One conditional statement, so the comparison and the write are
+        // atomic across connections: a step not above the stored one
+        // changes no row.
+        let done = sqlx::query(
+            "UPDATE mfa_enrolments SET last_used_step = ?1 \
+             WHERE account_id = ?2 AND kind = ?3 \
+             AND (last_used_step IS NULL OR last_used_step < ?1)",
         )
-        .bind(&enrolment.account_id)
-        .bind(&enrolment.kind)
-        .bind(&enrolment.seed_ciphertext)
-        .bind(enrolment.created_at_ms)
+        .bind(step)
+        .bind(account_id)
+        .bind(kind)
         .execute(&self.pool)
         .await
         .map_err(|e| map_err("mfa enrolment", &e))?;
-        Ok(())
+        if done.rows_affected() > 0 {
+            return Ok(true);
+        }
+        self.mfa_exists(account_id, kind).await?;
+        Ok(false)
+    }
+
+    async fn consume_recovery_code(
+        &self,
+        account_id: &str,
+        kind: &str,
+        hash: &str,
+    ) -> Result<bool> {
+        // One statement: the hash is removed only from a list that holds
+        // it, so of concurrent uses of one code exactly one changes a row.
+        let done = sqlx::query(
+            "UPDATE mfa_enrolments SET recovery_hashes = \
+             (SELECT json_group_array(value ORDER BY key) \
+              FROM json_each(mfa_enrolments.recovery_hashes) WHERE value <> ?1) \
+             WHERE account_id = ?2 AND kind = ?3 \
+             AND EXISTS (SELECT 1 FROM json_each(mfa_enrolments.recovery_hashes) \
+                         WHERE value = ?1)",
+        )
+        .bind(hash)
+        .bind(account_id)
+        .bind(kind)
+        .execute(&self.pool)
+        .await
+        .map_err(|e| map_err("mfa enrolment", &e))?;
+        if done.rows_affected() > 0 {
+            return Ok(true);
+        }
+        self.mfa_exists(account_id, kind).await?;
+        Ok(false)
+    }
+
+    async fn delete_mfa(&self, account_id: &str, kind: &str) -> Result<bool> {
+        let done = sqlx::query("DELETE FROM mfa_enrolments WHERE account_id = ? AND kind = ?")
+            .bind(account_id)
+            .bind(kind)
+            .execute(&self.pool)
+            .await
+            .map_err(|e| map_err("mfa enrolment", &e))?;
+        Ok(done.rows_affected() > 0)
     }
 
     async fn get_mfa(&self, account_id: &str, kind: &str) -> Result<MfaEnrolment> {
@@ -789,7 +1018,7 @@ impl Store for SqliteStore {
             .fetch_one(&self.pool)
             .await
             .map_err(|e| map_err("mfa enrolment", &e))?;
-        mfa_from(&row).map_err(|e| map_err("mfa enrolment", &e))
+        mfa_from(&row)
     }
 
     async fn list_mfa(&self, account_id: &str) -> Result<Vec<MfaEnrolment>> {
@@ -800,8 +1029,52 @@ impl Store for SqliteStore {
             .fetch_all(&self.pool)
             .await
             .map_err(|e| map_err("mfa enrolment", &e))?;
+        rows.iter().map(mfa_from).collect()
+    }
+
+    async fn add_withdrawal_address(&self, address: &WithdrawalAddress) -> Result<()> {
+        if address.effective_at_ms < address.added_at_ms {
+            return Err(StoreError::Conflict("withdrawal address effective time"));
+        }
+        let sql = format!(
+            "INSERT INTO withdrawal_addresses ({WITHDRAWAL_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)"
+        );
+        sqlx::query(&sql)
+            .bind(&address.account_id)
+            .bind(&address.address)
+            .bind(&address.asset)
+            .bind(&address.label)
+            .bind(address.added_at_ms)
+            .bind(address.effective_at_ms)
+            .execute(&self.pool)
+            .await
+            .map_err(|e| map_err("withdrawal address", &e))?;
+        Ok(())
+    }
+
+    async fn remove_withdrawal_address(&self, account_id: &str, address: &str) -> Result<bool> {
+        let done =
+            sqlx::query("DELETE FROM withdrawal_addresses WHERE account_id = ? AND address = ?")
+                .bind(account_id)
+                .bind(address)
+                .execute(&self.pool)
+                .await
+                .map_err(|e| map_err("withdrawal address", &e))?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn list_withdrawal_addresses(&self, account_id: &str) -> Result<Vec<WithdrawalAddress>> {
+        let sql = format!(
+            "SELECT {WITHDRAWAL_COLUMNS} FROM withdrawal_addresses WHERE account_id = ? \
+             ORDER BY address"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(account_id)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(|e| map_err("withdrawal address", &e))?;
         rows.iter()
-            .map(|r| mfa_from(r).map_err(|e| map_err("mfa enrolment", &e)))
+            .map(|r| withdrawal_from(r).map_err(|e| map_err("withdrawal address", &e)))
             .collect()
     }
 
@@ -1172,7 +1445,7 @@ mod tests {
             .fetch_one(&store.pool)
             .await
             .unwrap();
-        assert_eq!(row.try_get::<i64, _>(0).unwrap(), 4);
+        assert_eq!(row.try_get::<i64, _>(0).unwrap(), 5);
     }
 
     #[tokio::test]
@@ -1240,6 +1513,8 @@ mod tests {
                 name: "a".into(),
                 parent_id: None,
                 created_at_ms: 0,
+                kyc_tier: 0,
+                risk_profile: None,
             })
             .await
             .unwrap();
@@ -1332,7 +1607,7 @@ mod tests {
 
     async fn store_with_key(key_id: &str) -> SqliteStore {
         let store = SqliteStore::open_in_memory().await.unwrap();
-        sqlx::query("INSERT INTO accounts VALUES ('a', 'a', NULL, 0)")
+        sqlx::query("INSERT INTO accounts (id, name, created_at_ms) VALUES ('a', 'a', 0)")
             .execute(&store.pool)
             .await
             .unwrap();
@@ -1471,6 +1746,242 @@ mod tests {
             store.get_previous_secret("k").await.unwrap(),
             Some((vec![1], 9))
         );
+    }
+
+    /// A database migrated up to 0004, with rows in every table 0005
+    /// extends, opens with those rows intact and the new columns at their
+    /// defaults: KYC tier 0 and no risk profile, unrestricted permissions,
+    /// no used step, no recovery codes, SHA1 / 6 digits / 30 s.
+    #[tokio::test]
+    async fn migration_0005_defaults_new_columns_of_existing_rows() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db.sqlite3");
+        {
+            let options = SqliteConnectOptions::new()
+                .filename(&path)
+                .create_if_missing(true)
+                .foreign_keys(true);
+            let pool = SqlitePool::connect_with(options).await.unwrap();
+            let mut first = sqlx::migrate::Migrator::new(Path::new(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/migrations"
+            )))
+            .await
+            .unwrap();
+            first.migrations = std::borrow::Cow::Owned(
+                first
+                    .migrations
+                    .iter()
+                    .filter(|m| m.version <= 4)
+                    .cloned()
+                    .collect(),
+            );
+            first.run(&pool).await.unwrap();
+            for sql in [
+                "INSERT INTO accounts VALUES ('a', 'Desk', NULL, 7)",
+                "INSERT INTO accounts VALUES ('a-sub', 'Sub', 'a', 8)",
+                "INSERT INTO api_keys (key_id, account_id, scheme, scopes, allowed_cidrs, \
+                 state, secret_ciphertext, created_at_ms) \
+                 VALUES ('k', 'a', 's', '[\"trade\"]', '[]', 'enabled', x'01', 9)",
+                "INSERT INTO mfa_enrolments VALUES ('a', 'totp', x'0203', 10)",
+                "INSERT INTO key_counters (key_id, last_nonce) VALUES ('k', 12)",
+            ] {
+                sqlx::query(sql).execute(&pool).await.unwrap();
+            }
+            pool.close().await;
+        }
+        let store = SqliteStore::open(&path).await.unwrap();
+        let account = store.get_account("a").await.unwrap();
+        assert_eq!(
+            account,
+            Account {
+                id: "a".into(),
+                name: "Desk".into(),
+                parent_id: None,
+                created_at_ms: 7,
+                kyc_tier: 0,
+                risk_profile: None,
+            }
+        );
+        assert_eq!(store.list_sub_accounts("a").await.unwrap()[0].kyc_tier, 0);
+        let key = store.get_api_key("k").await.unwrap();
+        assert_eq!(key.permissions, KeyPermissions::default());
+        assert_eq!(key.scopes, vec!["trade".to_owned()]);
+        assert_eq!(key.secret_ciphertext, Some(vec![1]));
+        assert_eq!(store.get_key_counter("k").await.unwrap(), Some(12));
+        let mfa = store.get_mfa("a", "totp").await.unwrap();
+        assert_eq!(
+            mfa,
+            MfaEnrolment {
+                account_id: "a".into(),
+                kind: "totp".into(),
+                seed_ciphertext: vec![2, 3],
+                created_at_ms: 10,
+                last_used_step: None,
+                recovery_hashes: Vec::new(),
+                algorithm: "SHA1".into(),
+                digits: 6,
+                period_secs: 30,
+            }
+        );
+        assert!(store.advance_mfa_step("a", "totp", 1).await.unwrap());
+        assert_eq!(store.list_withdrawal_addresses("a").await.unwrap(), vec![]);
+        store.set_account_kyc("a", 1, Some("p")).await.unwrap();
+        assert_eq!(store.get_account("a").await.unwrap().kyc_tier, 1);
+    }
+
+    #[tokio::test]
+    async fn permissions_tolerate_unknown_and_missing_fields_but_not_wrong_types() {
+        let store = store_with_key("k").await;
+        let set = |json: &'static str| {
+            let store = store.clone();
+            async move {
+                sqlx::query("UPDATE api_keys SET permissions = ? WHERE key_id = 'k'")
+                    .bind(json)
+                    .execute(&store.pool)
+                    .await
+                    .unwrap();
+                store.get_api_key("k").await.map(|k| k.permissions)
+            }
+        };
+        assert_eq!(
+            set(r#"{"read_only": true, "max_leverage": "5", "future": {"x": [1]}}"#).await,
+            Ok(KeyPermissions {
+                read_only: true,
+                ..KeyPermissions::default()
+            })
+        );
+        assert_eq!(
+            set(r#"{"instruments": ["BTC-USDT"]}"#).await,
+            Ok(KeyPermissions {
+                instruments: vec!["BTC-USDT".into()],
+                ..KeyPermissions::default()
+            })
+        );
+        let malformed = Err(StoreError::Backend(
+            "stored api key permissions is malformed".into(),
+        ));
+        for json in [
+            r#"{"read_only": "yes"}"#,
+            r#"{"instruments": "BTC-USDT"}"#,
+            r#"{"max_open_orders": -1}"#,
+            r#"{"max_order_qty": 1.5}"#,
+            "[]",
+            "null",
+            "not json",
+        ] {
+            assert_eq!(set(json).await, malformed, "{json}");
+        }
+        // A listing fails as a whole rather than skipping the malformed key.
+        assert_eq!(
+            store.list_api_keys("a").await.map(|_| ()),
+            Err(StoreError::Backend(
+                "stored api key permissions is malformed".into()
+            ))
+        );
+    }
+
+    #[tokio::test]
+    async fn new_columns_refuse_out_of_range_values_and_malformed_reads_are_errors() {
+        let store = store_with_key("k").await;
+        sqlx::query("INSERT INTO mfa_enrolments (account_id, kind, seed_ciphertext, created_at_ms) VALUES ('a', 'totp', x'01', 0)")
+            .execute(&store.pool)
+            .await
+            .unwrap();
+        for sql in [
+            "UPDATE accounts SET kyc_tier = 4",
+            "UPDATE accounts SET kyc_tier = -1",
+            "UPDATE mfa_enrolments SET last_used_step = -1",
+            "UPDATE mfa_enrolments SET algorithm = 'MD5'",
+            "UPDATE mfa_enrolments SET digits = 5",
+            "UPDATE mfa_enrolments SET period_secs = 0",
+        ] {
+            let err = sqlx::query(sql).execute(&store.pool).await.unwrap_err();
+            assert!(
+                err.as_database_error().unwrap().is_check_violation(),
+                "{sql}: {err}"
+            );
+        }
+        let err =
+            sqlx::query("INSERT INTO withdrawal_addresses VALUES ('a', 'x', NULL, NULL, 5, 4)")
+                .execute(&store.pool)
+                .await
+                .unwrap_err();
+        assert!(err.as_database_error().unwrap().is_check_violation());
+
+        sqlx::query("PRAGMA ignore_check_constraints = ON")
+            .execute(&store.pool)
+            .await
+            .unwrap();
+        sqlx::query("UPDATE accounts SET kyc_tier = 4")
+            .execute(&store.pool)
+            .await
+            .unwrap();
+        assert_eq!(
+            store.get_account("a").await,
+            Err(StoreError::Backend("stored kyc tier is malformed".into()))
+        );
+        for (sql, what) in [
+            ("UPDATE mfa_enrolments SET last_used_step = -1", "mfa step"),
+            (
+                "UPDATE mfa_enrolments SET last_used_step = NULL, digits = 300",
+                "mfa parameters",
+            ),
+            (
+                "UPDATE mfa_enrolments SET digits = 6, algorithm = 'MD5'",
+                "mfa parameters",
+            ),
+            (
+                "UPDATE mfa_enrolments SET algorithm = 'SHA1', recovery_hashes = '{'",
+                "recovery code hashes",
+            ),
+        ] {
+            sqlx::query(sql).execute(&store.pool).await.unwrap();
+            assert_eq!(
+                store.get_mfa("a", "totp").await,
+                Err(StoreError::Backend(format!("stored {what} is malformed"))),
+                "{sql}"
+            );
+        }
+        // A malformed list is an error for the replay-relevant writes
+        // too, never a silent success.
+        assert!(matches!(
+            store.consume_recovery_code("a", "totp", "x").await,
+            Err(StoreError::Backend(_))
+        ));
+    }
+
+    #[tokio::test]
+    async fn mfa_step_and_address_book_use_indexes() {
+        let store = SqliteStore::open_in_memory().await.unwrap();
+        for (sql, index) in [
+            (
+                "UPDATE mfa_enrolments SET last_used_step = ?1 WHERE account_id = ?2 \
+                 AND kind = ?3 AND (last_used_step IS NULL OR last_used_step < ?1)",
+                "sqlite_autoindex_mfa_enrolments",
+            ),
+            (
+                "SELECT address FROM withdrawal_addresses WHERE account_id = ?1 ORDER BY address",
+                "sqlite_autoindex_withdrawal_addresses",
+            ),
+        ] {
+            let rows = sqlx::query(&format!("EXPLAIN QUERY PLAN {sql}"))
+                .bind(1_i64)
+                .bind("a")
+                .bind("b")
+                .fetch_all(&store.pool)
+                .await
+                .unwrap();
+            let plan: Vec<String> = rows
+                .iter()
+                .map(|r| r.try_get::<String, _>("detail").unwrap())
+                .collect();
+            let plan = plan.join("; ");
+            assert!(
+                plan.starts_with("SEARCH") && plan.contains(index) && !plan.contains("TEMP B-TREE"),
+                "{sql}: {plan}"
+            );
+        }
     }
 
     #[cfg(unix)]

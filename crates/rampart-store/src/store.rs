@@ -4,8 +4,8 @@ use std::future::Future;
 
 use crate::error::Result;
 use crate::model::{
-    Account, AccountKey, ApiKey, CipherRef, CipherSwap, DekState, KeyMetadata, MfaEnrolment,
-    StoredCiphertext,
+    Account, AccountKey, ApiKey, CipherRef, CipherSwap, DekState, KeyMetadata, KeyPermissions,
+    MfaEnrolment, StoredCiphertext, WithdrawalAddress,
 };
 
 /// The durable store every backend (SQLite now, PostgreSQL later) implements.
@@ -15,8 +15,20 @@ use crate::model::{
 pub trait Store: Send + Sync {
     /// Creates an account; [`Conflict`](crate::StoreError::Conflict) if the
     /// id exists, [`MissingReference`](crate::StoreError::MissingReference)
-    /// if `parent_id` names no account.
+    /// if `parent_id` names no account, `Conflict("kyc tier out of range")`
+    /// if `kyc_tier` is above [`MAX_KYC_TIER`](crate::MAX_KYC_TIER).
     fn create_account(&self, account: &Account) -> impl Future<Output = Result<()>> + Send;
+
+    /// Sets the KYC tier and risk profile of an account (both replaced).
+    /// `Conflict("kyc tier out of range")` above
+    /// [`MAX_KYC_TIER`](crate::MAX_KYC_TIER) (checked first);
+    /// `NotFound("account")` if the account does not exist.
+    fn set_account_kyc(
+        &self,
+        id: &str,
+        kyc_tier: u8,
+        risk_profile: Option<&str>,
+    ) -> impl Future<Output = Result<()>> + Send;
 
     /// Fetches one account; `NotFound` if absent.
     fn get_account(&self, id: &str) -> impl Future<Output = Result<Account>> + Send;
@@ -47,6 +59,14 @@ pub trait Store: Send + Sync {
         &self,
         key_id: &str,
         ciphertext: &[u8],
+    ) -> impl Future<Output = Result<()>> + Send;
+
+    /// Replaces the permissions of an API key; `NotFound("api key")` if
+    /// absent.
+    fn set_api_key_permissions(
+        &self,
+        key_id: &str,
+        permissions: &KeyPermissions,
     ) -> impl Future<Output = Result<()>> + Send;
 
     /// Fetches one API key by its public id; `NotFound` if absent.
@@ -164,7 +184,60 @@ pub trait Store: Send + Sync {
 
     /// Stores an MFA enrolment, replacing any earlier one of the same
     /// account and kind; `MissingReference` if the account does not exist.
+    ///
+    /// Refused with `Conflict("mfa parameters")` (before anything is
+    /// written) unless `algorithm` is one of
+    /// [`MFA_ALGORITHMS`](crate::MFA_ALGORITHMS), `digits` is `6..=10` and
+    /// `period_secs` is at least 1; with `Conflict("recovery code hash")`
+    /// unless every recovery hash is 64 lowercase hex digits and none is
+    /// repeated (so a plaintext code is never stored by mistake); and with
+    /// `Conflict("mfa step out of range")` if `last_used_step` is above
+    /// `i64::MAX`.
+    ///
+    /// Every field is written as given, with one exception that keeps the
+    /// replay guard from going backwards: replacing an enrolment by one
+    /// with the same seed ciphertext and period (a read-modify-write of
+    /// the same enrolment) never lowers `last_used_step`. The recovery
+    /// hashes are replaced as given, so to use a code, call
+    /// [`consume_recovery_code`](Self::consume_recovery_code) rather than
+    /// writing back a shorter list.
     fn put_mfa(&self, enrolment: &MfaEnrolment) -> impl Future<Output = Result<()>> + Send;
+
+    /// The TOTP replay guard: records `step` as the last time step a code
+    /// of the enrolment was accepted for, if, and only if, it is above the
+    /// stored one (or none is stored). Returns whether it was recorded:
+    /// `false` when this or a later step was already used, and then
+    /// nothing changes, so the caller must refuse the code.
+    ///
+    /// Atomic (one conditional write): of concurrent calls with the same
+    /// step, on any number of connections, exactly one returns `true`.
+    /// `Conflict("mfa step out of range")` above `i64::MAX` (checked
+    /// first); `NotFound("mfa enrolment")` if there is no such enrolment.
+    fn advance_mfa_step(
+        &self,
+        account_id: &str,
+        kind: &str,
+        step: u64,
+    ) -> impl Future<Output = Result<bool>> + Send;
+
+    /// Uses a recovery code: removes `hash` (the lowercase hex SHA-256 of
+    /// the code) from the enrolment's recovery hashes if present, and
+    /// returns whether it was removed. Atomic: of concurrent calls with
+    /// the same hash exactly one returns `true`, so each code works once.
+    /// The other hashes keep their order. `NotFound("mfa enrolment")` if
+    /// there is no such enrolment.
+    fn consume_recovery_code(
+        &self,
+        account_id: &str,
+        kind: &str,
+        hash: &str,
+    ) -> impl Future<Output = Result<bool>> + Send;
+
+    /// Deletes the MFA enrolment of an account and kind (its sealed seed
+    /// is zeroed on disk by the backend where it can), returning whether
+    /// one was deleted.
+    fn delete_mfa(&self, account_id: &str, kind: &str)
+        -> impl Future<Output = Result<bool>> + Send;
 
     /// Fetches the MFA enrolment of an account and kind; `NotFound` if absent.
     fn get_mfa(
@@ -175,6 +248,34 @@ pub trait Store: Send + Sync {
 
     /// Lists the MFA enrolments of an account, ordered by kind.
     fn list_mfa(&self, account_id: &str) -> impl Future<Output = Result<Vec<MfaEnrolment>>> + Send;
+
+    /// Adds an entry to an account's withdrawal address book.
+    /// `Conflict("withdrawal address")` if the account already has that
+    /// address (compared byte-wise), `MissingReference("withdrawal
+    /// address")` if the account does not exist, and
+    /// `Conflict("withdrawal address effective time")` (checked first) if
+    /// `effective_at_ms` is before `added_at_ms`.
+    fn add_withdrawal_address(
+        &self,
+        address: &WithdrawalAddress,
+    ) -> impl Future<Output = Result<()>> + Send;
+
+    /// Removes an address from an account's address book, at once
+    /// (removal needs no delay), returning whether it was there.
+    fn remove_withdrawal_address(
+        &self,
+        account_id: &str,
+        address: &str,
+    ) -> impl Future<Output = Result<bool>> + Send;
+
+    /// Lists every entry of an account's address book, those not yet
+    /// effective included (callers compare `effective_at_ms` with the
+    /// time), ordered by address compared byte-wise. Empty for an unknown
+    /// account.
+    fn list_withdrawal_addresses(
+        &self,
+        account_id: &str,
+    ) -> impl Future<Output = Result<Vec<WithdrawalAddress>>> + Send;
 
     /// Stores the shred handle of an account. `Conflict` if the account
     /// already has one (even a shredded one: a handle is never replaced),

@@ -12,7 +12,9 @@
 use std::time::Instant;
 
 use rampart_store::conformance::{self, key_ref, mfa_ref, prev_ref};
-use rampart_store::{AccountKey, CipherSwap, SqliteStore, Store, StoredCiphertext};
+use std::sync::Arc;
+
+use rampart_store::{AccountKey, CipherSwap, MfaEnrolment, SqliteStore, Store, StoredCiphertext};
 use zeroize::Zeroizing;
 
 async fn fresh() -> (tempfile::TempDir, SqliteStore) {
@@ -58,6 +60,14 @@ conformance_cases!(
     key_counter_strictly_increasing,
     key_counter_concurrent_advances,
     key_nonce_window,
+    account_kyc,
+    api_key_permissions,
+    mfa_parameters,
+    mfa_step_replay_guard,
+    mfa_step_concurrent_advances,
+    mfa_recovery_codes,
+    mfa_delete,
+    withdrawal_address_book,
 );
 
 #[tokio::test]
@@ -608,4 +618,106 @@ async fn concurrent_rewrap_never_clobbers_writes() {
             assert_eq!(got, rewrap(&original(i)), "key {i}");
         }
     }
+}
+
+/// Two stores (two separate pools) on one database file, each with tasks
+/// on several threads, race to use the same TOTP steps and the same
+/// recovery codes: each step and each code is accepted exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_mfa_uses_across_pools_on_one_file_accept_exactly_one() {
+    const TASKS_PER_STORE: usize = 8;
+    const ROUNDS: u64 = 20;
+    let (_dir, first) = fresh().await;
+    let second = SqliteStore::open(first.path().unwrap()).await.unwrap();
+    first
+        .create_account(&conformance::account("mfa-race", None))
+        .await
+        .unwrap();
+    let codes: Vec<String> = (1..=ROUNDS as u8).map(conformance::recovery_hash).collect();
+    first
+        .put_mfa(&MfaEnrolment {
+            recovery_hashes: codes.clone(),
+            ..conformance::mfa("mfa-race", "totp", vec![1; 20])
+        })
+        .await
+        .unwrap();
+    let stores = [first.clone(), second.clone()];
+    for round in 1..=ROUNDS {
+        let step = 56_666_000 + round;
+        let code = codes[usize::try_from(round - 1).unwrap()].clone();
+        let barrier = Arc::new(tokio::sync::Barrier::new(2 * TASKS_PER_STORE));
+        let tasks: Vec<_> = stores
+            .iter()
+            .flat_map(|store| std::iter::repeat_n(store, TASKS_PER_STORE))
+            .enumerate()
+            .map(|(i, store)| {
+                let store = store.clone();
+                let barrier = barrier.clone();
+                let code = code.clone();
+                tokio::spawn(async move {
+                    barrier.wait().await;
+                    if i % 2 == 0 {
+                        (
+                            store
+                                .advance_mfa_step("mfa-race", "totp", step)
+                                .await
+                                .unwrap(),
+                            false,
+                        )
+                    } else {
+                        (
+                            false,
+                            store
+                                .consume_recovery_code("mfa-race", "totp", &code)
+                                .await
+                                .unwrap(),
+                        )
+                    }
+                })
+            })
+            .collect();
+        let (mut steps, mut used) = (0, 0);
+        for task in tasks {
+            let (step_won, code_won) = task.await.unwrap();
+            steps += usize::from(step_won);
+            used += usize::from(code_won);
+        }
+        assert_eq!((steps, used), (1, 1), "round {round}");
+        for store in &stores {
+            assert!(!store
+                .advance_mfa_step("mfa-race", "totp", step)
+                .await
+                .unwrap());
+            assert!(!store
+                .consume_recovery_code("mfa-race", "totp", &code)
+                .await
+                .unwrap());
+        }
+    }
+    let enrolment = second.get_mfa("mfa-race", "totp").await.unwrap();
+    assert_eq!(enrolment.last_used_step, Some(56_666_000 + ROUNDS));
+    assert!(enrolment.recovery_hashes.is_empty());
+}
+
+#[tokio::test]
+async fn mfa_debug_prints_counts_not_seeds_or_recovery_hashes() {
+    let enrolment = MfaEnrolment {
+        seed_ciphertext: vec![0xde; 21],
+        recovery_hashes: vec![
+            conformance::recovery_hash(0xab),
+            conformance::recovery_hash(0xcd),
+        ],
+        last_used_step: Some(7),
+        ..conformance::mfa("dbg", "totp", Vec::new())
+    };
+    let shown = format!("{enrolment:?}");
+    assert!(shown.contains("seed_ciphertext: <21 bytes>"), "{shown}");
+    assert!(shown.contains("recovery_hashes: <2 entries>"), "{shown}");
+    assert!(shown.contains("last_used_step: Some(7)"), "{shown}");
+    assert!(shown.contains("algorithm: \"SHA1\""), "{shown}");
+    assert!(!shown.contains("abab"), "{shown}");
+    assert!(!shown.contains("222") && !shown.contains("0xde"), "{shown}");
+
+    let key = format!("{:?}", conformance::api_key("kid", "acc"));
+    assert!(key.contains("read_only: true"), "{key}");
 }

@@ -7,7 +7,10 @@ use std::time::{Duration, Instant};
 
 use parking_lot::RwLock;
 use rampart_auth::directory::BoxFuture;
-use rampart_auth::{DirectoryError, KeyDirectory, KeyMaterial, KeyRecord, Scheme};
+use rampart_auth::{
+    AccountDirectory, AccountRecord, DirectoryError, KeyDirectory, KeyMaterial, KeyRecord,
+    MfaCheck, Scheme,
+};
 use rampart_store::{ApiKey, CipherRef, KeyState, Store, StoreError};
 use zeroize::Zeroizing;
 
@@ -159,6 +162,9 @@ pub async fn record_for(vault: &Vault, key: &ApiKey) -> Result<KeyRecord, String
         } else {
             0
         },
+        instruments: key.permissions.instruments.clone(),
+        products: key.permissions.products.clone(),
+        read_only: key.permissions.read_only,
     })
 }
 
@@ -205,6 +211,185 @@ impl KeyDirectory for VaultDirectory {
                 Err(StoreError::Conflict(_)) => Ok(false),
                 Err(e) => Err(DirectoryError(e.to_string())),
             }
+        })
+    }
+}
+
+/// [`AccountDirectory`] over the vault: accounts (KYC tier, parent, risk
+/// profile) and their effective withdrawal addresses from the store,
+/// cached for a short TTL; TOTP seeds decrypted on use, never cached.
+/// A code is spent with the store's conditional update, so two gateways
+/// (or two requests) can never both accept the same code.
+pub struct VaultAccounts {
+    vault: Arc<Vault>,
+    ttl: Duration,
+    cache: RwLock<HashMap<String, (Instant, Option<Arc<AccountRecord>>)>>,
+}
+
+impl std::fmt::Debug for VaultAccounts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VaultAccounts")
+            .field("ttl", &self.ttl)
+            .finish_non_exhaustive()
+    }
+}
+
+impl VaultAccounts {
+    /// Accounts cached for `ttl` (0 = no cache).
+    #[must_use]
+    pub fn new(vault: Arc<Vault>, ttl: Duration) -> Self {
+        Self {
+            vault,
+            ttl,
+            cache: RwLock::new(HashMap::new()),
+        }
+    }
+
+    async fn load(&self, id: &str) -> Result<Option<Arc<AccountRecord>>, DirectoryError> {
+        let store = self.vault.store();
+        let a = match store.get_account(id).await {
+            Ok(a) => a,
+            Err(StoreError::NotFound(_)) => return Ok(None),
+            Err(e) => return Err(DirectoryError(e.to_string())),
+        };
+        let now = crate::now_ms();
+        let withdrawal_addresses = store
+            .list_withdrawal_addresses(id)
+            .await
+            .map_err(|e| DirectoryError(e.to_string()))?
+            .into_iter()
+            .filter(|w| w.effective_at_ms <= now)
+            .map(|w| w.address)
+            .collect();
+        let mfa_enrolled = match store.get_mfa(id, "totp").await {
+            Ok(_) => true,
+            Err(StoreError::NotFound(_)) => false,
+            Err(e) => return Err(DirectoryError(e.to_string())),
+        };
+        Ok(Some(Arc::new(AccountRecord {
+            id: a.id,
+            parent_id: a.parent_id,
+            kyc_tier: a.kyc_tier,
+            risk_profile: a.risk_profile.unwrap_or_else(|| "standard".to_owned()),
+            withdrawal_addresses,
+            mfa_enrolled,
+        })))
+    }
+}
+
+fn totp_params(e: &rampart_store::MfaEnrolment) -> Option<rampart_auth::totp::TotpParams> {
+    Some(rampart_auth::totp::TotpParams {
+        algorithm: rampart_auth::totp::TotpAlgorithm::parse(&e.algorithm)?,
+        digits: u32::from(e.digits),
+        period_secs: u64::from(e.period_secs),
+        skew_steps: 1,
+    })
+}
+
+impl AccountDirectory for VaultAccounts {
+    fn account<'a>(
+        &'a self,
+        id: &'a str,
+    ) -> BoxFuture<'a, Result<Option<Arc<AccountRecord>>, DirectoryError>> {
+        Box::pin(async move {
+            if !self.ttl.is_zero() {
+                if let Some((at, rec)) = self.cache.read().get(id) {
+                    if at.elapsed() < self.ttl {
+                        return Ok(rec.clone());
+                    }
+                }
+            }
+            let rec = self.load(id).await?;
+            if !self.ttl.is_zero() && id.len() <= 256 {
+                let mut cache = self.cache.write();
+                if cache.len() >= CACHE_MAX {
+                    cache.clear();
+                }
+                cache.insert(id.to_owned(), (Instant::now(), rec.clone()));
+            }
+            Ok(rec)
+        })
+    }
+
+    fn verify_totp<'a>(
+        &'a self,
+        account_id: &'a str,
+        code: &'a str,
+        unix_secs: u64,
+    ) -> BoxFuture<'a, Result<MfaCheck, DirectoryError>> {
+        Box::pin(async move {
+            let store = self.vault.store();
+            let e = match store.get_mfa(account_id, "totp").await {
+                Ok(e) => e,
+                Err(StoreError::NotFound(_)) => return Ok(MfaCheck::NotEnrolled),
+                Err(e) => return Err(DirectoryError(e.to_string())),
+            };
+            let params = totp_params(&e)
+                .ok_or_else(|| DirectoryError("MFA enrolment has an unknown algorithm".into()))?;
+            let seed = self
+                .vault
+                .open_mfa_seed(&e)
+                .await
+                .map_err(|e| DirectoryError(e.to_string()))?;
+            match rampart_auth::totp::verify(&seed, &params, code, unix_secs, e.last_used_step) {
+                Ok(step) => {
+                    // The replay guard: only one caller can advance to `step`.
+                    let won = store
+                        .advance_mfa_step(account_id, "totp", step)
+                        .await
+                        .map_err(|e| DirectoryError(e.to_string()))?;
+                    Ok(if won {
+                        MfaCheck::Verified
+                    } else {
+                        MfaCheck::Reused
+                    })
+                }
+                Err(rampart_auth::totp::TotpError::Reused) => Ok(MfaCheck::Reused),
+                Err(rampart_auth::totp::TotpError::BadParams(m)) => Err(DirectoryError(format!(
+                    "MFA enrolment of `{account_id}`: {m}"
+                ))),
+                Err(_) => Ok(MfaCheck::Invalid),
+            }
+        })
+    }
+
+    fn use_recovery_code<'a>(
+        &'a self,
+        account_id: &'a str,
+        code: &'a str,
+    ) -> BoxFuture<'a, Result<MfaCheck, DirectoryError>> {
+        Box::pin(async move {
+            let store = self.vault.store();
+            match store.get_mfa(account_id, "totp").await {
+                Ok(e) if e.recovery_hashes.is_empty() => return Ok(MfaCheck::NotEnrolled),
+                Ok(_) => {}
+                Err(StoreError::NotFound(_)) => return Ok(MfaCheck::NotEnrolled),
+                Err(e) => return Err(DirectoryError(e.to_string())),
+            }
+            let hash = rampart_auth::totp::recovery::hash(code);
+            let used = store
+                .consume_recovery_code(account_id, "totp", &hash)
+                .await
+                .map_err(|e| DirectoryError(e.to_string()))?;
+            Ok(if used {
+                MfaCheck::Verified
+            } else {
+                MfaCheck::Invalid
+            })
+        })
+    }
+
+    fn account_ids(&self) -> BoxFuture<'_, Result<Vec<String>, DirectoryError>> {
+        Box::pin(async move {
+            Ok(self
+                .vault
+                .store()
+                .list_accounts()
+                .await
+                .map_err(|e| DirectoryError(e.to_string()))?
+                .into_iter()
+                .map(|a| a.id)
+                .collect())
         })
     }
 }

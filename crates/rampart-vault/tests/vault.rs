@@ -39,6 +39,8 @@ fn account(id: &str) -> Account {
         name: id.into(),
         parent_id: None,
         created_at_ms: 0,
+        kyc_tier: 0,
+        risk_profile: None,
     }
 }
 
@@ -57,6 +59,7 @@ fn api_key(key_id: &str, account_id: &str, ct: Vec<u8>) -> ApiKey {
         secret_ciphertext: Some(ct),
         public_key: None,
         created_at_ms: 0,
+        permissions: rampart_store::KeyPermissions::default(),
     }
 }
 

@@ -173,6 +173,8 @@ pub async fn create(vault: &Vault, a: CreateArgs) -> Result<ApiKey, String> {
                     name: a.account.clone(),
                     parent_id: a.parent.clone(),
                     created_at_ms: now_ms(),
+                    kyc_tier: 0,
+                    risk_profile: None,
                 })
                 .await
                 .map_err(err)?;
@@ -209,6 +211,7 @@ pub async fn create(vault: &Vault, a: CreateArgs) -> Result<ApiKey, String> {
         secret_ciphertext: None,
         public_key: None,
         created_at_ms: now_ms(),
+        permissions: rampart_store::KeyPermissions::default(),
     };
     if is_hmac(scheme) {
         if a.public_key.is_some() {

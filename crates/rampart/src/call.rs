@@ -19,7 +19,8 @@
 //!   otherwise.
 //! - `--mfa CODE` adds `Rampart-MFA: totp=CODE` (a value already starting
 //!   with `totp=` or `token=` is sent as given), which the RFC 9421
-//!   signature covers; it needs `--key`.
+//!   signature covers; it needs `--key`. `--mfa totp` computes the current
+//!   code from the credentials file's `totp_secret_base32` (the demo's).
 //! - `URL` is absolute and `https`.
 //!
 //! Output: `HTTP <status>` on the first line of stdout, then the body
@@ -132,19 +133,24 @@ async fn call(args: &CallArgs) -> Result<Response, CallError> {
         let (name, value) = parse_header(line)?;
         headers.append(name, value);
     }
-    if let Some(code) = &args.mfa {
-        if args.key.is_none() {
-            return Err(usage(
-                "--mfa needs --key: the step-up proof must be covered by the request's signature",
-            ));
-        }
-        headers.insert(MFA_HEADER, mfa_value(code)?);
+    if args.mfa.is_some() && args.key.is_none() {
+        return Err(usage(
+            "--mfa needs --key: the step-up proof must be covered by the request's signature",
+        ));
     }
     let creds = Credentials::load(&args.credentials).map_err(|e| {
         usage(format!(
             "cannot load the credentials: {e} (start `rampart demo` first, or pass --credentials FILE)"
         ))
     })?;
+    if let Some(code) = &args.mfa {
+        let code = if code.trim() == "totp" {
+            current_totp(&creds)?
+        } else {
+            code.clone()
+        };
+        headers.insert(MFA_HEADER, mfa_value(&code)?);
+    }
     let key = match &args.key {
         Some(wanted) => Some(creds.key(wanted).ok_or_else(|| {
             let names: Vec<&str> = creds.keys.iter().map(|k| k.name()).collect();
@@ -202,6 +208,22 @@ fn parse_header(line: &str) -> Result<(HeaderName, HeaderValue), CallError> {
     let value = HeaderValue::from_str(value.trim())
         .map_err(|_| usage(format!("--header `{line}`: invalid header value")))?;
     Ok((name, value))
+}
+
+/// `--mfa totp`: the current code of the credentials file's TOTP seed.
+fn current_totp(creds: &Credentials) -> Result<String, CallError> {
+    let seed = creds
+        .totp_secret_base32()
+        .and_then(rampart_auth::totp::base32_decode)
+        .ok_or_else(|| usage("--mfa totp: the credentials file has no totp_secret_base32"))?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    Ok(rampart_auth::totp::code_at(
+        &seed,
+        &rampart_auth::totp::TotpParams::default(),
+        now,
+    ))
 }
 
 /// The `Rampart-MFA` value for `--mfa CODE`.

@@ -314,12 +314,50 @@ ejection = "10s"
             s.push_str("max_body_bytes = 4096\ngroup = \"orders\"\n");
         }
         if a == "CancelOrder" {
-            s.push_str("group = \"cancels\"\n");
+            s.push_str("group = \"cancels\"\norder_id = \"path:order_id\"\n");
         }
     }
     s.push_str(DEMO_LIMITS);
+    s.push_str(DEMO_TRADING);
     s
 }
+
+/// Authorization and trading controls of the demo: Cedar policies with the
+/// shipped defaults over the demo exchange's instruments, MFA step-up for
+/// sensitive actions, venue-style pre-trade limits (reference prices from
+/// the exchange's books), and a kill switch that cancels open orders.
+const DEMO_TRADING: &str = r#"
+[policy]
+defaults = true
+[policy.instruments]
+"BTC-USD" = "spot"
+"ETH-USD" = "spot"
+"BTC-PERP" = "perp"
+"BTC-20261225-100000-C" = "option"
+
+[mfa]
+issuer = "Rampart demo"
+step_up_ttl = "5m"
+address_delay = "24h"
+
+[pretrade]
+reference_max_age = "5s"
+reference_refresh = "1s"
+[pretrade.defaults]
+max_qty = "100"
+max_notional = "2000000"
+collar_pct = "10"
+max_open_orders = 200
+duplicate_window = "10m"
+[pretrade.fixed_prices]
+"BTC-USD" = "65000"
+"ETH-USD" = "3500"
+"BTC-PERP" = "65000"
+"BTC-20261225-100000-C" = "2500"
+
+[kill_switch]
+cancel_all = true
+"#;
 
 /// The positive model of every demo route (`schema = …`), shipped in the
 /// binary and written next to the generated config.
@@ -602,11 +640,50 @@ async fn seed_store(vault: &rampart_vault::Vault, creds_path: &Path) -> Result<(
             name: "Demo trading account".to_owned(),
             parent_id: None,
             created_at_ms: now,
+            kyc_tier: 2,
+            risk_profile: None,
         })
         .await
     {
         Ok(()) | Err(StoreError::Conflict(_)) => {}
         Err(e) => return Err(other(&e)),
+    }
+    // The demo account trades derivatives (KYC tier 2) and may withdraw to
+    // the addresses its credentials file lists (effective at once: seeded
+    // by the operator, not added through the API's delayed path).
+    store
+        .set_account_kyc(&account, 2, None)
+        .await
+        .map_err(|e| other(&e))?;
+    let listed: Vec<String> = store
+        .list_withdrawal_addresses(&account)
+        .await
+        .map_err(|e| other(&e))?
+        .into_iter()
+        .map(|w| w.address)
+        .collect();
+    for addr in creds
+        .get("withdrawal_addresses")
+        .and_then(serde_json::Value::as_array)
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+        .iter()
+        .filter_map(serde_json::Value::as_str)
+    {
+        if listed.iter().any(|l| l == addr) {
+            continue;
+        }
+        store
+            .add_withdrawal_address(&rampart_store::WithdrawalAddress {
+                account_id: account.clone(),
+                address: addr.to_owned(),
+                asset: Some("BTC".to_owned()),
+                label: Some("demo allow list".to_owned()),
+                added_at_ms: now,
+                effective_at_ms: now,
+            })
+            .await
+            .map_err(|e| other(&e))?;
     }
     for key in creds
         .get("keys")
@@ -640,6 +717,7 @@ async fn seed_store(vault: &rampart_vault::Vault, creds_path: &Path) -> Result<(
             secret_ciphertext: None,
             public_key: None,
             created_at_ms: now,
+            permissions: rampart_store::KeyPermissions::default(),
         };
         if let Some(ascii) = str_field(key, "secret") {
             // Binance-style: the raw ASCII secret is the HMAC key.
@@ -686,6 +764,11 @@ async fn seed_store(vault: &rampart_vault::Vault, creds_path: &Path) -> Result<(
                         kind: "totp".to_owned(),
                         seed_ciphertext: ct,
                         created_at_ms: now,
+                        last_used_step: None,
+                        recovery_hashes: Vec::new(),
+                        algorithm: rampart_store::DEFAULT_MFA_ALGORITHM.to_owned(),
+                        digits: rampart_store::DEFAULT_MFA_DIGITS,
+                        period_secs: rampart_store::DEFAULT_MFA_PERIOD_SECS,
                     })
                     .await
                     .map_err(|e| other(&e))?;

@@ -391,6 +391,10 @@ pub fn auth_services(
             },
         )))),
         audit,
+        accounts: Some(Arc::new(rampart_vault::directory::VaultAccounts::new(
+            Arc::clone(vault),
+            cfg.auth.key_cache_ttl,
+        ))),
     }))
 }
 

@@ -1,16 +1,20 @@
 //! `rampart`: the one binary. Commands: `serve`, `demo`, `config check`,
-//! `keys …`, `audit …`, `call`.
+//! `keys …`, `audit …`, `call`, `policy …`, `accounts …`, `mfa …`,
+//! `kill-switch …`.
 //!
 //! This file only parses arguments and maps results to exit codes; the work
 //! lives in the library crates and in the modules beside it.
 
+mod accounts_cmd;
 mod apikeys;
 mod audit;
 mod audit_cmd;
 mod call;
 mod demo;
 mod keys;
+mod kill_cmd;
 mod logging;
+mod policy_cmd;
 mod serve;
 
 use std::path::PathBuf;
@@ -80,6 +84,28 @@ enum Cmd {
         #[command(flatten)]
         args: call::CallArgs,
     },
+    /// Cedar authorization policies: check, explain a decision, schema.
+    Policy {
+        #[command(subcommand)]
+        cmd: policy_cmd::PolicyCmd,
+    },
+    /// Accounts: create, KYC tier, withdrawal address book, a key's
+    /// trading permissions.
+    Accounts {
+        #[command(subcommand)]
+        cmd: accounts_cmd::AccountsCmd,
+    },
+    /// TOTP enrolment of an account (MFA step-up for sensitive actions).
+    Mfa {
+        #[command(subcommand)]
+        cmd: accounts_cmd::MfaCmd,
+    },
+    /// Engage, release or list kill switches on a running gateway (through
+    /// its admin listener).
+    KillSwitch {
+        #[command(subcommand)]
+        cmd: kill_cmd::KillCmd,
+    },
 }
 
 #[derive(Subcommand)]
@@ -106,6 +132,10 @@ fn main() -> ExitCode {
         Cmd::Keys { cmd } => keys::run(cmd),
         Cmd::Audit { cmd } => audit_cmd::run(cmd),
         Cmd::Call { args } => call::run(args),
+        Cmd::Policy { cmd } => policy_cmd::run(cmd),
+        Cmd::Accounts { cmd } => accounts_cmd::run(cmd),
+        Cmd::Mfa { cmd } => accounts_cmd::run_mfa(cmd),
+        Cmd::KillSwitch { cmd } => kill_cmd::run(cmd),
     }
 }
 

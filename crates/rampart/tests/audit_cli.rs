@@ -119,7 +119,7 @@ fn gateway_decisions_and_admin_changes_are_audited_and_verifiable() {
     // A signed order whose details must never be on disk in plaintext.
     let secret_cid = "audit-plain-93731";
     let body = format!(
-        r#"{{"symbol":"BTC-USD","side":"buy","type":"limit","qty":"0.01","price":"123.45","client_order_id":"{secret_cid}","time_in_force":"gtc"}}"#
+        r#"{{"symbol":"BTC-USD","side":"buy","type":"limit","qty":"0.01","price":"64123.45","client_order_id":"{secret_cid}","time_in_force":"gtc"}}"#
     );
     let o = rampart(&[
         "call",

@@ -195,6 +195,8 @@ fn rewrap_100k_records_online_survives_kill_and_resumes() {
                     name: "a".into(),
                     parent_id: None,
                     created_at_ms: 0,
+                    kyc_tier: 0,
+                    risk_profile: None,
                 })
                 .await
                 .unwrap();
@@ -221,6 +223,7 @@ fn rewrap_100k_records_online_survives_kill_and_resumes() {
                 secret_ciphertext: Some(ct),
                 public_key: None,
                 created_at_ms: 0,
+                permissions: rampart_store::KeyPermissions::default(),
             });
             if batch.len() == 5_000 {
                 vault.store().create_api_keys(&batch).await.unwrap();
@@ -356,6 +359,8 @@ fn rotate_root_and_shred_account_from_the_cli() {
                     name: a.into(),
                     parent_id: None,
                     created_at_ms: 0,
+                    kyc_tier: 0,
+                    risk_profile: None,
                 })
                 .await
                 .unwrap();
@@ -370,6 +375,11 @@ fn rotate_root_and_shred_account_from_the_cli() {
                     kind: "totp".into(),
                     seed_ciphertext: ct,
                     created_at_ms: 0,
+                    last_used_step: None,
+                    recovery_hashes: Vec::new(),
+                    algorithm: rampart_store::DEFAULT_MFA_ALGORITHM.to_owned(),
+                    digits: rampart_store::DEFAULT_MFA_DIGITS,
+                    period_secs: rampart_store::DEFAULT_MFA_PERIOD_SECS,
                 })
                 .await
                 .unwrap();
@@ -662,7 +672,7 @@ fn demo_requires_signatures_and_every_demo_key_works() {
         assert!(o.status.success(), "{name}: {}", text(&o));
         assert!(text(&o).contains("\"demo\""), "{name}: {}", text(&o));
     }
-    let body = r#"{"symbol":"BTC-USD","side":"buy","type":"limit","qty":"0.01","price":"100.00","client_order_id":"cli-1","time_in_force":"gtc"}"#;
+    let body = r#"{"symbol":"BTC-USD","side":"buy","type":"limit","qty":"0.01","price":"64000.00","client_order_id":"cli-1","time_in_force":"gtc"}"#;
     let o = call(&["--key", "trader-hmac", "--data", body, "POST", &orders]);
     assert!(o.status.success(), "{}", text(&o));
     let o = call(&[

@@ -92,6 +92,99 @@ pub fn record(key_id: &str, account: &str, scheme: Scheme, material: KeyMaterial
         material,
         previous: None,
         nonce_window: 0,
+        instruments: Vec::new(),
+        products: Vec::new(),
+        read_only: false,
+    }
+}
+
+/// In-memory accounts: KYC tiers, parents, address books and TOTP seeds
+/// (the store-backed one is `rampart_vault::directory::VaultAccounts`).
+#[derive(Default)]
+pub struct Accounts {
+    pub accounts: Mutex<HashMap<String, rampart_auth::AccountRecord>>,
+    /// account → (seed, last used step)
+    pub totp: Mutex<HashMap<String, (Vec<u8>, Option<u64>)>>,
+    pub recovery: Mutex<HashMap<String, Vec<String>>>,
+}
+
+impl Accounts {
+    pub fn put(&self, id: &str, parent: Option<&str>, kyc_tier: u8, addresses: &[&str]) {
+        self.accounts.lock().insert(
+            id.to_owned(),
+            rampart_auth::AccountRecord {
+                id: id.to_owned(),
+                parent_id: parent.map(str::to_owned),
+                kyc_tier,
+                risk_profile: "standard".to_owned(),
+                withdrawal_addresses: addresses.iter().map(|a| (*a).to_owned()).collect(),
+                mfa_enrolled: false,
+            },
+        );
+    }
+    pub fn enrol(&self, id: &str, seed: &[u8]) {
+        self.totp
+            .lock()
+            .insert(id.to_owned(), (seed.to_vec(), None));
+        if let Some(a) = self.accounts.lock().get_mut(id) {
+            a.mfa_enrolled = true;
+        }
+    }
+}
+
+impl rampart_auth::AccountDirectory for Accounts {
+    fn account<'a>(
+        &'a self,
+        id: &'a str,
+    ) -> BoxFuture<'a, Result<Option<Arc<rampart_auth::AccountRecord>>, DirectoryError>> {
+        let r = self.accounts.lock().get(id).cloned().map(Arc::new);
+        Box::pin(async move { Ok(r) })
+    }
+    fn verify_totp<'a>(
+        &'a self,
+        account_id: &'a str,
+        code: &'a str,
+        unix_secs: u64,
+    ) -> BoxFuture<'a, Result<rampart_auth::MfaCheck, DirectoryError>> {
+        use rampart_auth::totp;
+        let mut t = self.totp.lock();
+        let r = match t.get_mut(account_id) {
+            None => rampart_auth::MfaCheck::NotEnrolled,
+            Some((seed, last)) => {
+                match totp::verify(seed, &totp::TotpParams::default(), code, unix_secs, *last) {
+                    Ok(step) => {
+                        *last = Some(step);
+                        rampart_auth::MfaCheck::Verified
+                    }
+                    Err(totp::TotpError::Reused) => rampart_auth::MfaCheck::Reused,
+                    Err(_) => rampart_auth::MfaCheck::Invalid,
+                }
+            }
+        };
+        Box::pin(async move { Ok(r) })
+    }
+    fn use_recovery_code<'a>(
+        &'a self,
+        account_id: &'a str,
+        code: &'a str,
+    ) -> BoxFuture<'a, Result<rampart_auth::MfaCheck, DirectoryError>> {
+        use rampart_auth::totp::recovery;
+        let mut r = self.recovery.lock();
+        let out = match r.get_mut(account_id) {
+            None => rampart_auth::MfaCheck::NotEnrolled,
+            Some(hashes) => match recovery::find(code, hashes) {
+                Some(i) => {
+                    hashes.remove(i);
+                    rampart_auth::MfaCheck::Verified
+                }
+                None => rampart_auth::MfaCheck::Invalid,
+            },
+        };
+        Box::pin(async move { Ok(out) })
+    }
+    fn account_ids(&self) -> BoxFuture<'_, Result<Vec<String>, DirectoryError>> {
+        let ids = self.accounts.lock().keys().cloned().collect();
+        Box::pin(async move { Ok(ids) })
     }
 }
 
@@ -99,6 +192,7 @@ pub struct Env {
     pub pki: Arc<Pki>,
     pub addr: SocketAddr,
     pub dir: Arc<Directory>,
+    pub accts: Arc<Accounts>,
     pub ex: Arc<demo_exchange::Exchange>,
     pub _g: rampart_gateway::Running,
     pub _stop: tokio::sync::oneshot::Sender<()>,
@@ -142,6 +236,11 @@ pub async fn env_routes(
     let text = format!("{}{auth_section}", config(&pki, &[up], "", routes));
     let cfg = rampart_core::config::parse(&text, std::path::Path::new("/")).unwrap();
     let dir = Arc::new(Directory::default());
+    let accts = Arc::new(Accounts::default());
+    accts.put("acct-1", None, 2, &[]);
+    accts.put("acct-2", None, 2, &[]);
+    accts.put("demo", None, 2, &[]);
+    accts.put("demo2", None, 2, &[]);
     let services = Arc::new(AuthServices {
         directory: Arc::clone(&dir) as Arc<dyn KeyDirectory>,
         nonces: Arc::new(MemoryNonceStore::new(100_000)),
@@ -150,6 +249,7 @@ pub async fn env_routes(
             TestSigner(Ed25519KeyPair::generate().unwrap()),
         )))),
         audit,
+        accounts: Some(Arc::clone(&accts) as Arc<dyn rampart_auth::AccountDirectory>),
     });
     let g = rampart_gateway::start_with(cfg, Some(services))
         .await
@@ -158,6 +258,7 @@ pub async fn env_routes(
         pki: Arc::new(pki),
         addr: g.addr,
         dir,
+        accts,
         ex,
         _g: g,
         _stop: stop,

@@ -1,0 +1,714 @@
+//! The authorization and trading-control phases of the pipeline (issue 6):
+//! object-level checks and MFA proofs before adaptive risk, the Cedar
+//! decision after it (it reads the risk score), pre-trade risk after the
+//! rate limits, and learning from the upstream's answers (order owners,
+//! open orders).
+
+use super::*;
+use crate::authz::{self, MfaProof};
+
+/// What the first authorization phase established.
+#[derive(Debug, Default)]
+pub(super) struct Granted {
+    /// A valid MFA proof came with the request.
+    pub mfa_verified: bool,
+    /// Seconds since that MFA was verified.
+    pub mfa_age: Option<u64>,
+    /// The account the request acts on when it names one (a sub-account).
+    pub target: Option<Arc<rampart_auth::AccountRecord>>,
+    /// The request body as JSON, when a phase needed it.
+    pub body_json: Option<serde_json::Value>,
+}
+
+fn deny(
+    p: Problem,
+    rid: &str,
+    route: &Arc<Route>,
+    principal: &rampart_auth::Principal,
+    notes: Vec<(&'static str, String)>,
+) -> Box<Outcome> {
+    let step_up = p.code == ProblemCode::MfaRequired;
+    let mut o = Outcome::reject(p, rid, Some(route.clone()))
+        .with_auth_denial(types::AUTHZ_DECISION, Actor::key(principal.key_id.as_str()))
+        .noting(notes);
+    if let Some(d) = o.denial.as_mut() {
+        d.account = Some(principal.account_id.clone());
+        if step_up {
+            d.decision = Decision::StepUp;
+        }
+    }
+    Box::new(o)
+}
+
+fn forbidden(detail: String) -> Problem {
+    Problem::new(ProblemCode::ForbiddenByPolicy).detail(detail)
+}
+
+/// Object-level authorization and MFA proofs.
+#[allow(clippy::too_many_arguments, reason = "the request's parts")]
+pub(super) async fn authz_pre(
+    rt: &Runtime,
+    conn: &ConnInfo,
+    route: &Arc<Route>,
+    auth: &crate::auth::Authenticated,
+    params: &[(&str, &str)],
+    query: Option<&str>,
+    headers: &HeaderMap,
+    body: &[u8],
+    rid: &str,
+) -> Result<Granted, Box<Outcome>> {
+    let p = &auth.principal;
+    let mut g = Granted::default();
+    let accounts = rt.auth.as_ref().and_then(|s| s.accounts.clone());
+    let needs_json = !body.is_empty()
+        && (rt.authz.engine.is_some()
+            || [
+                &route.cfg.account,
+                &route.cfg.order_id,
+                &route.cfg.instrument,
+            ]
+            .iter()
+            .any(|l| matches!(l, Some(rampart_core::config::Locator::Body(_)))));
+    if needs_json {
+        g.body_json = serde_json::from_slice(body).ok();
+    }
+    // 1. The account the request acts on.
+    if let Some(loc) = &route.cfg.account {
+        if let Some(t) = authz::locate(loc, params, query, g.body_json.as_ref()) {
+            if t != p.account_id {
+                let Some(dir) = accounts.as_deref() else {
+                    return Err(deny(
+                        forbidden("this gateway cannot resolve sub-accounts".into()),
+                        rid,
+                        route,
+                        p,
+                        vec![("bola", "no account directory".into())],
+                    ));
+                };
+                let rec = authz::account(dir, &t).await.map_err(|e| {
+                    deny(*e, rid, route, p, vec![("bola", "unknown account".into())])
+                })?;
+                if !authz::within(&p.account_id, &rec) {
+                    return Err(deny(
+                        forbidden(
+                            "the key may act only on its own account and its sub-accounts".into(),
+                        ),
+                        rid,
+                        route,
+                        p,
+                        vec![("bola", "account".into()), ("target_account", t)],
+                    ));
+                }
+                g.target = Some(rec);
+            }
+        }
+    }
+    // 2. The order the request acts on, when the gateway saw it placed.
+    if let Some(loc) = &route.cfg.order_id {
+        if let Some(oid) = authz::locate(loc, params, query, g.body_json.as_ref()) {
+            if let Some((owner, _)) = rt.trading.orders.owner(&oid) {
+                let acting = g
+                    .target
+                    .as_ref()
+                    .map_or(p.account_id.as_str(), |t| t.id.as_str());
+                let mut ok = owner == acting;
+                if !ok && g.target.is_none() {
+                    if let Some(dir) = accounts.as_deref() {
+                        if let Ok(Some(rec)) = dir.account(&owner).await {
+                            ok = authz::within(&p.account_id, &rec);
+                        }
+                    }
+                }
+                if !ok {
+                    return Err(deny(
+                        forbidden("the order belongs to another account".into()),
+                        rid,
+                        route,
+                        p,
+                        vec![("bola", "order".into()), ("order_id", oid)],
+                    ));
+                }
+            }
+        }
+    }
+    // 3. MFA proof: verified whenever one comes (the client sent it for
+    //    this request), required for sensitive actions.
+    let sensitive = rt.authz.is_sensitive(&route.cfg.action);
+    let proof = headers
+        .get(authz::MFA_HEADER)
+        .map(|v| v.to_str().ok().and_then(authz::parse_proof));
+    match proof {
+        None => {}
+        Some(None) => {
+            return Err(deny(
+                Problem::new(ProblemCode::MfaInvalid)
+                    .detail("Rampart-MFA must be `totp=<code>` or `token=<step-up token>`"),
+                rid,
+                route,
+                p,
+                Vec::new(),
+            ))
+        }
+        Some(Some(_)) if !p.mfa_covered => {
+            return Err(deny(
+                Problem::new(ProblemCode::MfaRequired).detail(
+                    "the Rampart-MFA header must be a covered component of the request signature (\"rampart-mfa\")",
+                ),
+                rid,
+                route,
+                p,
+                Vec::new(),
+            ))
+        }
+        Some(Some(MfaProof::Totp(code))) => {
+            let Some(dir) = accounts.as_deref() else {
+                return Err(deny(
+                    Problem::new(ProblemCode::MfaRequired)
+                        .detail("this gateway has no MFA enrolments"),
+                    rid,
+                    route,
+                    p,
+                    Vec::new(),
+                ));
+            };
+            if let Err(problem) =
+                authz::verify_totp(dir, &p.account_id, code, crate::auth::now_ms()).await
+            {
+                if problem.code == ProblemCode::MfaInvalid {
+                    if let Some(alert) =
+                        rt.defense
+                            .auth_failed(conn.peer.ip(), &p.key_id, ProblemCode::MfaInvalid)
+                    {
+                        record_alert(rt, conn, rid, &alert);
+                    }
+                }
+                return Err(deny(*problem, rid, route, p, vec![("mfa", "totp".into())]));
+            }
+            g.mfa_verified = true;
+            g.mfa_age = Some(0);
+        }
+        Some(Some(MfaProof::Token(tok))) => {
+            let now = crate::auth::now_ms();
+            match rt.trading.tokens.check(tok, &p.key_id, now) {
+                Some(at) => {
+                    g.mfa_verified = true;
+                    g.mfa_age = Some(u64::try_from((now - at) / 1000).unwrap_or(0));
+                }
+                None => {
+                    if let Some(alert) =
+                        rt.defense
+                            .auth_failed(conn.peer.ip(), &p.key_id, ProblemCode::MfaInvalid)
+                    {
+                        record_alert(rt, conn, rid, &alert);
+                    }
+                    return Err(deny(
+                        Problem::new(ProblemCode::MfaInvalid)
+                            .detail("the step-up token is unknown, expired or not this key's"),
+                        rid,
+                        route,
+                        p,
+                        vec![("mfa", "token".into())],
+                    ));
+                }
+            }
+        }
+    }
+    if sensitive && !g.mfa_verified {
+        return Err(deny(
+            Problem::new(ProblemCode::MfaRequired).detail(
+                "this action needs a fresh MFA proof: Rampart-MFA: totp=<code> (covered by the signature) or a step-up token from POST /v1/mfa/verify",
+            ),
+            rid,
+            route,
+            p,
+            Vec::new(),
+        ));
+    }
+    Ok(g)
+}
+
+/// The Cedar decision (with `[policy]`), after adaptive risk gave a score.
+#[allow(clippy::too_many_arguments, reason = "the request's parts")]
+pub(super) async fn authz_cedar(
+    rt: &Runtime,
+    conn: &ConnInfo,
+    route: &Arc<Route>,
+    auth: &crate::auth::Authenticated,
+    granted: &Granted,
+    params: &[(&str, &str)],
+    query: Option<&str>,
+    risk_score: u8,
+    rid: &str,
+) -> Result<(), Box<Outcome>> {
+    let Some(engine) = rt.authz.engine.as_ref() else {
+        return Ok(());
+    };
+    let p = &auth.principal;
+    let Some(svc) = rt.auth.as_ref() else {
+        return Ok(());
+    };
+    let unavailable = || {
+        Problem::new(ProblemCode::AuthUnavailable)
+            .detail("authorization data is unavailable; the request was refused")
+    };
+    let Some(dir) = svc.accounts.as_deref() else {
+        return Err(deny(unavailable(), rid, route, p, Vec::new()));
+    };
+    let key = match svc.directory.lookup(&p.key_id).await {
+        Ok(Some(k)) => k,
+        _ => return Err(deny(unavailable(), rid, route, p, Vec::new())),
+    };
+    let acct = authz::account(dir, &p.account_id)
+        .await
+        .map_err(|e| deny(*e, rid, route, p, Vec::new()))?;
+    let parent = match &acct.parent_id {
+        Some(pid) => Some(
+            authz::account(dir, pid)
+                .await
+                .map_err(|e| deny(*e, rid, route, p, Vec::new()))?,
+        ),
+        None => None,
+    };
+    let prepared = rt.authz.prepared(engine, &key, &acct, parent.as_deref());
+    let body = granted.body_json.as_ref();
+    let s = |v: Option<&serde_json::Value>, k: &str| {
+        v.and_then(|b| b.get(k))
+            .and_then(|x| x.as_str())
+            .map(str::to_owned)
+    };
+    let instrument = route
+        .cfg
+        .instrument
+        .as_ref()
+        .and_then(|l| authz::locate(l, params, query, body));
+    let order = if route.cfg.group.as_deref() == Some("orders") || route.cfg.action == "PlaceOrder"
+    {
+        body.map(|b| {
+            let qty = s(Some(b), "qty").unwrap_or_default();
+            let price = s(Some(b), "price");
+            let notional = price.as_deref().and_then(|pr| {
+                let q = qty.parse::<rust_decimal::Decimal>().ok()?;
+                let pr = pr.parse::<rust_decimal::Decimal>().ok()?;
+                q.checked_mul(pr).map(|n| n.to_string())
+            });
+            rampart_policy::authz::OrderFacts {
+                side: s(Some(b), "side").unwrap_or_default(),
+                order_type: s(Some(b), "type").unwrap_or_default(),
+                qty,
+                notional,
+                instrument: s(Some(b), "symbol").unwrap_or_default(),
+            }
+        })
+    } else {
+        None
+    };
+    let instrument = instrument.or_else(|| order.as_ref().map(|o| o.instrument.clone()));
+    let withdrawal = if route.cfg.action == "Withdraw" {
+        Some((
+            s(body, "asset").unwrap_or_default(),
+            s(body, "address").unwrap_or_default(),
+        ))
+    } else {
+        None
+    };
+    let req = rampart_policy::authz::RequestFacts {
+        action: &route.cfg.action,
+        required_scope: &route.cfg.scope,
+        target_account: granted.target.as_ref().map(|t| t.id.as_str()),
+        target_account_parent: granted.target.as_ref().and_then(|t| t.parent_id.as_deref()),
+        instrument: instrument.as_deref().filter(|i| !i.is_empty()),
+        source_ip: authz::canonical_ip(conn.peer.ip()),
+        risk_score,
+        mfa_age_secs: granted.mfa_age,
+        now_ms: crate::auth::now_ms(),
+        order: order.as_ref(),
+        withdrawal: withdrawal.as_ref().map(|(a, b)| (a.as_str(), b.as_str())),
+    };
+    let d = engine.authorize(&prepared, &req);
+    if d.allowed {
+        return Ok(());
+    }
+    let code = match d.code.map_or(
+        "FORBIDDEN_BY_POLICY",
+        rampart_policy::authz::DenyCode::as_str,
+    ) {
+        "SCOPE_MISSING" => ProblemCode::ScopeMissing,
+        "IP_NOT_ALLOWED" => ProblemCode::IpNotAllowed,
+        "KEY_EXPIRED" => ProblemCode::KeyExpired,
+        "MFA_REQUIRED" => ProblemCode::MfaRequired,
+        _ => ProblemCode::ForbiddenByPolicy,
+    };
+    tracing::info!(
+        target: "rampart::authz",
+        request_id = rid,
+        key_id = %p.key_id,
+        action = route.cfg.action.as_str(),
+        policies = ?d.policies,
+        errors = ?d.errors,
+        "denied by policy"
+    );
+    let detail = match code {
+        ProblemCode::MfaRequired => "this action needs a fresher MFA proof",
+        ProblemCode::ScopeMissing => "the key lacks the scope this action needs",
+        ProblemCode::IpNotAllowed => "the key may not be used from this address",
+        ProblemCode::KeyExpired => "the key has expired",
+        _ => "the request is not permitted by the authorization policies",
+    };
+    let mut notes = vec![("policies", d.policies.join(","))];
+    if !d.errors.is_empty() {
+        notes.push(("policy_errors", d.errors.join("; ")));
+    }
+    Err(deny(
+        Problem::new(code).detail(detail),
+        rid,
+        route,
+        p,
+        notes,
+    ))
+}
+
+/// Whether the route enters orders.
+pub(super) fn is_order_entry(route: &Route) -> bool {
+    route.cfg.action == "PlaceOrder" || route.cfg.group.as_deref() == Some("orders")
+}
+
+/// Pre-trade risk for an order-entry request: `422 RISK_LIMIT` naming the
+/// limit and level, before the upstream sees the order.
+pub(super) fn pretrade_phase(
+    rt: &Runtime,
+    route: &Arc<Route>,
+    auth: &crate::auth::Authenticated,
+    body: &[u8],
+    rid: &str,
+) -> Result<Option<rampart_policy::pretrade::Ticket>, Box<Outcome>> {
+    let Some(engine) = rt.trading.pretrade.as_ref() else {
+        return Ok(None);
+    };
+    if !is_order_entry(route) {
+        return Ok(None);
+    }
+    let p = &auth.principal;
+    let order = rampart_policy::pretrade::parse_order(body).map_err(|e| {
+        Box::new(
+            Outcome::reject(
+                Problem::new(ProblemCode::ValidationFailed).detail(e),
+                rid,
+                Some(route.clone()),
+            )
+            .by(Some((p.key_id.as_str(), p.account_id.as_str()))),
+        )
+    })?;
+    let who = rampart_policy::pretrade::Who {
+        key_id: &p.key_id,
+        account_id: &p.account_id,
+        parent_account_id: p.parent_account_id.as_deref(),
+    };
+    match engine.check(&who, &order.as_order(), crate::auth::now_ms()) {
+        Ok(t) => Ok(Some(t)),
+        Err(v) => {
+            tracing::info!(target: "rampart::pretrade", request_id = rid, key_id = %p.key_id, limit = v.limit, level = v.level, "order refused by pre-trade risk");
+            let problem = Problem::new(ProblemCode::RiskLimit)
+                .detail(v.detail.clone())
+                .with("limit", v.limit)
+                .with("level", v.level);
+            let mut o = Outcome::reject(problem, rid, Some(route.clone()))
+                .with_auth_denial(types::AUTHZ_DECISION, Actor::key(p.key_id.as_str()))
+                .noting(vec![
+                    ("limit", v.limit.to_owned()),
+                    ("level", v.level.to_owned()),
+                ]);
+            if let Some(d) = o.denial.as_mut() {
+                d.account = Some(p.account_id.clone());
+            }
+            Err(Box::new(o))
+        }
+    }
+}
+
+/// Largest upstream answer read to learn order owners and open orders.
+const MAX_LEARN_BODY: usize = 1024 * 1024;
+
+/// Reads an upstream answer of at most [`MAX_LEARN_BODY`] bytes.
+async fn read_limited(mut body: respond::Body) -> Option<Bytes> {
+    let mut buf = BytesMut::new();
+    while let Some(frame) = body.frame().await {
+        let Ok(frame) = frame else {
+            return None;
+        };
+        if let Ok(d) = frame.into_data() {
+            if buf.len() + d.len() > MAX_LEARN_BODY {
+                return None;
+            }
+            buf.extend_from_slice(&d);
+        }
+    }
+    Some(buf.freeze())
+}
+
+/// Whether the gateway reads this route's answers (order entry, cancels,
+/// open-order lists).
+pub(super) fn learns(route: &Route) -> bool {
+    is_order_entry(route)
+        || route.cfg.action == "CancelOrder"
+        || route.cfg.group.as_deref() == Some("cancels")
+        || route.cfg.action == "ListOrders"
+}
+
+fn order_id(v: &serde_json::Value) -> Option<String> {
+    match v.get("id").or_else(|| v.get("order_id"))? {
+        serde_json::Value::String(s) => Some(s.clone()),
+        serde_json::Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+fn resting(v: &serde_json::Value) -> bool {
+    matches!(
+        v.get("status").and_then(|s| s.as_str()),
+        Some("new" | "open" | "partially_filled" | "resting")
+    )
+}
+
+/// Learns from the upstream's answer: order owners, pre-trade settlement,
+/// closed orders, open-order reconciliation. The answer is buffered
+/// (bounded) and passed on unchanged.
+pub(super) async fn learn(
+    rt: &Runtime,
+    route: &Route,
+    params: &[(&str, &str)],
+    auth: &crate::auth::Authenticated,
+    ticket: Option<rampart_policy::pretrade::Ticket>,
+    mut out: Outcome,
+    rid: &str,
+) -> Outcome {
+    use rampart_policy::pretrade::Outcome as Settle;
+    let status = out.resp.status();
+    if out.denial.is_some() || !status.is_success() {
+        if let Some(t) = ticket {
+            // Refused by the gateway before forwarding, or a 4xx from the
+            // venue: rejected; a 5xx or no answer: unknown.
+            let forwarded = out.upstream.is_some();
+            t.settle(if status.is_client_error() || !forwarded {
+                Settle::Rejected
+            } else {
+                Settle::Unknown
+            });
+        }
+        return out;
+    }
+    let (parts, body) =
+        std::mem::replace(&mut out.resp, Response::new(respond::full(Bytes::new()))).into_parts();
+    let bytes = match tokio::time::timeout(Duration::from_secs(10), read_limited(body)).await {
+        Ok(Some(b)) => b,
+        _ => {
+            if let Some(t) = ticket {
+                t.settle(Settle::Unknown);
+            }
+            tracing::warn!(target: "rampart::pretrade", request_id = rid, "upstream answer unreadable or too large to learn from");
+            let p = &auth.principal;
+            return Outcome::reject(
+                Problem::new(ProblemCode::UpstreamUnavailable)
+                    .detail("the upstream's answer could not be read; check the order's state before retrying"),
+                rid,
+                out.route.clone(),
+            )
+            .by(Some((p.key_id.as_str(), p.account_id.as_str())));
+        }
+    };
+    let json: Option<serde_json::Value> = serde_json::from_slice(&bytes).ok();
+    let p = &auth.principal;
+    if is_order_entry(route) {
+        let id = json.as_ref().and_then(order_id);
+        if let Some(id) = &id {
+            rt.trading.orders.record(id, &p.account_id, &p.key_id);
+        }
+        if let Some(t) = ticket {
+            t.settle(match (&id, json.as_ref().is_some_and(resting)) {
+                (Some(id), true) => Settle::Resting(id.clone()),
+                _ => Settle::Done,
+            });
+        }
+    } else if route.cfg.action == "ListOrders" {
+        if let (Some(engine), Some(serde_json::Value::Array(list))) =
+            (rt.trading.pretrade.as_ref(), json.as_ref())
+        {
+            let ids: Vec<(String, Option<String>)> = list
+                .iter()
+                .filter_map(order_id)
+                .map(|id| {
+                    let key = rt.trading.orders.owner(&id).map(|(_, k)| k);
+                    (id, key)
+                })
+                .collect();
+            engine.reconcile_open_orders(&p.account_id, &ids);
+        }
+    } else if let Some(id) = route
+        .cfg
+        .order_id
+        .as_ref()
+        .and_then(|l| crate::authz::locate(l, params, None, None))
+        .or_else(|| json.as_ref().and_then(order_id))
+    {
+        // A cancel: the order is closed.
+        rt.trading.orders.remove(&id);
+        if let Some(engine) = rt.trading.pretrade.as_ref() {
+            engine.order_closed(&p.account_id, &id);
+        }
+    }
+    out.resp = Response::from_parts(parts, respond::full(bytes));
+    out
+}
+
+/// The gateway endpoint exchanging an MFA code for a step-up token.
+pub const MFA_VERIFY_PATH: &str = "/v1/mfa/verify";
+
+/// `POST /v1/mfa/verify` with `{"code":"123456"}` (TOTP) or
+/// `{"recovery_code":"…"}`, signed by the key like any request: a
+/// step-up token bound to that key, valid for `[mfa] step_up_ttl`. Wrong
+/// or reused codes are `MFA_INVALID` and count toward lockout.
+pub(super) async fn mfa_endpoint(
+    rt: &Runtime,
+    conn: &Arc<ConnInfo>,
+    req: Request<Incoming>,
+    path: &str,
+    rid: &str,
+) -> Outcome {
+    let route = rt.mfa_route.clone();
+    if req.method() != Method::POST {
+        let mut o = Outcome::reject(
+            Problem::new(ProblemCode::MethodNotAllowed).detail("the path accepts POST"),
+            rid,
+            Some(route),
+        );
+        o.resp
+            .headers_mut()
+            .insert(header::ALLOW, HeaderValue::from_static("POST"));
+        return o;
+    }
+    let path_and_query = req
+        .uri()
+        .path_and_query()
+        .map_or_else(|| path.to_owned(), |pq| pq.as_str().to_owned());
+    let (parts, body) = req.into_parts();
+    let body = match tokio::time::timeout(rt.cfg.server.request_timeout, read_body(body, 1024))
+        .await
+    {
+        Ok(Ok(b)) => b,
+        Ok(Err(BodyError::TooLarge)) => return Outcome::reject(too_large(1024), rid, Some(route)),
+        _ => {
+            return Outcome::reject(
+                Problem::new(ProblemCode::BadRequest).detail("the request body could not be read"),
+                rid,
+                Some(route),
+            )
+        }
+    };
+    let head = make_head(parts.method, &parts.uri, parts.headers);
+    let auth =
+        match auth_and_audit(rt, conn, &route, &head, path, &path_and_query, &body, rid).await {
+            Ok(a) => a,
+            Err(o) => return *o,
+        };
+    let p = &auth.principal;
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Req {
+        code: Option<String>,
+        recovery_code: Option<String>,
+    }
+    let parsed: Option<Req> = serde_json::from_slice(&body).ok();
+    let Some(dir) = rt.auth.as_ref().and_then(|s| s.accounts.clone()) else {
+        return *deny(
+            Problem::new(ProblemCode::MfaRequired).detail("this gateway has no MFA enrolments"),
+            rid,
+            &route,
+            p,
+            Vec::new(),
+        );
+    };
+    let check = match parsed {
+        Some(Req {
+            code: Some(c),
+            recovery_code: None,
+        }) => authz::verify_totp(dir.as_ref(), &p.account_id, &c, crate::auth::now_ms())
+            .await
+            .map(|()| "totp"),
+        Some(Req {
+            code: None,
+            recovery_code: Some(c),
+        }) => match dir.use_recovery_code(&p.account_id, &c).await {
+            Ok(rampart_auth::MfaCheck::Verified) => Ok("recovery_code"),
+            Ok(rampart_auth::MfaCheck::NotEnrolled) => Err(Box::new(
+                Problem::new(ProblemCode::MfaRequired).detail("the account has no recovery codes"),
+            )),
+            Ok(_) => Err(Box::new(
+                Problem::new(ProblemCode::MfaInvalid).detail("the recovery code is not valid"),
+            )),
+            Err(_) => Err(Box::new(
+                Problem::new(ProblemCode::AuthUnavailable)
+                    .detail("the MFA check is unavailable; the request was refused"),
+            )),
+        },
+        _ => Err(Box::new(
+            Problem::new(ProblemCode::ValidationFailed).detail(
+                "the body must be {\"code\":\"<TOTP code>\"} or {\"recovery_code\":\"<code>\"}",
+            ),
+        )),
+    };
+    let method = match check {
+        Ok(m) => m,
+        Err(problem) => {
+            if problem.code == ProblemCode::MfaInvalid {
+                if let Some(alert) =
+                    rt.defense
+                        .auth_failed(conn.peer.ip(), &p.key_id, ProblemCode::MfaInvalid)
+                {
+                    record_alert(rt, conn, rid, &alert);
+                }
+            }
+            return *deny(*problem, rid, &route, p, vec![("mfa", "verify".into())]);
+        }
+    };
+    let ttl = rt.authz.step_up_ttl;
+    let token = match rt
+        .trading
+        .tokens
+        .issue(&p.key_id, crate::auth::now_ms(), ttl)
+    {
+        Ok(t) => t,
+        Err(problem) => return Outcome::reject(problem, rid, Some(route)),
+    };
+    // A completed MFA is a credential event for adaptive risk.
+    if let Some(a) = auditor(rt) {
+        let ev = AuditEvent::new(
+            a.now(),
+            types::AUTHZ_DECISION,
+            Actor::key(p.key_id.as_str()),
+            "MfaVerify",
+            MFA_VERIFY_PATH,
+            Decision::Allow,
+        )
+        .account(p.account_id.as_str())
+        .source_ip(conn.peer.ip())
+        .request_id(rid)
+        .plain("method", method);
+        if a.record_allow(&ev).is_err() {
+            return audit_unavailable(rid, Some(route));
+        }
+    }
+    let body = serde_json::json!({
+        "token": token,
+        "expires_in": ttl.as_secs(),
+        "use": "Rampart-MFA: token=<token>, covered by the request signature",
+    });
+    let mut resp = respond::json(StatusCode::OK, &body);
+    resp.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    Outcome {
+        resp,
+        route: Some(route),
+        upstream: None,
+        attempts: 0,
+        denial: None,
+    }
+}

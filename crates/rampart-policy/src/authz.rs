@@ -1,0 +1,712 @@
+//! Cedar authorization: may this API key perform this action on this
+//! resource, in this context?
+//!
+//! The gateway calls [`Authorizer::authorize`] once per authenticated
+//! request, after the signature verified. This module owns the Cedar schema
+//! (`policies/rampart.cedarschema`), the policies that enforce each key's own
+//! settings (`policies/keys.cedar`), the shipped defaults the operator may
+//! edit (`policies/defaults.cedar`: KYC tiers, MFA for sensitive actions) and
+//! the evaluation of operator `.cedar` files. It does no I/O and stores no
+//! keys: the caller passes each key's settings as a [`PreparedKey`].
+//!
+//! # Key settings are attributes, not policies
+//!
+//! A key's scopes, instrument and product allow lists, IP ranges, expiry and
+//! read-only flag are attributes of the `Rampart::ApiKey` principal, read by
+//! a handful of generic policies (`keys.cedar`), rather than one literal
+//! policy per key (`forbid (principal == Rampart::ApiKey::"k1", …)`). With
+//! 100k keys, per-key policies would mean 100k+ policies to parse, validate
+//! and keep in memory, and — unless indexed — scanned on every decision; a
+//! settings change would mean a policy-set rebuild instead of a data update.
+//! Cedar's own guidance is the same: keep per-principal facts in entity data
+//! and write policies over attributes, reserving templates and literal
+//! policies for genuinely per-principal rules. [`render_key_policies`]
+//! prints the literal per-key equivalent, for `rampart policy explain`.
+//!
+//! # Decisions
+//!
+//! Cedar's semantics — default deny, any satisfied `forbid` overrides every
+//! `permit` — plus one rule Cedar does not have: **any policy evaluation
+//! error denies** (Cedar skips an erroring policy; a skipped `forbid` would
+//! fail open). A request the authorizer cannot even express (unknown action
+//! or instrument, an order quantity that is not an exact Cedar decimal, an
+//! inconsistent key) is denied before evaluation, with the reason in
+//! [`Decision::errors`].
+//!
+//! Each deny carries a stable [`DenyCode`], taken from the `@code`
+//! annotation of the satisfied `forbid` policies (none: `FORBIDDEN_BY_POLICY`).
+//! When several forbids are satisfied the code is chosen by a fixed priority
+//! (see [`DenyCode::priority`]): `KEY_EXPIRED` > `IP_NOT_ALLOWED` >
+//! `SCOPE_MISSING` > `MFA_REQUIRED` > `FORBIDDEN_BY_POLICY`. Facts about the
+//! key itself come first; `MFA_REQUIRED` outranks the generic code so that a
+//! caller without a fresh MFA proof learns nothing about the account's
+//! other rules (address book, tiers) before stepping up.
+//!
+//! # Speed
+//!
+//! Policies are indexed at load by their scope: the principal constraint
+//! (`==` / `in` a specific entity, or unconstrained / `is` a type) and the
+//! action constraint (resolved against the schema's action groups to the set
+//! of concrete actions it can match). A request evaluates only the buckets
+//! that can match: unconstrained and each of the key's own uid and
+//! ancestors (account, parent, grandparent), for the request's action. The
+//! per-bucket responses are combined with Cedar's semantics (a policy outside
+//! these buckets cannot be satisfied and cannot error: Cedar evaluates the
+//! scope before the body, and short-circuits). Per-key entities are built
+//! once by [`Authorizer::prepare_key`]; action and instrument entities once
+//! at load.
+//!
+//! # Decimals
+//!
+//! Cedar's `decimal` has exactly 4 fractional digits and the range of an
+//! `i64` scaled by 10⁴. Order quantities and notionals arrive as strings;
+//! one that is not exactly representable (more significant fractional
+//! digits, or out of range) is **not rounded**: every rounding direction
+//! flips some comparison (`qty > 10` vs `qty >= 10`, a minimum size), so the
+//! request is denied with an explanatory error instead.
+
+mod index;
+mod load;
+mod prepare;
+mod render;
+
+use std::collections::{BTreeSet, HashMap};
+use std::fmt;
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use cedar_policy::{Entities, Entity, EntityUid, PolicyId, PolicySet, Request};
+
+pub use load::{PolicyError, PolicyIssue};
+pub use prepare::PreparedKey;
+pub use render::render_key_policies;
+
+const SCHEMA: &str = include_str!("../policies/rampart.cedarschema");
+const KEY_POLICIES: &str = include_str!("../policies/keys.cedar");
+const DEFAULT_POLICIES: &str = include_str!("../policies/defaults.cedar");
+
+/// Source name of the key-settings policies in errors and explanations.
+pub const KEY_POLICIES_SOURCE: &str = "keys.cedar";
+/// Source name of the shipped default policies.
+pub const DEFAULT_POLICIES_SOURCE: &str = "defaults.cedar";
+
+/// The Cedar schema (namespace `Rampart`) as shipped: entity types, context,
+/// action groups and the built-in actions. Extra actions from
+/// [`AuthzConfig::actions`] are appended at construction
+/// ([`Authorizer::schema`] returns the full text).
+pub fn schema_text() -> &'static str {
+    SCHEMA
+}
+
+/// The key-settings policies (always loaded).
+pub fn key_policies_text() -> &'static str {
+    KEY_POLICIES
+}
+
+/// The shipped default policies (loaded when [`AuthzConfig::defaults`]).
+pub fn default_policies_text() -> &'static str {
+    DEFAULT_POLICIES
+}
+
+/// An action the gateway's routes name, beyond (or restating) the built-in
+/// ones.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ActionDef {
+    /// Action name (`PlaceOrder`); ASCII letters, digits and `_`.
+    pub name: String,
+    /// The scope the action's routes require. When `groups` is empty it
+    /// places the action in the group of the same name if that is `public`,
+    /// `read`, `trade` or `withdraw`.
+    pub scope: String,
+    /// Action groups (`read`, `trade`, `sensitive`, or new ones). For a
+    /// built-in action these must already be among its groups.
+    pub groups: Vec<String>,
+}
+
+/// One instrument of the catalogue.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InstrumentDef {
+    /// Symbol (`BTC-USD`).
+    pub symbol: String,
+    /// Product: `spot`, `perp` or `option`.
+    pub product: String,
+}
+
+/// An API key's settings, as stored. Empty allow lists mean "unrestricted".
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct KeySettings {
+    /// Key id.
+    pub key_id: String,
+    /// The account the key belongs to.
+    pub account_id: String,
+    /// Scopes (`read`, `trade`, `withdraw`, …).
+    pub scopes: Vec<String>,
+    /// Instrument allow list; empty: any instrument.
+    pub instruments: Vec<String>,
+    /// Product allow list (`spot`, `perp`, `option`); empty: any product.
+    pub products: Vec<String>,
+    /// Source IP allow list; empty: any address.
+    pub nets: Vec<ipnet::IpNet>,
+    /// Expiry, Unix milliseconds; `None`: never.
+    pub expires_at_ms: Option<i64>,
+    /// Only market data and account reads.
+    pub read_only: bool,
+}
+
+/// What the authorizer needs to know about an account.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AccountFacts {
+    /// Account id.
+    pub id: String,
+    /// Parent account, for a sub-account.
+    pub parent_id: Option<String>,
+    /// KYC tier: 0 market data, 1 spot and withdrawals, 2 derivatives.
+    pub kyc_tier: u8,
+    /// Risk profile label (`retail`, `professional`, …).
+    pub risk_profile: String,
+    /// The withdrawal address book.
+    pub withdrawal_addresses: Vec<String>,
+}
+
+/// The order a request carries, as the gateway parsed it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OrderFacts {
+    /// `buy` / `sell`, as sent.
+    pub side: String,
+    /// `limit` / `market` / …, as sent.
+    pub order_type: String,
+    /// Quantity, a decimal string (`"0.5"`); must fit a Cedar decimal
+    /// exactly (at most 4 significant fractional digits).
+    pub qty: String,
+    /// Notional, when known; same rule as `qty`.
+    pub notional: Option<String>,
+    /// Instrument symbol.
+    pub instrument: String,
+}
+
+/// One authorization question.
+#[derive(Debug, Clone, Copy)]
+pub struct RequestFacts<'a> {
+    /// Action name (the route's).
+    pub action: &'a str,
+    /// The scope the route requires (`public`: none).
+    pub required_scope: &'a str,
+    /// The account the request acts on; `None`: the key's own.
+    pub target_account: Option<&'a str>,
+    /// The parent of `target_account`, when the caller knows it (needed for
+    /// a parent key to act on its sub-account).
+    pub target_account_parent: Option<&'a str>,
+    /// The instrument the request names; defaults to the order's.
+    pub instrument: Option<&'a str>,
+    /// Source address (IPv4-mapped IPv6 addresses are treated as IPv4).
+    pub source_ip: IpAddr,
+    /// Adaptive risk score, 0..=100.
+    pub risk_score: u8,
+    /// Seconds since the last verified MFA; `None`: none.
+    pub mfa_age_secs: Option<u64>,
+    /// Now, Unix milliseconds.
+    pub now_ms: i64,
+    /// The order, for order entry.
+    pub order: Option<&'a OrderFacts>,
+    /// `(asset, address)` for a withdrawal.
+    pub withdrawal: Option<(&'a str, &'a str)>,
+}
+
+/// Operator-supplied policy text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PolicySource {
+    /// Name used in errors and explanations (usually the file path).
+    pub name: String,
+    /// Cedar policy text.
+    pub text: String,
+}
+
+/// What [`Authorizer::new`] loads.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AuthzConfig {
+    /// Actions named by routes (built-in ones may be restated).
+    pub actions: Vec<ActionDef>,
+    /// The instrument catalogue.
+    pub instruments: Vec<InstrumentDef>,
+    /// Load the shipped `defaults.cedar`.
+    pub defaults: bool,
+    /// Operator policy files.
+    pub sources: Vec<PolicySource>,
+}
+
+/// Stable, client-facing reason for a deny.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum DenyCode {
+    /// The key has expired.
+    KeyExpired,
+    /// The source address is not on the key's allow list.
+    IpNotAllowed,
+    /// The key lacks the scope (or is read-only).
+    ScopeMissing,
+    /// A fresh MFA proof is required (step up and retry).
+    MfaRequired,
+    /// Any other deny: a forbid without `@code`, no permit, an evaluation
+    /// error, or a request that could not be evaluated.
+    ForbiddenByPolicy,
+}
+
+impl DenyCode {
+    /// Every code, highest priority first.
+    pub const ALL: [DenyCode; 5] = [
+        DenyCode::KeyExpired,
+        DenyCode::IpNotAllowed,
+        DenyCode::ScopeMissing,
+        DenyCode::MfaRequired,
+        DenyCode::ForbiddenByPolicy,
+    ];
+
+    /// The code as written in `@code("…")` and sent to clients.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            DenyCode::KeyExpired => "KEY_EXPIRED",
+            DenyCode::IpNotAllowed => "IP_NOT_ALLOWED",
+            DenyCode::ScopeMissing => "SCOPE_MISSING",
+            DenyCode::MfaRequired => "MFA_REQUIRED",
+            DenyCode::ForbiddenByPolicy => "FORBIDDEN_BY_POLICY",
+        }
+    }
+
+    /// Parses an `@code` value.
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|c| c.as_str() == s)
+    }
+
+    /// Priority when several forbids are satisfied: lower wins. Facts about
+    /// the key (expired, wrong network, missing scope) first, then a missing
+    /// MFA proof, then everything else.
+    pub const fn priority(self) -> u8 {
+        match self {
+            DenyCode::KeyExpired => 0,
+            DenyCode::IpNotAllowed => 1,
+            DenyCode::ScopeMissing => 2,
+            DenyCode::MfaRequired => 3,
+            DenyCode::ForbiddenByPolicy => 4,
+        }
+    }
+}
+
+impl fmt::Display for DenyCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The answer to one request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decision {
+    /// Allowed.
+    pub allowed: bool,
+    /// Why not; `None` when allowed.
+    pub code: Option<DenyCode>,
+    /// Ids of the determining policies, sorted: the satisfied permits when
+    /// allowed; the satisfied forbids, or else the policies that failed to
+    /// evaluate, when denied; empty for a default deny.
+    pub policies: Vec<String>,
+    /// Evaluation errors and reasons a request could not be evaluated.
+    pub errors: Vec<String>,
+}
+
+impl Decision {
+    fn refused(error: String) -> Self {
+        Self {
+            allowed: false,
+            code: Some(DenyCode::ForbiddenByPolicy),
+            policies: Vec::new(),
+            errors: vec![error],
+        }
+    }
+}
+
+/// A policy's effect.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Effect {
+    /// `permit`.
+    Permit,
+    /// `forbid`.
+    Forbid,
+}
+
+impl From<cedar_policy::Effect> for Effect {
+    fn from(e: cedar_policy::Effect) -> Self {
+        match e {
+            cedar_policy::Effect::Permit => Effect::Permit,
+            cedar_policy::Effect::Forbid => Effect::Forbid,
+        }
+    }
+}
+
+/// A satisfied policy, for explanations.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SatisfiedPolicy {
+    /// Policy id.
+    pub id: String,
+    /// Effect.
+    pub effect: Effect,
+    /// Source name (`keys.cedar`, `defaults.cedar`, an operator file).
+    pub source: String,
+    /// The `@code` of a forbid.
+    pub code: Option<DenyCode>,
+    /// The policy text.
+    pub text: String,
+}
+
+/// A decision with its reasons, for `rampart policy explain`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Explanation {
+    /// The decision (as [`Authorizer::authorize`] makes it).
+    pub decision: Decision,
+    /// Every satisfied policy (each evaluated on its own), forbids first.
+    pub satisfied: Vec<SatisfiedPolicy>,
+    /// Evaluation errors, per policy.
+    pub errors: Vec<String>,
+    /// The key's settings as literal per-key policies.
+    pub key_policies: String,
+}
+
+/// Per-policy facts kept beside the policy sets.
+#[derive(Debug, Clone)]
+struct PolicyMeta {
+    source: Arc<str>,
+    code: Option<DenyCode>,
+    effect: Effect,
+    text: String,
+}
+
+/// A concrete (non-group) action of the schema.
+#[derive(Debug, Clone)]
+struct ActionInfo {
+    index: usize,
+    uid: EntityUid,
+    entity: Entity,
+}
+
+/// The authorization engine: schema, validated policies, their index, and
+/// the catalogue entities. Immutable; share it behind an `Arc` and rebuild
+/// on reload.
+#[derive(Debug)]
+pub struct Authorizer {
+    schema_full: String,
+    all: PolicySet,
+    meta: HashMap<PolicyId, PolicyMeta>,
+    actions: HashMap<String, ActionInfo>,
+    instruments: HashMap<String, (EntityUid, Entity)>,
+    index: index::Index,
+    types: load::Types,
+    cedar: cedar_policy::Authorizer,
+}
+
+/// What the evaluated buckets said, before the deny rules.
+#[derive(Debug, Default)]
+struct Outcome {
+    permits: BTreeSet<String>,
+    forbids: Vec<PolicyId>,
+    errored: BTreeSet<String>,
+    errors: Vec<String>,
+}
+
+impl Authorizer {
+    /// Loads the schema (plus `cfg.actions`), the key-settings policies, the
+    /// defaults when asked, and the operator sources; validates every policy
+    /// against the schema in strict mode. The error lists every problem found,
+    /// each with its source name, line and column.
+    pub fn new(cfg: &AuthzConfig) -> Result<Self, PolicyError> {
+        let loaded = load::load(cfg)?;
+        let index = index::Index::build(&loaded.policies, &loaded.action_order)
+            .map_err(|e| PolicyError::single("policies", e))?;
+        let mut meta = HashMap::with_capacity(loaded.policies.len());
+        let mut all = PolicySet::new();
+        for p in loaded.policies {
+            meta.insert(
+                p.policy.id().clone(),
+                PolicyMeta {
+                    source: p.source,
+                    code: p.code,
+                    effect: p.policy.effect().into(),
+                    text: p.text,
+                },
+            );
+            // INVARIANT: ids were checked unique by `load`.
+            if let Err(e) = all.add(p.policy) {
+                return Err(PolicyError::single("policies", e.to_string()));
+            }
+        }
+        Ok(Self {
+            schema_full: loaded.schema_text,
+            all,
+            meta,
+            actions: loaded.actions,
+            instruments: loaded.instruments,
+            index,
+            types: loaded.types,
+            cedar: cedar_policy::Authorizer::new(),
+        })
+    }
+
+    /// Builds the per-key entities once; cache the result with the key and
+    /// rebuild it when the key's or its accounts' facts change. `parent` is
+    /// the facts of `account.parent_id`, when there is one. An inconsistent
+    /// input (the key's account is not `account`, a cycle) yields a
+    /// `PreparedKey` every request of which is denied.
+    pub fn prepare_key(
+        &self,
+        key: &KeySettings,
+        account: &AccountFacts,
+        parent: Option<&AccountFacts>,
+    ) -> PreparedKey {
+        prepare::prepare(&self.types, key, account, parent)
+    }
+
+    /// Decides one request. Never panics; anything that cannot be evaluated
+    /// denies.
+    pub fn authorize(&self, key: &PreparedKey, req: &RequestFacts<'_>) -> Decision {
+        let (request, entities, action_index) = match self.request(key, req) {
+            Ok(v) => v,
+            Err(e) => return Decision::refused(e),
+        };
+        let mut out = Outcome::default();
+        let principals = buckets(request.principal(), &entities);
+        let resources = buckets(request.resource(), &entities);
+        self.index
+            .for_each(action_index, &principals, &resources, |set| {
+                self.evaluate(set, &request, &entities, &mut out);
+            });
+        self.decide(out)
+    }
+
+    /// Decides one request against the whole policy set, without the index
+    /// (the reference the index must agree with; slow with many policies).
+    pub fn authorize_unindexed(&self, key: &PreparedKey, req: &RequestFacts<'_>) -> Decision {
+        let (request, entities, _) = match self.request(key, req) {
+            Ok(v) => v,
+            Err(e) => return Decision::refused(e),
+        };
+        let mut out = Outcome::default();
+        self.evaluate(&self.all, &request, &entities, &mut out);
+        self.decide(out)
+    }
+
+    /// The decision, every satisfied policy with its source and text, the
+    /// evaluation errors, and the key's settings as per-key policies.
+    pub fn explain(&self, key: &PreparedKey, req: &RequestFacts<'_>) -> Explanation {
+        let decision = self.authorize(key, req);
+        let key_policies = render_key_policies(key.settings());
+        let (request, entities, _) = match self.request(key, req) {
+            Ok(v) => v,
+            Err(e) => {
+                return Explanation {
+                    decision,
+                    satisfied: Vec::new(),
+                    errors: vec![e],
+                    key_policies,
+                }
+            }
+        };
+        let mut satisfied = Vec::new();
+        let mut errors = Vec::new();
+        for policy in self.all.policies() {
+            let mut one = PolicySet::new();
+            if one.add(policy.clone()).is_err() {
+                continue;
+            }
+            let resp = self.cedar.is_authorized(&request, &one, &entities);
+            errors.extend(resp.diagnostics().errors().map(ToString::to_string));
+            if resp.diagnostics().reason().next().is_none() {
+                continue;
+            }
+            let Some(m) = self.meta.get(policy.id()) else {
+                continue;
+            };
+            satisfied.push(SatisfiedPolicy {
+                id: policy.id().to_string(),
+                effect: m.effect,
+                source: m.source.to_string(),
+                code: m.code,
+                text: m.text.clone(),
+            });
+        }
+        satisfied.sort_by(|a, b| {
+            let rank = |e: Effect| u8::from(e == Effect::Permit);
+            (rank(a.effect), &a.id).cmp(&(rank(b.effect), &b.id))
+        });
+        errors.sort();
+        Explanation {
+            decision,
+            satisfied,
+            errors,
+            key_policies,
+        }
+    }
+
+    /// Number of policies loaded (key settings, defaults, operator).
+    pub fn policy_count(&self) -> usize {
+        self.all.num_of_policies()
+    }
+
+    /// The full schema text: [`schema_text`] plus the generated actions.
+    pub fn schema(&self) -> &str {
+        &self.schema_full
+    }
+
+    /// Every loaded policy, as one Cedar policy set (ids as in decisions).
+    pub fn policy_set(&self) -> &PolicySet {
+        &self.all
+    }
+
+    /// The Cedar request and entities `authorize` evaluates for these facts
+    /// (for tools and reference evaluation). Errors say why the request
+    /// cannot be evaluated (and would be denied).
+    pub fn cedar_request(
+        &self,
+        key: &PreparedKey,
+        req: &RequestFacts<'_>,
+    ) -> Result<(Request, Entities), String> {
+        self.request(key, req).map(|(r, e, _)| (r, e))
+    }
+
+    fn request(
+        &self,
+        key: &PreparedKey,
+        req: &RequestFacts<'_>,
+    ) -> Result<(Request, Entities, usize), String> {
+        let action = self
+            .actions
+            .get(req.action)
+            .ok_or_else(|| format!("unknown action `{}`", req.action))?;
+        let instrument = match (req.instrument, req.order.map(|o| o.instrument.as_str())) {
+            (Some(a), Some(b)) if a != b => {
+                return Err(format!(
+                    "the request names instrument `{a}` but its order is for `{b}`"
+                ))
+            }
+            (Some(a), _) | (None, Some(a)) => Some(
+                self.instruments
+                    .get(a)
+                    .ok_or_else(|| format!("unknown instrument `{a}`"))?,
+            ),
+            (None, None) => None,
+        };
+        let (request, entities) = key.request(
+            req,
+            &action.uid,
+            &action.entity,
+            instrument.map(|(uid, e)| (uid, e)),
+        )?;
+        Ok((request, entities, action.index))
+    }
+
+    fn evaluate(&self, set: &PolicySet, request: &Request, entities: &Entities, out: &mut Outcome) {
+        let resp = self.cedar.is_authorized(request, set, entities);
+        let diag = resp.diagnostics();
+        for err in diag.errors() {
+            let cedar_policy::AuthorizationError::PolicyEvaluationError(e) = err;
+            out.errored.insert(e.policy_id().to_string());
+            out.errors.push(err.to_string());
+        }
+        match resp.decision() {
+            cedar_policy::Decision::Allow => {
+                out.permits.extend(diag.reason().map(ToString::to_string));
+            }
+            cedar_policy::Decision::Deny => out.forbids.extend(diag.reason().cloned()),
+        }
+    }
+
+    fn decide(&self, mut out: Outcome) -> Decision {
+        out.errors.sort();
+        if !out.forbids.is_empty() {
+            let code = out
+                .forbids
+                .iter()
+                .map(|id| {
+                    self.meta
+                        .get(id)
+                        .and_then(|m| m.code)
+                        .unwrap_or(DenyCode::ForbiddenByPolicy)
+                })
+                .min_by_key(|c| c.priority())
+                .unwrap_or(DenyCode::ForbiddenByPolicy);
+            let mut policies: Vec<String> = out.forbids.iter().map(ToString::to_string).collect();
+            policies.sort();
+            policies.dedup();
+            return Decision {
+                allowed: false,
+                code: Some(code),
+                policies,
+                errors: out.errors,
+            };
+        }
+        if !out.errors.is_empty() {
+            return Decision {
+                allowed: false,
+                code: Some(DenyCode::ForbiddenByPolicy),
+                policies: out.errored.into_iter().collect(),
+                errors: out.errors,
+            };
+        }
+        if out.permits.is_empty() {
+            return Decision {
+                allowed: false,
+                code: Some(DenyCode::ForbiddenByPolicy),
+                policies: Vec::new(),
+                errors: Vec::new(),
+            };
+        }
+        Decision {
+            allowed: true,
+            code: None,
+            policies: out.permits.into_iter().collect(),
+            errors: Vec::new(),
+        }
+    }
+}
+
+/// The buckets an entity can match: unconstrained, itself, its ancestors
+/// (in the request's entities, transitively).
+fn buckets<'a>(uid: Option<&'a EntityUid>, entities: &'a Entities) -> Vec<Option<&'a EntityUid>> {
+    let mut v = Vec::with_capacity(6);
+    v.push(None);
+    if let Some(uid) = uid {
+        v.push(Some(uid));
+        if let Some(anc) = entities.ancestors(uid) {
+            v.extend(anc.map(Some));
+        }
+    }
+    v
+}
+
+/// Parses, validates and counts the policies `cfg` would load (for
+/// `rampart policy check`): key settings, defaults when enabled, operator
+/// sources.
+pub fn check_sources(cfg: &AuthzConfig) -> Result<usize, PolicyError> {
+    load::load(cfg).map(|l| l.policies.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn deny_code_priority_is_total_and_documented_order() {
+        let mut v = DenyCode::ALL.to_vec();
+        v.sort_by_key(|c| c.priority());
+        assert_eq!(v, DenyCode::ALL.to_vec());
+        for c in DenyCode::ALL {
+            assert_eq!(DenyCode::parse(c.as_str()), Some(c));
+        }
+        assert_eq!(DenyCode::parse("NOPE"), None);
+    }
+
+    #[test]
+    fn shipped_files_load() {
+        let cfg = AuthzConfig {
+            defaults: true,
+            ..AuthzConfig::default()
+        };
+        let n = check_sources(&cfg).unwrap();
+        assert!(n >= 14, "{n}");
+    }
+}

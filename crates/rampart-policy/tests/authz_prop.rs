@@ -1,0 +1,379 @@
+//! Properties of the authorizer over random policy sets and requests:
+//! the indexed evaluation agrees with plain Cedar over the whole set (with
+//! errors → deny on top), a satisfied forbid always denies, an evaluation
+//! error never allows; and the rendered per-key policies agree with the
+//! generic key-settings policies.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    missing_docs,
+    reason = "tests"
+)]
+
+#[path = "authz_common/mod.rs"]
+mod common;
+
+use std::collections::BTreeSet;
+use std::net::IpAddr;
+
+use cedar_policy::{Decision as CedarDecision, PolicyId, PolicySet};
+use common::*;
+use proptest::prelude::*;
+use proptest::sample::select;
+use rampart_policy::authz::{
+    key_policies_text, render_key_policies, Authorizer, KeySettings, OrderFacts, PreparedKey,
+    RequestFacts,
+};
+
+const ACCOUNTS: [&str; 4] = ["A", "AS", "B", "AS2"];
+const KEYS: [(&str, &str); 3] = [("kA", "A"), ("kAS", "AS"), ("kB", "B")];
+const ACTIONS: [&str; 8] = [
+    "GetTime",
+    "GetAccount",
+    "ListOrders",
+    "PlaceOrder",
+    "CancelOrder",
+    "Withdraw",
+    "CreateKey",
+    "Stream",
+];
+const GROUPS: [&str; 6] = ["public", "read", "trade", "withdraw", "sensitive", "manage"];
+const INSTRUMENTS: [&str; 4] = ["BTC-USD", "ETH-USD", "BTC-PERP", "BTC-C-70000"];
+const CODES: [&str; 5] = [
+    "KEY_EXPIRED",
+    "IP_NOT_ALLOWED",
+    "SCOPE_MISSING",
+    "MFA_REQUIRED",
+    "FORBIDDEN_BY_POLICY",
+];
+
+fn principal() -> impl Strategy<Value = String> {
+    prop_oneof![
+        Just("principal".to_string()),
+        Just("principal is Rampart::ApiKey".to_string()),
+        select(KEYS.to_vec()).prop_map(|(k, _)| format!("principal == Rampart::ApiKey::\"{k}\"")),
+        select(ACCOUNTS.to_vec()).prop_map(|a| format!("principal in Rampart::Account::\"{a}\"")),
+        select(ACCOUNTS.to_vec())
+            .prop_map(|a| format!("principal is Rampart::ApiKey in Rampart::Account::\"{a}\"")),
+        select(KEYS.to_vec()).prop_map(|(k, _)| format!("principal in Rampart::ApiKey::\"{k}\"")),
+    ]
+}
+
+fn action() -> impl Strategy<Value = String> {
+    prop_oneof![
+        Just("action".to_string()),
+        select(ACTIONS.to_vec()).prop_map(|a| format!("action == Rampart::Action::\"{a}\"")),
+        select(GROUPS.to_vec()).prop_map(|g| format!("action in Rampart::Action::\"{g}\"")),
+        (select(ACTIONS.to_vec()), select(GROUPS.to_vec())).prop_map(|(a, g)| format!(
+            "action in [Rampart::Action::\"{a}\", Rampart::Action::\"{g}\"]"
+        )),
+    ]
+}
+
+fn resource() -> impl Strategy<Value = String> {
+    prop_oneof![
+        Just("resource".to_string()),
+        Just("resource is Rampart::Instrument".to_string()),
+        Just("resource is Rampart::Account".to_string()),
+        select(INSTRUMENTS.to_vec())
+            .prop_map(|i| format!("resource == Rampart::Instrument::\"{i}\"")),
+        select(ACCOUNTS.to_vec()).prop_map(|a| format!("resource in Rampart::Account::\"{a}\"")),
+    ]
+}
+
+/// Well-typed conditions; some fail at run time (overflow, an attribute of
+/// an account entity the authorizer only knows by id).
+fn atom() -> impl Strategy<Value = String> {
+    prop_oneof![
+        Just("true".to_string()),
+        Just("false".to_string()),
+        (0i64..3).prop_map(|n| format!("principal.account.kyc_tier >= {n}")),
+        select(vec!["read", "trade", "withdraw"])
+            .prop_map(|s| format!("principal.scopes.contains(\"{s}\")")),
+        (0i64..100).prop_map(|n| format!("context.risk_score > {n}")),
+        // Overflows when risk_score >= 2.
+        Just("context.risk_score * 4611686018427387904 > 1".to_string()),
+        // Overflows when the hour >= 1.
+        Just("context.hour + 9223372036854775807 > 0".to_string()),
+        // Errors when the target account is only known by id.
+        Just("context.account.kyc_tier >= 1".to_string()),
+        (0i64..400).prop_map(|n| format!("(context has mfa_age && context.mfa_age < {n})")),
+        Just("(resource is Rampart::Instrument && resource.product == \"perp\")".to_string()),
+        select(vec!["0.5", "1.0", "100.0"]).prop_map(|q| format!(
+            "(context has order && context.order.qty.greaterThan(decimal(\"{q}\")))"
+        )),
+        Just("context.source_ip.isInRange(ip(\"10.0.0.0/8\"))".to_string()),
+        (0i64..24).prop_map(|h| format!("context.hour < {h}")),
+        Just("context.account in principal.account".to_string()),
+        Just("principal.any_ip".to_string()),
+    ]
+}
+
+fn condition() -> impl Strategy<Value = String> {
+    atom().prop_recursive(2, 6, 2, |inner| {
+        prop_oneof![
+            (inner.clone(), inner.clone()).prop_map(|(a, b)| format!("({a} && {b})")),
+            (inner.clone(), inner.clone()).prop_map(|(a, b)| format!("({a} || {b})")),
+            inner.prop_map(|a| format!("!({a})")),
+        ]
+    })
+}
+
+fn policy() -> impl Strategy<Value = String> {
+    (
+        any::<bool>(),
+        proptest::option::of(select(CODES.to_vec())),
+        principal(),
+        action(),
+        resource(),
+        proptest::collection::vec((any::<bool>(), condition()), 0..3),
+    )
+        .prop_map(|(permit, code, p, a, r, conds)| {
+            let mut s = String::new();
+            if let (false, Some(c)) = (permit, code) {
+                s.push_str(&format!("@code(\"{c}\")\n"));
+            }
+            s.push_str(if permit { "permit" } else { "forbid" });
+            s.push_str(&format!(" ({p}, {a}, {r})"));
+            for (when, c) in conds {
+                s.push_str(if when { " when { " } else { " unless { " });
+                s.push_str(&c);
+                s.push_str(" }");
+            }
+            s.push_str(";\n");
+            s
+        })
+}
+
+#[derive(Debug, Clone)]
+struct Req {
+    key: usize,
+    action: &'static str,
+    scope: &'static str,
+    target: Option<(&'static str, Option<&'static str>)>,
+    instrument: Option<&'static str>,
+    ip: IpAddr,
+    risk: u8,
+    mfa: Option<u64>,
+    now_ms: i64,
+    order_qty: Option<&'static str>,
+    withdrawal: Option<&'static str>,
+}
+
+fn request() -> impl Strategy<Value = Req> {
+    (
+        (
+            0usize..KEYS.len(),
+            select(ACTIONS.to_vec()),
+            select(vec!["public", "read", "trade", "withdraw"]),
+            proptest::option::of((
+                select(ACCOUNTS.to_vec()),
+                proptest::option::of(select(ACCOUNTS.to_vec())),
+            )),
+            proptest::option::of(select(INSTRUMENTS.to_vec())),
+        ),
+        (
+            select(vec!["10.1.2.3", "192.0.2.7", "2001:db8::1"]),
+            prop_oneof![Just(0u8), Just(1), Just(2), 0u8..=100],
+            proptest::option::of(0u64..600),
+            0i64..(3 * 86_400_000),
+            proptest::option::of(select(vec!["0.5", "2", "150.25", "0.00001"])),
+            proptest::option::of(select(vec!["addr-ok", "addr-evil"])),
+        ),
+    )
+        .prop_map(
+            |((key, action, scope, target, instrument), (ip, risk, mfa, t, qty, w))| Req {
+                key,
+                action,
+                scope,
+                target,
+                instrument,
+                ip: ip.parse().unwrap(),
+                risk,
+                mfa,
+                now_ms: NOW_MS + t,
+                order_qty: qty,
+                withdrawal: w,
+            },
+        )
+}
+
+fn keys(a: &Authorizer, tiers: &[u8; 3]) -> Vec<PreparedKey> {
+    let accounts = [
+        account("A", None, tiers[0]),
+        account("AS", Some("A"), tiers[1]),
+        account("B", None, tiers[2]),
+    ];
+    let mut k_as = key("kAS", "AS", &["read", "trade"]);
+    k_as.nets = vec!["10.0.0.0/8".parse().unwrap()];
+    vec![
+        a.prepare_key(&key("kA", "A", &["read", "trade", "withdraw"]), &accounts[0], None),
+        a.prepare_key(&k_as, &accounts[1], Some(&accounts[0])),
+        a.prepare_key(&key("kB", "B", &["read"]), &accounts[2], None),
+    ]
+}
+
+fn facts<'a>(r: &'a Req, order: Option<&'a OrderFacts>) -> RequestFacts<'a> {
+    RequestFacts {
+        action: r.action,
+        required_scope: r.scope,
+        target_account: r.target.map(|t| t.0),
+        target_account_parent: r.target.and_then(|t| t.1),
+        instrument: r.instrument,
+        source_ip: r.ip,
+        risk_score: r.risk,
+        mfa_age_secs: r.mfa,
+        now_ms: r.now_ms,
+        order,
+        withdrawal: r.withdrawal.map(|w| ("BTC", w)),
+    }
+}
+
+fn order_for(r: &Req) -> Option<OrderFacts> {
+    r.order_qty.map(|q| OrderFacts {
+        side: "sell".into(),
+        order_type: "limit".into(),
+        qty: q.into(),
+        notional: None,
+        instrument: r.instrument.unwrap_or("BTC-USD").into(),
+    })
+}
+
+/// Parses `text`, naming each policy by its `@id` (when it has one).
+fn by_annotated_id(text: &str) -> PolicySet {
+    let parsed: PolicySet = text.parse().unwrap();
+    let mut out = PolicySet::new();
+    for p in parsed.policies() {
+        let p = match p.annotation("id") {
+            Some(id) => p.new_id(PolicyId::new(id)),
+            None => p.clone(),
+        };
+        out.add(p).unwrap();
+    }
+    out
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 192, ..ProptestConfig::default() })]
+
+    #[test]
+    fn indexed_equals_reference_and_errors_never_allow(
+        policies in proptest::collection::vec(policy(), 0..14),
+        defaults in any::<bool>(),
+        tiers in (0u8..3, 0u8..3, 0u8..3),
+        reqs in proptest::collection::vec(request(), 1..24),
+    ) {
+        let text = policies.concat();
+        let mut cfg = config(&[("random.cedar", &text)]);
+        cfg.defaults = defaults;
+        let a = match Authorizer::new(&cfg) {
+            Ok(a) => a,
+            Err(e) => panic!("{e}\n{text}"),
+        };
+        let ks = keys(&a, &[tiers.0, tiers.1, tiers.2]);
+        let cedar = cedar_policy::Authorizer::new();
+        for r in &reqs {
+            let order = order_for(r);
+            let f = facts(r, order.as_ref());
+            let k = &ks[r.key];
+            let d = a.authorize(k, &f);
+            prop_assert_eq!(&a.authorize_unindexed(k, &f), &d);
+            let Ok((request, entities)) = a.cedar_request(k, &f) else {
+                // Not expressible: denied with the reason.
+                prop_assert!(!d.allowed);
+                prop_assert_eq!(d.errors.len(), 1);
+                continue;
+            };
+            let resp = cedar.is_authorized(&request, a.policy_set(), &entities);
+            let errored: BTreeSet<String> = resp
+                .diagnostics()
+                .errors()
+                .map(|e| {
+                    let cedar_policy::AuthorizationError::PolicyEvaluationError(e) = e;
+                    e.policy_id().to_string()
+                })
+                .collect();
+            let reasons: BTreeSet<String> =
+                resp.diagnostics().reason().map(ToString::to_string).collect();
+            let forbid_satisfied = resp.decision() == CedarDecision::Deny && !reasons.is_empty();
+            // A satisfied forbid always denies; an error never allows.
+            if forbid_satisfied || !errored.is_empty() {
+                prop_assert!(!d.allowed, "{:?} {:?}\n{}", d, r, text);
+            }
+            // Reference: plain Cedar, errors → deny.
+            let ref_allowed = resp.decision() == CedarDecision::Allow && errored.is_empty();
+            prop_assert_eq!(d.allowed, ref_allowed, "{:?} {:?}\n{}", d, r, text);
+            let got: BTreeSet<String> = d.policies.iter().cloned().collect();
+            let want = if forbid_satisfied || errored.is_empty() { reasons } else { errored.clone() };
+            prop_assert_eq!(got, want, "{:?} {:?}\n{}", d, r, text);
+            prop_assert_eq!(d.errors.len(), resp.diagnostics().errors().count());
+            // The explanation lists each satisfied forbid of a deny.
+            if forbid_satisfied {
+                let e = a.explain(k, &f);
+                for id in &d.policies {
+                    prop_assert!(e.satisfied.iter().any(|p| &p.id == id));
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn missing_optional_attribute_without_has_is_refused(
+        policies in proptest::collection::vec(policy(), 0..4),
+        attr in select(vec!["context.mfa_age > 3", "context.order.qty.lessThan(decimal(\"1.0\"))", "context.withdrawal.address == \"x\"", "context.source_net == ip(\"10.0.0.0/8\")"]),
+    ) {
+        let text = format!("{}forbid (principal, action, resource) when {{ {attr} }};\n", policies.concat());
+        let line = text.lines().count();
+        let e = Authorizer::new(&config(&[("random.cedar", &text)])).unwrap_err();
+        prop_assert_eq!(e.issues.len(), 1, "{}", e);
+        prop_assert_eq!(e.issues[0].line, Some(line));
+    }
+
+    #[test]
+    fn rendered_key_policies_match_the_generic_ones(
+        scopes in proptest::sample::subsequence(vec!["read", "trade", "withdraw"], 0..=3),
+        instruments in proptest::sample::subsequence(INSTRUMENTS.to_vec(), 0..=2),
+        products in proptest::sample::subsequence(vec!["spot", "perp", "option"], 0..=2),
+        nets in proptest::sample::subsequence(vec!["10.0.0.0/8", "192.0.2.0/24", "2001:db8::/32"], 0..=2),
+        expires in proptest::option::of(-5_000i64..5_000),
+        read_only in any::<bool>(),
+        reqs in proptest::collection::vec(request(), 1..12),
+    ) {
+        let a = authorizer(&[]);
+        let ks = KeySettings {
+            key_id: "kA".into(),
+            account_id: "A".into(),
+            scopes: scopes.iter().map(|s| s.to_string()).collect(),
+            instruments: instruments.iter().map(|s| s.to_string()).collect(),
+            products: products.iter().map(|s| s.to_string()).collect(),
+            nets: nets.iter().map(|n| n.parse().unwrap()).collect(),
+            expires_at_ms: expires.map(|e| NOW_MS + e),
+            read_only,
+        };
+        let k = a.prepare_key(&ks, &account("A", None, 2), None);
+        let permit_all = "permit (principal, action, resource);\n";
+        let generic = by_annotated_id(&format!("{}{permit_all}", key_policies_text()));
+        let per_key = by_annotated_id(&format!("{}{permit_all}", render_key_policies(&ks)));
+        let cedar = cedar_policy::Authorizer::new();
+        let norm = |id: String| id.rsplit('.').next().unwrap_or_default().to_string();
+        for r in &reqs {
+            let mut r = r.clone();
+            r.now_ms = NOW_MS + (r.now_ms - NOW_MS) % 10_000 - 5_000;
+            let order = order_for(&r);
+            let f = facts(&r, order.as_ref());
+            let Ok((request, entities)) = a.cedar_request(&k, &f) else { continue };
+            let g = cedar.is_authorized(&request, &generic, &entities);
+            let p = cedar.is_authorized(&request, &per_key, &entities);
+            prop_assert_eq!(g.decision(), p.decision());
+            prop_assert_eq!(g.diagnostics().errors().count(), 0);
+            prop_assert_eq!(p.diagnostics().errors().count(), 0);
+            let gs: BTreeSet<String> = g.diagnostics().reason().map(|i| norm(i.to_string())).collect();
+            let ps: BTreeSet<String> = p.diagnostics().reason().map(|i| norm(i.to_string())).collect();
+            if g.decision() == CedarDecision::Deny {
+                prop_assert_eq!(gs, ps, "{:?}", r);
+            }
+        }
+    }
+}
