@@ -293,7 +293,7 @@ pub async fn handle(
 }
 
 async fn pipeline(
-    rt: &Runtime,
+    rt: &Arc<Runtime>,
     conn: &Arc<ConnInfo>,
     req: Request<Incoming>,
     rid: &str,
@@ -491,7 +491,47 @@ async fn pipeline(
             return *o;
         }
         let identity = rt.auth.as_ref().map(|a| Arc::clone(&a.identity));
-        return websocket(&pool, conn, req, &target, rid, route, principal, identity).await;
+        // Cancel-on-disconnect: the session asks for its open orders to be
+        // cancelled when it drops.
+        let Ok(asked) = trading::cancel_on_disconnect(req.headers()) else {
+            return Outcome::reject(
+                Problem::new(ProblemCode::BadRequest)
+                    .detail("Rampart-Cancel-On-Disconnect must be `key` or `account`"),
+                rid,
+                Some(route),
+            );
+        };
+        let cod = match (&principal, asked) {
+            (Some(a), Some(scope)) => {
+                if !a.principal.scopes.iter().any(|s| s == "trade") {
+                    return Outcome::reject(
+                        Problem::new(ProblemCode::ScopeMissing)
+                            .detail("cancel-on-disconnect needs a key with the `trade` scope"),
+                        rid,
+                        Some(route),
+                    );
+                }
+                Some(trading::Disconnect {
+                    rt: Arc::clone(rt),
+                    account: a.principal.account_id.clone(),
+                    key: a.principal.key_id.clone(),
+                    scope,
+                })
+            }
+            (None, Some(_)) => {
+                return Outcome::reject(
+                    Problem::new(ProblemCode::BadRequest)
+                        .detail("cancel-on-disconnect needs an authenticated session"),
+                    rid,
+                    Some(route),
+                )
+            }
+            _ => None,
+        };
+        return websocket(
+            &pool, conn, req, &target, rid, route, principal, identity, cod,
+        )
+        .await;
     }
 
     // Phase: body limits.
@@ -1795,6 +1835,7 @@ async fn websocket(
     route: Arc<Route>,
     principal: Option<crate::auth::Authenticated>,
     identity: Option<Arc<crate::auth::IdentitySigner>>,
+    cod: Option<trading::Disconnect>,
 ) -> Outcome {
     let mut head = make_head(req.method().clone(), req.uri(), req.headers().clone());
     strip_hop_by_hop(&mut head.headers);
@@ -1899,6 +1940,9 @@ async fn websocket(
             }
         }
         drop(conn);
+        if let Some(d) = cod {
+            d.fire(&rid_owned).await;
+        }
     });
     let mut resp = Response::new(respond::full(Bytes::new()));
     *resp.status_mut() = StatusCode::SWITCHING_PROTOCOLS;

@@ -150,12 +150,27 @@ async fn call_upstream(
         .map_err(|_| "upstream timeout".to_owned())?
         .map_err(|e| e.to_string())?;
     let status = resp.status().as_u16();
-    let body = tokio::time::timeout(pool.cfg.timeout, resp.into_body().collect())
+    let body = tokio::time::timeout(pool.cfg.timeout, read_bounded(resp.into_body()))
         .await
-        .map_err(|_| "upstream timeout".to_owned())?
-        .map_err(|e| e.to_string())?
-        .to_bytes();
+        .map_err(|_| "upstream timeout".to_owned())??;
     Ok((status, body))
+}
+
+/// Most bytes read of a gateway-originated call's answer.
+const MAX_CALL_BODY: usize = 256 * 1024;
+
+async fn read_bounded(mut body: hyper::body::Incoming) -> Result<Bytes, String> {
+    let mut buf = bytes::BytesMut::new();
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| e.to_string())?;
+        if let Ok(d) = frame.into_data() {
+            if buf.len() + d.len() > MAX_CALL_BODY {
+                return Err("upstream answer too large".to_owned());
+            }
+            buf.extend_from_slice(&d);
+        }
+    }
+    Ok(buf.freeze())
 }
 
 /// Cancels the open orders of `accounts` upstream (`DELETE cancel_path`

@@ -756,3 +756,87 @@ async fn kill_switch_cancels_open_orders_upstream_when_configured() {
     assert_eq!((st, b["code"].as_str()), (403, Some("KILL_SWITCH")), "{b}");
     let _ = Arc::new(());
 }
+
+#[tokio::test]
+async fn cancel_on_disconnect_cancels_the_sessions_orders_when_the_websocket_drops() {
+    let routes = format!(
+        "{ROUTES}\n[[routes]]\nmethod = \"GET\"\npath = \"/v1/stream\"\nupstream = \"up\"\naction = \"StreamEvents\"\nscope = \"read\"\n"
+    );
+    let e = env_routes(&routes, "", None).await;
+    let k = keyed(&e, "k-cod", "demo", &["read", "trade"]);
+    let ro = keyed(&e, "k-cod-ro", "demo", &["read"]);
+    let upgrade = |key_id: &str, sk: &SigningKey, mode: &str| {
+        let r = signed_with(
+            Method::GET,
+            "/v1/stream",
+            "",
+            key_id,
+            sk,
+            &[("rampart-cancel-on-disconnect", mode)],
+        );
+        use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+        let mut req = "wss://localhost/v1/stream".into_client_request().unwrap();
+        for (n, v) in r.headers() {
+            req.headers_mut().insert(n.clone(), v.clone());
+        }
+        req
+    };
+    // A read-only key may not ask for it.
+    let tls = tls_connect(&e.pki, e.addr, &[b"http/1.1"]).await.unwrap();
+    let err = tokio_tungstenite::client_async(upgrade("k-cod-ro", &ro, "key"), tls).await;
+    assert!(
+        err.is_err(),
+        "a read-only key cannot arm cancel-on-disconnect"
+    );
+
+    let tls = tls_connect(&e.pki, e.addr, &[b"http/1.1"]).await.unwrap();
+    let (mut ws, resp) = tokio_tungstenite::client_async(upgrade("k-cod", &k, "key"), tls)
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 101);
+    for cid in ["c1", "c2"] {
+        let (st, b) = call(
+            &e,
+            signed_with(
+                Method::POST,
+                "/v1/orders",
+                &order_body("BTC-USD", "0.01", "64000.00", cid),
+                "k-cod",
+                &k,
+                &[],
+            ),
+        )
+        .await;
+        assert_eq!(st, 201, "{b}");
+    }
+    // Another key's order of the same account is not the session's.
+    let other = keyed(&e, "k-cod-2", "demo", &["read", "trade"]);
+    let (st, _) = call(
+        &e,
+        signed_with(
+            Method::POST,
+            "/v1/orders",
+            &order_body("BTC-USD", "0.01", "64000.00", "c3"),
+            "k-cod-2",
+            &other,
+            &[],
+        ),
+    )
+    .await;
+    assert_eq!(st, 201);
+    assert_eq!(e.orders("demo"), 3);
+    ws.close(None).await.unwrap();
+    drop(ws);
+    let mut left = 3;
+    for _ in 0..50 {
+        left = e.orders("demo");
+        if left == 1 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        left, 1,
+        "the session's two orders were cancelled, the other key's stayed"
+    );
+}

@@ -319,7 +319,32 @@ fn benches(c: &mut Criterion, w: &World) {
     });
 }
 
+fn micro() {
+    use cedar_policy::{RestrictedExpression, Context};
+    let time = |name: &str, f: &mut dyn FnMut()| {
+        for _ in 0..1000 { f(); }
+        let t = Instant::now();
+        for _ in 0..20000 { f(); }
+        println!("{name}: {:?}", t.elapsed() / 20000);
+    };
+    time("new_ip", &mut || { black_box(RestrictedExpression::new_ip("10.1.2.3")); });
+    time("new_decimal", &mut || { black_box(RestrictedExpression::new_decimal("1.2500")); });
+    time("new_string", &mut || { black_box(RestrictedExpression::new_string("abc".into())); });
+    let ipx = RestrictedExpression::new_ip("10.1.2.3");
+    time("clone ip + from_pairs", &mut || { black_box(Context::from_pairs([("a".to_string(), ipx.clone())]).unwrap()); });
+    time("from_pairs long", &mut || { black_box(Context::from_pairs([("a".to_string(), RestrictedExpression::new_long(5))]).unwrap()); });
+    let schema = cedar_policy::Schema::from_cedarschema_str(rampart_policy::authz::schema_text()).unwrap().0;
+    let action: cedar_policy::EntityUid = r#"Rampart::Action::"PlaceOrder""#.parse().unwrap();
+    time("json ctx", &mut || {
+        let v = serde_json::json!({"source_ip": "10.1.2.3", "required_scope": "trade", "account": {"__entity": {"type": "Rampart::Account", "id": "acct-1"}}, "risk_score": 5, "now": 1, "hour": 2,
+            "order": {"side": "buy", "type": "limit", "qty": "1.2500", "notional": "100.0000", "instrument": "X"}});
+        black_box(Context::from_json_value(v, Some((&schema, &action))).unwrap());
+    });
+}
+
 fn main() {
+    micro();
+    if std::env::args().any(|a| a == "--micro") { return; }
     let quick = std::env::args().any(|a| a == "--test" || a == "--list");
     let w = world();
     if !quick {

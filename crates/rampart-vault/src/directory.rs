@@ -223,8 +223,10 @@ impl KeyDirectory for VaultDirectory {
 pub struct VaultAccounts {
     vault: Arc<Vault>,
     ttl: Duration,
-    cache: RwLock<HashMap<String, (Instant, Option<Arc<AccountRecord>>)>>,
+    cache: RwLock<HashMap<String, AccountEntry>>,
 }
+
+type AccountEntry = (Instant, Option<Arc<AccountRecord>>);
 
 impl std::fmt::Debug for VaultAccounts {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

@@ -146,6 +146,7 @@ fn config_check(file: &std::path::Path) -> ExitCode {
             .err()
             .into_iter()
             .chain(rampart_gateway::limits::Limits::compile(&cfg.limits, &cfg.routes).err())
+            .chain(rampart_gateway::authz::Authz::compile(&cfg).err())
             .flat_map(|e| e.lines().map(str::to_owned).collect::<Vec<_>>())
             .map(|message| rampart_core::config::ConfigError {
                 path: "(compile)".into(),

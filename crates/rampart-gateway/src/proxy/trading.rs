@@ -712,3 +712,73 @@ pub(super) async fn mfa_endpoint(
         denial: None,
     }
 }
+
+/// The header a WebSocket session sends on its upgrade to ask for
+/// cancel-on-disconnect: `key` (the orders this key placed through the
+/// gateway) or `account` (every open order of the account).
+pub const CANCEL_ON_DISCONNECT: &str = "rampart-cancel-on-disconnect";
+
+/// What a session asked to cancel when it drops.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum DisconnectScope {
+    /// Orders the session's key placed through the gateway.
+    Key,
+    /// Every open order of the account.
+    Account,
+}
+
+/// The session's cancel-on-disconnect request, if any.
+///
+/// # Errors
+/// A value other than `key`, `true`, `1` or `account`.
+pub(super) fn cancel_on_disconnect(headers: &HeaderMap) -> Result<Option<DisconnectScope>, ()> {
+    let Some(v) = headers.get(CANCEL_ON_DISCONNECT) else {
+        return Ok(None);
+    };
+    match v.to_str().map(str::trim) {
+        Ok("key" | "true" | "1") => Ok(Some(DisconnectScope::Key)),
+        Ok("account") => Ok(Some(DisconnectScope::Account)),
+        _ => Err(()),
+    }
+}
+
+/// A pending cancel-on-disconnect, fired when the session ends.
+pub(super) struct Disconnect {
+    pub rt: Arc<Runtime>,
+    pub account: String,
+    pub key: String,
+    pub scope: DisconnectScope,
+}
+
+impl Disconnect {
+    /// Sends the cancels and records them.
+    pub async fn fire(self, rid: &str) {
+        let (accounts, key) = match self.scope {
+            DisconnectScope::Key => (Vec::new(), Some(self.key.as_str())),
+            DisconnectScope::Account => (vec![self.account.clone()], None),
+        };
+        let res = crate::trading::cancel_all(&self.rt, &self.rt.trading, &accounts, key).await;
+        tracing::warn!(
+            target: "rampart::trading",
+            request_id = rid,
+            key_id = %self.key,
+            account = %self.account,
+            calls = res.len(),
+            "websocket session dropped: cancel-on-disconnect sent"
+        );
+        if let Some(a) = auditor(&self.rt) {
+            let ev = AuditEvent::new(
+                a.now(),
+                types::AUTHZ_DECISION,
+                Actor::key(self.key.as_str()),
+                "CancelOnDisconnect",
+                "/v1/stream",
+                Decision::Info,
+            )
+            .account(self.account.as_str())
+            .request_id(rid)
+            .plain("calls", serde_json::Value::from(res).to_string());
+            a.record_deny(&ev);
+        }
+    }
+}

@@ -98,13 +98,16 @@ pub fn record(key_id: &str, account: &str, scheme: Scheme, material: KeyMaterial
     }
 }
 
+/// A TOTP seed and its last used step.
+pub type Enrolled = (Vec<u8>, Option<u64>);
+
 /// In-memory accounts: KYC tiers, parents, address books and TOTP seeds
 /// (the store-backed one is `rampart_vault::directory::VaultAccounts`).
 #[derive(Default)]
 pub struct Accounts {
     pub accounts: Mutex<HashMap<String, rampart_auth::AccountRecord>>,
     /// account → (seed, last used step)
-    pub totp: Mutex<HashMap<String, (Vec<u8>, Option<u64>)>>,
+    pub totp: Mutex<HashMap<String, Enrolled>>,
     pub recovery: Mutex<HashMap<String, Vec<String>>>,
 }
 
