@@ -48,6 +48,21 @@ pub struct KeyRecord {
     pub products: Vec<String>,
     /// Read-only keys may only use `read`-scoped and public actions.
     pub read_only: bool,
+    /// The key's own pre-trade limits (decimal strings), on top of
+    /// `[pretrade]`: largest order quantity, largest notional, most open
+    /// orders.
+    pub order_limits: KeyOrderLimits,
+}
+
+/// A key's own pre-trade limits, from its stored settings.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct KeyOrderLimits {
+    /// Largest quantity of one order.
+    pub max_qty: Option<String>,
+    /// Largest quantity × price of one order.
+    pub max_notional: Option<String>,
+    /// Most open orders of the key.
+    pub max_open_orders: Option<u32>,
 }
 
 impl fmt::Debug for KeyRecord {
@@ -160,4 +175,27 @@ pub trait AccountDirectory: Send + Sync {
 
     /// Every account id (a global kill switch cancels each one's orders).
     fn account_ids(&self) -> BoxFuture<'_, Result<Vec<String>, DirectoryError>>;
+
+    /// The account's address book: (address, usable from, Unix ms).
+    fn withdrawal_addresses<'a>(
+        &'a self,
+        account_id: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<(String, i64)>, DirectoryError>>;
+
+    /// Adds `address`, usable from `effective_at_ms`; `false` if it is
+    /// already on the book.
+    fn add_withdrawal_address<'a>(
+        &'a self,
+        account_id: &'a str,
+        address: &'a str,
+        now_ms: i64,
+        effective_at_ms: i64,
+    ) -> BoxFuture<'a, Result<bool, DirectoryError>>;
+
+    /// Removes `address` at once; `false` if it was not on the book.
+    fn remove_withdrawal_address<'a>(
+        &'a self,
+        account_id: &'a str,
+        address: &'a str,
+    ) -> BoxFuture<'a, Result<bool, DirectoryError>>;
 }

@@ -26,7 +26,8 @@ pub mod totp;
 mod types;
 
 pub use directory::{
-    AccountDirectory, AccountRecord, DirectoryError, KeyDirectory, KeyRecord, MfaCheck,
+    AccountDirectory, AccountRecord, DirectoryError, KeyDirectory, KeyOrderLimits, KeyRecord,
+    MfaCheck,
 };
 pub use principal::Principal;
 pub use replay::{MemoryNonceStore, NonceCheck, NonceStore};

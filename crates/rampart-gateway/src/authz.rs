@@ -249,7 +249,7 @@ pub fn authz_config(cfg: &Config) -> Result<Option<AuthzConfig>, String> {
     }
     // The gateway's own endpoints (`MfaVerify` and the `manage` actions
     // are built into the schema).
-    for (name, scope) in [("GetLimits", "")] {
+    for (name, scope) in [("GetLimits", ""), ("GetAddressBook", "read")] {
         if seen.insert(name.to_owned()) {
             actions.push(ActionDef {
                 name: name.to_owned(),

@@ -335,7 +335,10 @@ async fn pipeline(
     // own rate limits. They meet the edge limits that cover every request.
     let gateway_endpoint = path == "/oauth/token"
         || path == "/.well-known/jwks.json"
-        || ((path == LIMITS_PATH || path == trading::MFA_VERIFY_PATH) && rt.auth.is_some());
+        || ((path == LIMITS_PATH
+            || path == trading::MFA_VERIFY_PATH
+            || path == trading::ADDRESS_BOOK_PATH)
+            && rt.auth.is_some());
     if gateway_endpoint {
         if let Err(o) = edge_limits(rt, conn, None, credentialed, rid, report) {
             return *o;
@@ -346,6 +349,9 @@ async fn pipeline(
     }
     if path == trading::MFA_VERIFY_PATH && rt.auth.is_some() {
         return trading::mfa_endpoint(rt, conn, req, &path, rid).await;
+    }
+    if path == trading::ADDRESS_BOOK_PATH && rt.auth.is_some() {
+        return trading::address_book_endpoint(rt, conn, req, &path, rid).await;
     }
     if path == "/oauth/token" || path == "/.well-known/jwks.json" {
         if let Some(o) = token_endpoints(rt, conn, req, &path, rid).await {
@@ -666,7 +672,7 @@ async fn pipeline(
 
     // Phase: pre-trade risk (order entry).
     let ticket = match &principal {
-        Some(a) => match trading::pretrade_phase(rt, &route, a, &body, rid) {
+        Some(a) => match trading::pretrade_phase(rt, &route, a, &body, rid).await {
             Ok(t) => t,
             Err(o) => return *o,
         },

@@ -44,6 +44,10 @@ pub struct Runtime {
     pub limits_route: Arc<crate::router::Route>,
     /// The route of `POST /v1/mfa/verify` (a gateway endpoint, any scope).
     pub mfa_route: Arc<crate::router::Route>,
+    /// Routes of `/v1/address-book` (changes; list).
+    pub address_route: Arc<crate::router::Route>,
+    /// The list route of `/v1/address-book`.
+    pub address_list_route: Arc<crate::router::Route>,
     /// This snapshot's authorization (Cedar policies, sensitive actions).
     pub authz: crate::authz::Authz,
     /// Gateway-wide trading state (step-up tokens, order owners, pre-trade).
@@ -128,6 +132,52 @@ impl Runtime {
             index: usize::MAX,
             stats: crate::stats::RouteStats::new("MfaVerify"),
         });
+        let address_route = Arc::new(crate::router::Route {
+            cfg: rampart_core::config::RouteConfig {
+                method: http::Method::POST,
+                path: "/v1/address-book".to_owned(),
+                upstream: String::new(),
+                action: "AddressBookChange".to_owned(),
+                scope: "withdraw".to_owned(),
+                weight: 1,
+                rewrite: None,
+                max_body_bytes: Some(1024),
+                timeout: None,
+                retry: rampart_core::config::RetryPolicy::Never,
+                group: None,
+                schema: None,
+                waf: None,
+                account: None,
+                order_id: None,
+                instrument: None,
+            },
+            rewrite: None,
+            index: usize::MAX,
+            stats: crate::stats::RouteStats::new("AddressBookChange"),
+        });
+        let address_list_route = Arc::new(crate::router::Route {
+            cfg: rampart_core::config::RouteConfig {
+                method: http::Method::GET,
+                path: "/v1/address-book".to_owned(),
+                upstream: String::new(),
+                action: "GetAddressBook".to_owned(),
+                scope: "read".to_owned(),
+                weight: 1,
+                rewrite: None,
+                max_body_bytes: Some(0),
+                timeout: None,
+                retry: rampart_core::config::RetryPolicy::Never,
+                group: None,
+                schema: None,
+                waf: None,
+                account: None,
+                order_id: None,
+                instrument: None,
+            },
+            rewrite: None,
+            index: usize::MAX,
+            stats: crate::stats::RouteStats::new("GetAddressBook"),
+        });
         Ok(Arc::new(Self {
             cfg,
             router,
@@ -140,6 +190,8 @@ impl Runtime {
             waf,
             limits_route,
             mfa_route,
+            address_route,
+            address_list_route,
             authz,
             trading,
             stop,

@@ -285,6 +285,7 @@ async fn key_bound_to_a_certificate_needs_that_certificate() {
         instruments: Vec::new(),
         products: Vec::new(),
         read_only: false,
+        order_limits: rampart_auth::KeyOrderLimits::default(),
     };
     let services = Arc::new(rampart_gateway::auth::AuthServices {
         directory: Arc::new(OneKey(Arc::new(record))),

@@ -840,3 +840,127 @@ async fn cancel_on_disconnect_cancels_the_sessions_orders_when_the_websocket_dro
         "the session's two orders were cancelled, the other key's stayed"
     );
 }
+
+#[tokio::test]
+async fn a_keys_own_limits_apply_on_top_of_the_configured_ones() {
+    let e = env_routes(ROUTES, PRETRADE, None).await;
+    let (sk, km) = hmac_key();
+    let mut r = record("k-small", "demo", Scheme::Rfc9421HmacSha256, km);
+    r.order_limits = rampart_auth::KeyOrderLimits {
+        max_qty: Some("1".into()),
+        max_notional: Some("1000".into()),
+        max_open_orders: Some(1),
+    };
+    e.add(r);
+    let place = |body: String| signed_with(Method::POST, "/v1/orders", &body, "k-small", &sk, &[]);
+    let (st, b) = call(&e, place(order_body("BTC-USD", "2", "64000.00", "k1"))).await;
+    assert_eq!(
+        (st, b["limit"].as_str(), b["level"].as_str()),
+        (422, Some("max_qty"), Some("key")),
+        "{b}"
+    );
+    let (st, b) = call(&e, place(order_body("BTC-USD", "0.1", "64000.00", "k2"))).await;
+    assert_eq!(
+        (st, b["limit"].as_str(), b["level"].as_str()),
+        (422, Some("max_notional"), Some("key")),
+        "{b}"
+    );
+    let (st, b) = call(&e, place(order_body("BTC-USD", "0.01", "64000.00", "k3"))).await;
+    assert_eq!(st, 201, "{b}");
+    let (st, b) = call(&e, place(order_body("BTC-USD", "0.01", "64000.00", "k4"))).await;
+    assert_eq!(
+        (st, b["limit"].as_str(), b["level"].as_str()),
+        (422, Some("max_open_orders"), Some("key")),
+        "{b}"
+    );
+    assert_eq!(e.orders("demo"), 1);
+}
+
+#[tokio::test]
+async fn address_book_changes_need_mfa_and_new_addresses_wait_for_the_delay() {
+    let e = env_routes(ROUTES, POLICY, None).await;
+    let seed = totp::generate_secret(totp::TotpAlgorithm::Sha1).unwrap();
+    e.accts.put("demo", None, 2, &[ADDRESS]);
+    e.accts.enrol("demo", &seed);
+    let k = keyed(&e, "k-book", "demo", &["read", "withdraw"]);
+    let add = r#"{"address":"bc1qnewaddress"}"#;
+    // Without MFA: refused, nothing changed.
+    let (st, b) = call(
+        &e,
+        signed_with(Method::POST, "/v1/address-book", add, "k-book", &k, &[]),
+    )
+    .await;
+    assert_eq!((st, b["code"].as_str()), (401, Some("MFA_REQUIRED")), "{b}");
+    let secs = u64::try_from(now_ms() / 1000).unwrap();
+    let code = format!(
+        "totp={}",
+        totp::code_at(&seed, &TotpParams::default(), secs)
+    );
+    let (st, b) = call(
+        &e,
+        signed_with(
+            Method::POST,
+            "/v1/address-book",
+            add,
+            "k-book",
+            &k,
+            &[("rampart-mfa", &code)],
+        ),
+    )
+    .await;
+    assert_eq!(st, 201, "{b}");
+    let usable = b["usable_from_ms"].as_i64().unwrap();
+    assert!(
+        usable > now_ms() + 23 * 3600 * 1000,
+        "the default delay is 24h: {b}"
+    );
+    let (st, b) = call(
+        &e,
+        signed_with(Method::GET, "/v1/address-book", "", "k-book", &k, &[]),
+    )
+    .await;
+    assert_eq!(st, 200, "{b}");
+    assert_eq!(b["addresses"][0]["address"], "bc1qnewaddress", "{b}");
+    // Not usable yet: a withdrawal to it is refused by policy, even with MFA.
+    let next = format!(
+        "totp={}",
+        totp::code_at(&seed, &TotpParams::default(), secs + 30)
+    );
+    let (st, b) = call(
+        &e,
+        signed_with(
+            Method::POST,
+            "/v1/withdrawals",
+            &withdrawal("bc1qnewaddress"),
+            "k-book",
+            &k,
+            &[("rampart-mfa", &next)],
+        ),
+    )
+    .await;
+    assert_eq!(
+        (st, b["code"].as_str()),
+        (403, Some("FORBIDDEN_BY_POLICY")),
+        "{b}"
+    );
+    assert_eq!(e.ex.with_engine(|x| x.withdrawals().len()), 0);
+    // A read-only key cannot change the book.
+    let ro = keyed(&e, "k-book-ro", "demo", &["read"]);
+    let (st, b) = call(
+        &e,
+        signed_with(
+            Method::DELETE,
+            "/v1/address-book?address=bc1qnewaddress",
+            "",
+            "k-book-ro",
+            &ro,
+            &[],
+        ),
+    )
+    .await;
+    assert_eq!(
+        (st, b["code"].as_str()),
+        (403, Some("SCOPE_MISSING")),
+        "{b}"
+    );
+}

@@ -165,6 +165,11 @@ pub async fn record_for(vault: &Vault, key: &ApiKey) -> Result<KeyRecord, String
         instruments: key.permissions.instruments.clone(),
         products: key.permissions.products.clone(),
         read_only: key.permissions.read_only,
+        order_limits: rampart_auth::KeyOrderLimits {
+            max_qty: key.permissions.max_order_qty.clone(),
+            max_notional: key.permissions.max_notional.clone(),
+            max_open_orders: key.permissions.max_open_orders,
+        },
     })
 }
 
@@ -378,6 +383,69 @@ impl AccountDirectory for VaultAccounts {
             } else {
                 MfaCheck::Invalid
             })
+        })
+    }
+
+    fn withdrawal_addresses<'a>(
+        &'a self,
+        account_id: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<(String, i64)>, DirectoryError>> {
+        Box::pin(async move {
+            Ok(self
+                .vault
+                .store()
+                .list_withdrawal_addresses(account_id)
+                .await
+                .map_err(|e| DirectoryError(e.to_string()))?
+                .into_iter()
+                .map(|w| (w.address, w.effective_at_ms))
+                .collect())
+        })
+    }
+
+    fn add_withdrawal_address<'a>(
+        &'a self,
+        account_id: &'a str,
+        address: &'a str,
+        now_ms: i64,
+        effective_at_ms: i64,
+    ) -> BoxFuture<'a, Result<bool, DirectoryError>> {
+        Box::pin(async move {
+            let res = self
+                .vault
+                .store()
+                .add_withdrawal_address(&rampart_store::WithdrawalAddress {
+                    account_id: account_id.to_owned(),
+                    address: address.to_owned(),
+                    asset: None,
+                    label: None,
+                    added_at_ms: now_ms,
+                    effective_at_ms,
+                })
+                .await;
+            self.cache.write().remove(account_id);
+            match res {
+                Ok(()) => Ok(true),
+                Err(StoreError::Conflict(_)) => Ok(false),
+                Err(e) => Err(DirectoryError(e.to_string())),
+            }
+        })
+    }
+
+    fn remove_withdrawal_address<'a>(
+        &'a self,
+        account_id: &'a str,
+        address: &'a str,
+    ) -> BoxFuture<'a, Result<bool, DirectoryError>> {
+        Box::pin(async move {
+            let res = self
+                .vault
+                .store()
+                .remove_withdrawal_address(account_id, address)
+                .await
+                .map_err(|e| DirectoryError(e.to_string()));
+            self.cache.write().remove(account_id);
+            res
         })
     }
 

@@ -372,9 +372,74 @@ pub(super) fn is_order_entry(route: &Route) -> bool {
     route.cfg.action == "PlaceOrder" || route.cfg.group.as_deref() == Some("orders")
 }
 
+/// The key's own limits (its stored settings) on top of `[pretrade]`.
+fn key_limits(
+    engine: &rampart_policy::pretrade::Engine,
+    limits: &rampart_auth::KeyOrderLimits,
+    key_id: &str,
+    order: &rampart_policy::pretrade::Order<'_>,
+    now_ms: i64,
+) -> Result<(), rampart_policy::pretrade::Violation> {
+    use rampart_policy::pretrade::{level, limit, Violation};
+    use rust_decimal::Decimal;
+    let v = |lim: &'static str, detail: String| Violation {
+        limit: lim,
+        level: level::KEY,
+        detail,
+    };
+    let dec = |s: &Option<String>| s.as_deref().and_then(|x| x.parse::<Decimal>().ok());
+    if let Some(max) = dec(&limits.max_qty) {
+        if order.qty > max {
+            return Err(v(
+                limit::MAX_QTY,
+                format!("qty `{}` exceeds the key's max_qty {max}", order.qty),
+            ));
+        }
+    }
+    if let Some(max) = dec(&limits.max_notional) {
+        let price = order
+            .price
+            .or_else(|| engine.reference_price(order.symbol, now_ms))
+            .ok_or_else(|| {
+                v(
+                    limit::REFERENCE_PRICE_UNAVAILABLE,
+                    format!(
+                        "no fresh reference price for `{}` to value the order",
+                        order.symbol
+                    ),
+                )
+            })?;
+        match order.qty.checked_mul(price) {
+            Some(n) if n <= max => {}
+            Some(n) => {
+                return Err(v(
+                    limit::MAX_NOTIONAL,
+                    format!("notional {n} exceeds the key's max_notional {max}"),
+                ))
+            }
+            None => {
+                return Err(v(
+                    limit::MAX_NOTIONAL,
+                    "the order's notional overflows".to_owned(),
+                ))
+            }
+        }
+    }
+    if let Some(max) = limits.max_open_orders {
+        let open = engine.key_open_orders(key_id);
+        if open >= max {
+            return Err(v(
+                limit::MAX_OPEN_ORDERS,
+                format!("the key has {open} open orders; its max_open_orders is {max}"),
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Pre-trade risk for an order-entry request: `422 RISK_LIMIT` naming the
 /// limit and level, before the upstream sees the order.
-pub(super) fn pretrade_phase(
+pub(super) async fn pretrade_phase(
     rt: &Runtime,
     route: &Arc<Route>,
     auth: &crate::auth::Authenticated,
@@ -403,7 +468,20 @@ pub(super) fn pretrade_phase(
         account_id: &p.account_id,
         parent_account_id: p.parent_account_id.as_deref(),
     };
-    match engine.check(&who, &order.as_order(), crate::auth::now_ms()) {
+    let now = crate::auth::now_ms();
+    // The key's stored limits (its settings), checked before a slot is taken.
+    let own = match rt.auth.as_ref() {
+        Some(svc) => match svc.directory.lookup(&p.key_id).await {
+            Ok(Some(k)) => key_limits(engine, &k.order_limits, &p.key_id, &order.as_order(), now),
+            Ok(None) | Err(_) => Err(rampart_policy::pretrade::Violation {
+                limit: rampart_policy::pretrade::limit::INVALID_ORDER,
+                level: rampart_policy::pretrade::level::KEY,
+                detail: "the key's limits could not be read; the order was not sent".to_owned(),
+            }),
+        },
+        None => Ok(()),
+    };
+    match own.and_then(|()| engine.check(&who, &order.as_order(), now)) {
         Ok(t) => Ok(Some(t)),
         Err(v) => {
             tracing::info!(target: "rampart::pretrade", request_id = rid, key_id = %p.key_id, limit = v.limit, level = v.level, "order refused by pre-trade risk");
@@ -780,5 +858,250 @@ impl Disconnect {
             .plain("calls", serde_json::Value::from(res).to_string());
             a.record_deny(&ev);
         }
+    }
+}
+
+/// The gateway endpoint of an account's withdrawal address book.
+pub const ADDRESS_BOOK_PATH: &str = "/v1/address-book";
+
+/// `GET /v1/address-book` (scope `read`): the account's addresses and when
+/// each becomes usable. `POST` with `{"address":"…"}` adds one, usable
+/// after `[mfa] address_delay`; `DELETE ?address=…` removes one at once.
+/// Both changes are the sensitive action `AddressBookChange` (scope
+/// `withdraw`, a fresh MFA proof, the Cedar policies) and are audited.
+pub(super) async fn address_book_endpoint(
+    rt: &Arc<Runtime>,
+    conn: &Arc<ConnInfo>,
+    req: Request<Incoming>,
+    path: &str,
+    rid: &str,
+) -> Outcome {
+    let change = match *req.method() {
+        Method::GET => false,
+        Method::POST | Method::DELETE => true,
+        _ => {
+            let mut o = Outcome::reject(
+                Problem::new(ProblemCode::MethodNotAllowed)
+                    .detail("the path accepts GET, POST, DELETE"),
+                rid,
+                Some(rt.address_route.clone()),
+            );
+            o.resp
+                .headers_mut()
+                .insert(header::ALLOW, HeaderValue::from_static("GET, POST, DELETE"));
+            return o;
+        }
+    };
+    let route = if change {
+        rt.address_route.clone()
+    } else {
+        rt.address_list_route.clone()
+    };
+    let path_and_query = req
+        .uri()
+        .path_and_query()
+        .map_or_else(|| path.to_owned(), |pq| pq.as_str().to_owned());
+    let query = req.uri().query().map(str::to_owned);
+    let (parts, body) = req.into_parts();
+    let body = match tokio::time::timeout(rt.cfg.server.request_timeout, read_body(body, 1024))
+        .await
+    {
+        Ok(Ok(b)) => b,
+        Ok(Err(BodyError::TooLarge)) => return Outcome::reject(too_large(1024), rid, Some(route)),
+        _ => {
+            return Outcome::reject(
+                Problem::new(ProblemCode::BadRequest).detail("the request body could not be read"),
+                rid,
+                Some(route),
+            )
+        }
+    };
+    let method = parts.method.clone();
+    let head = make_head(parts.method, &parts.uri, parts.headers);
+    let auth =
+        match auth_and_audit(rt, conn, &route, &head, path, &path_and_query, &body, rid).await {
+            Ok(a) => a,
+            Err(o) => return *o,
+        };
+    let p = &auth.principal;
+    let Some(dir) = rt.auth.as_ref().and_then(|s| s.accounts.clone()) else {
+        return *deny(
+            Problem::new(ProblemCode::AuthUnavailable).detail("this gateway has no address books"),
+            rid,
+            &route,
+            p,
+            Vec::new(),
+        );
+    };
+    if !change {
+        let list = match dir.withdrawal_addresses(&p.account_id).await {
+            Ok(l) => l,
+            Err(_) => {
+                return *deny(
+                    Problem::new(ProblemCode::AuthUnavailable)
+                        .detail("the address book is unavailable"),
+                    rid,
+                    &route,
+                    p,
+                    Vec::new(),
+                )
+            }
+        };
+        let body = serde_json::json!({
+            "account": p.account_id,
+            "addresses": list.iter().map(|(a, at)| serde_json::json!({"address": a, "usable_from_ms": at})).collect::<Vec<_>>(),
+        });
+        let mut resp = respond::json(StatusCode::OK, &body);
+        resp.headers_mut()
+            .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        return Outcome {
+            resp,
+            route: Some(route),
+            upstream: None,
+            attempts: 0,
+            denial: None,
+        };
+    }
+    let address = if method == Method::POST {
+        #[derive(serde::Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Add {
+            address: String,
+        }
+        serde_json::from_slice::<Add>(&body).ok().map(|a| a.address)
+    } else {
+        query
+            .as_deref()
+            .and_then(|q| authz::query_value(q, "address"))
+    };
+    let Some(address) = address.filter(|a| {
+        !a.is_empty()
+            && a.len() <= 128
+            && a.chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, ':' | '-' | '_' | '.'))
+    }) else {
+        return *deny(
+            Problem::new(ProblemCode::ValidationFailed).detail(
+                "give the address as {\"address\":\"…\"} (POST) or ?address=… (DELETE): 1–128 of A–Z a–z 0–9 : - _ .",
+            ),
+            rid,
+            &route,
+            p,
+            Vec::new(),
+        );
+    };
+    // MFA proof and policies, as for any sensitive route.
+    let granted = match authz_pre(
+        rt,
+        conn,
+        &route,
+        &auth,
+        &[],
+        query.as_deref(),
+        &head.headers,
+        &body,
+        rid,
+    )
+    .await
+    {
+        Ok(g) => g,
+        Err(o) => return *o,
+    };
+    // Address-book changes always need MFA, whatever `sensitive_actions` says.
+    if !granted.mfa_verified {
+        return *deny(
+            Problem::new(ProblemCode::MfaRequired).detail(
+                "address-book changes need a fresh MFA proof (Rampart-MFA, covered by the signature)",
+            ),
+            rid,
+            &route,
+            p,
+            Vec::new(),
+        );
+    }
+    if let Err(o) = authz_cedar(
+        rt,
+        conn,
+        &route,
+        &auth,
+        &granted,
+        &[],
+        query.as_deref(),
+        0,
+        rid,
+    )
+    .await
+    {
+        return *o;
+    }
+    let now = crate::auth::now_ms();
+    let delay = i64::try_from(rt.cfg.mfa.address_delay.as_millis()).unwrap_or(i64::MAX);
+    let usable_from = now.saturating_add(delay);
+    let res = if method == Method::POST {
+        dir.add_withdrawal_address(&p.account_id, &address, now, usable_from)
+            .await
+    } else {
+        dir.remove_withdrawal_address(&p.account_id, &address).await
+    };
+    let changed = match res {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(target: "rampart::authz", error = %e, "address book change failed");
+            return *deny(
+                Problem::new(ProblemCode::AuthUnavailable)
+                    .detail("the address book is unavailable; nothing changed"),
+                rid,
+                &route,
+                p,
+                Vec::new(),
+            );
+        }
+    };
+    if let Some(a) = auditor(rt) {
+        let ev = AuditEvent::new(
+            a.now(),
+            types::ACCOUNT_CHANGED,
+            Actor::key(p.key_id.as_str()),
+            "AddressBookChange",
+            ADDRESS_BOOK_PATH,
+            Decision::Allow,
+        )
+        .account(p.account_id.as_str())
+        .source_ip(conn.peer.ip())
+        .request_id(rid)
+        .plain(
+            "change",
+            if method == Method::POST {
+                "add"
+            } else {
+                "remove"
+            },
+        )
+        .plain("address", address.clone())
+        .plain("changed", changed)
+        .plain("usable_from_ms", usable_from);
+        if a.record_allow(&ev).is_err() {
+            return audit_unavailable(rid, Some(route));
+        }
+    }
+    // A completed address-book change is a credential event.
+    rt.defense.note_credential_change(&p.account_id);
+    rt.defense.note_credential_change(&p.key_id);
+    let body = if method == Method::POST {
+        serde_json::json!({"address": address, "added": changed, "usable_from_ms": usable_from})
+    } else {
+        serde_json::json!({"address": address, "removed": changed})
+    };
+    let status = if method == Method::POST && changed {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Outcome {
+        resp: respond::json(status, &body),
+        route: Some(route),
+        upstream: None,
+        attempts: 0,
+        denial: None,
     }
 }

@@ -95,6 +95,7 @@ pub fn record(key_id: &str, account: &str, scheme: Scheme, material: KeyMaterial
         instruments: Vec::new(),
         products: Vec::new(),
         read_only: false,
+        order_limits: rampart_auth::KeyOrderLimits::default(),
     }
 }
 
@@ -109,6 +110,8 @@ pub struct Accounts {
     /// account → (seed, last used step)
     pub totp: Mutex<HashMap<String, Enrolled>>,
     pub recovery: Mutex<HashMap<String, Vec<String>>>,
+    /// account → (address, usable from)
+    pub book: Mutex<HashMap<String, Vec<(String, i64)>>>,
 }
 
 impl Accounts {
@@ -140,7 +143,16 @@ impl rampart_auth::AccountDirectory for Accounts {
         &'a self,
         id: &'a str,
     ) -> BoxFuture<'a, Result<Option<Arc<rampart_auth::AccountRecord>>, DirectoryError>> {
-        let r = self.accounts.lock().get(id).cloned().map(Arc::new);
+        let now = now_ms();
+        let book = self.book.lock().get(id).cloned().unwrap_or_default();
+        let r = self.accounts.lock().get(id).cloned().map(|mut a| {
+            a.withdrawal_addresses.extend(
+                book.into_iter()
+                    .filter(|(_, at)| *at <= now)
+                    .map(|(addr, _)| addr),
+            );
+            Arc::new(a)
+        });
         Box::pin(async move { Ok(r) })
     }
     fn verify_totp<'a>(
@@ -184,6 +196,48 @@ impl rampart_auth::AccountDirectory for Accounts {
             },
         };
         Box::pin(async move { Ok(out) })
+    }
+    fn withdrawal_addresses<'a>(
+        &'a self,
+        account_id: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<(String, i64)>, DirectoryError>> {
+        let r = self
+            .book
+            .lock()
+            .get(account_id)
+            .cloned()
+            .unwrap_or_default();
+        Box::pin(async move { Ok(r) })
+    }
+    fn add_withdrawal_address<'a>(
+        &'a self,
+        account_id: &'a str,
+        address: &'a str,
+        _now_ms: i64,
+        effective_at_ms: i64,
+    ) -> BoxFuture<'a, Result<bool, DirectoryError>> {
+        let mut b = self.book.lock();
+        let list = b.entry(account_id.to_owned()).or_default();
+        let added = !list.iter().any(|(a, _)| a == address);
+        if added {
+            list.push((address.to_owned(), effective_at_ms));
+        }
+        Box::pin(async move { Ok(added) })
+    }
+    fn remove_withdrawal_address<'a>(
+        &'a self,
+        account_id: &'a str,
+        address: &'a str,
+    ) -> BoxFuture<'a, Result<bool, DirectoryError>> {
+        let mut b = self.book.lock();
+        let list = b.entry(account_id.to_owned()).or_default();
+        let before = list.len();
+        list.retain(|(a, _)| a != address);
+        let removed = list.len() != before;
+        if let Some(acct) = self.accounts.lock().get_mut(account_id) {
+            acct.withdrawal_addresses.retain(|a| a != address);
+        }
+        Box::pin(async move { Ok(removed) })
     }
     fn account_ids(&self) -> BoxFuture<'_, Result<Vec<String>, DirectoryError>> {
         let ids = self.accounts.lock().keys().cloned().collect();
