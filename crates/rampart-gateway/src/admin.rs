@@ -161,7 +161,7 @@ async fn kill_switch(gw: &Gateway, req: &Request<Incoming>) -> Response<Body> {
         .filter(|s| !s.is_empty())
     {
         let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
-        let v = percent_decode(v);
+        let v = crate::authz::pct_decode(v);
         match k {
             "target" => {
                 target = match v.split_once(':') {
@@ -258,32 +258,6 @@ async fn kill_switch(gw: &Gateway, req: &Request<Incoming>) -> Response<Body> {
         "cancel_all": cancelled,
     });
     text(StatusCode::OK, "application/json", body.to_string())
-}
-
-/// `%XX` and `+` decoding of one query value (operator input, bounded by
-/// the admin listener's head limits).
-fn percent_decode(v: &str) -> String {
-    let b = v.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while let Some(&c) = b.get(i) {
-        let hex = |j: usize| b.get(j).and_then(|h| (*h as char).to_digit(16));
-        match (c, hex(i + 1), hex(i + 2)) {
-            (b'%', Some(h), Some(l)) => {
-                out.push(u8::try_from(h * 16 + l).unwrap_or(b'?'));
-                i += 3;
-            }
-            (b'+', _, _) => {
-                out.push(b' ');
-                i += 1;
-            }
-            _ => {
-                out.push(c);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// `POST /v1/risk/trust?prefix=CIDR[&remove=1]`: an operator marks a

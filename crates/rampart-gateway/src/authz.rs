@@ -384,7 +384,10 @@ pub fn query_value(query: &str, name: &str) -> Option<String> {
     })
 }
 
-fn pct_decode(v: &str) -> String {
+/// `%XX` and `+` decoding of one query value (bounded by the listener's
+/// head limits); invalid UTF-8 becomes U+FFFD.
+#[must_use]
+pub fn pct_decode(v: &str) -> String {
     let b = v.as_bytes();
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;

@@ -964,3 +964,116 @@ async fn address_book_changes_need_mfa_and_new_addresses_wait_for_the_delay() {
         "{b}"
     );
 }
+
+#[tokio::test]
+async fn every_authorization_refusal_is_audited_with_its_code_and_cause() {
+    let w = Arc::new(HeldWriter::default());
+    let sections = format!("{POLICY}{PRETRADE}");
+    let e = env_routes(
+        ROUTES,
+        &sections,
+        Some(auditor(
+            w.clone(),
+            rampart_core::config::AuditOnFull::Reject,
+        )),
+    )
+    .await;
+    e.accts.put("demo", None, 2, &[ADDRESS]);
+    let ka = keyed(&e, "k-aud-a", "demo", &["read", "trade", "withdraw"]);
+    let kb = keyed(&e, "k-aud-b", "demo2", &["read", "trade"]);
+    let (st, b) = call(
+        &e,
+        signed_with(
+            Method::POST,
+            "/v1/orders",
+            &order_body("BTC-USD", "0.01", "64000.00", "au1"),
+            "k-aud-a",
+            &ka,
+            &[],
+        ),
+    )
+    .await;
+    assert_eq!(st, 201, "{b}");
+    let id = b["id"].as_str().unwrap().to_owned();
+    // BOLA, MFA, Cedar, pre-trade.
+    let (st, _) = call(
+        &e,
+        signed_with(
+            Method::DELETE,
+            &format!("/v1/orders/{id}"),
+            "",
+            "k-aud-b",
+            &kb,
+            &[],
+        ),
+    )
+    .await;
+    assert_eq!(st, 403);
+    let (st, _) = call(
+        &e,
+        signed_with(
+            Method::POST,
+            "/v1/withdrawals",
+            &withdrawal(ADDRESS),
+            "k-aud-a",
+            &ka,
+            &[],
+        ),
+    )
+    .await;
+    assert_eq!(st, 401);
+    let (st, _) = call(
+        &e,
+        signed_with(
+            Method::POST,
+            "/v1/orders",
+            &order_body("DOGE-USD", "1", "1.00", "au2"),
+            "k-aud-a",
+            &ka,
+            &[],
+        ),
+    )
+    .await;
+    assert_eq!(st, 403);
+    let (st, _) = call(
+        &e,
+        signed_with(
+            Method::POST,
+            "/v1/orders",
+            &order_body("BTC-USD", "50", "64000.00", "au3"),
+            "k-aud-a",
+            &ka,
+            &[],
+        ),
+    )
+    .await;
+    assert_eq!(st, 422);
+    let evs = w.events();
+    let authz: Vec<_> = evs
+        .iter()
+        .filter(|e| e.event_type == "authz.decision")
+        .collect();
+    let find = |code: &str| {
+        authz
+            .iter()
+            .find(|e| e.reason.as_deref() == Some(code))
+            .unwrap_or_else(|| panic!("no authz.decision with {code}: {authz:?}"))
+    };
+    let bola = find("FORBIDDEN_BY_POLICY");
+    assert_eq!(bola.account.as_deref(), Some("demo2"));
+    let mfa = find("MFA_REQUIRED");
+    assert_eq!(mfa.action, "Withdraw");
+    let risk = find("RISK_LIMIT");
+    assert!(
+        format!("{:?}", risk.payload).contains("max_qty"),
+        "the audited refusal names the limit: {risk:?}"
+    );
+    let denied_by_cedar = authz
+        .iter()
+        .filter(|e| e.reason.as_deref() == Some("FORBIDDEN_BY_POLICY"))
+        .count();
+    assert!(
+        denied_by_cedar >= 2,
+        "BOLA and the unknown instrument: {authz:?}"
+    );
+}

@@ -637,6 +637,37 @@ pub(super) async fn learn(
     out
 }
 
+/// Most bytes of a gateway endpoint's request body.
+const MAX_ENDPOINT_BODY: usize = 1024;
+
+/// Reads the small JSON body of a gateway endpoint, within the request
+/// timeout.
+async fn small_body(
+    rt: &Runtime,
+    body: Incoming,
+    route: &Arc<Route>,
+    rid: &str,
+) -> Result<Bytes, Box<Outcome>> {
+    match tokio::time::timeout(
+        rt.cfg.server.request_timeout,
+        read_body(body, MAX_ENDPOINT_BODY),
+    )
+    .await
+    {
+        Ok(Ok(b)) => Ok(b),
+        Ok(Err(BodyError::TooLarge)) => Err(Box::new(Outcome::reject(
+            too_large(MAX_ENDPOINT_BODY),
+            rid,
+            Some(route.clone()),
+        ))),
+        _ => Err(Box::new(Outcome::reject(
+            Problem::new(ProblemCode::BadRequest).detail("the request body could not be read"),
+            rid,
+            Some(route.clone()),
+        ))),
+    }
+}
+
 /// The gateway endpoint exchanging an MFA code for a step-up token.
 pub const MFA_VERIFY_PATH: &str = "/v1/mfa/verify";
 
@@ -668,18 +699,9 @@ pub(super) async fn mfa_endpoint(
         .path_and_query()
         .map_or_else(|| path.to_owned(), |pq| pq.as_str().to_owned());
     let (parts, body) = req.into_parts();
-    let body = match tokio::time::timeout(rt.cfg.server.request_timeout, read_body(body, 1024))
-        .await
-    {
-        Ok(Ok(b)) => b,
-        Ok(Err(BodyError::TooLarge)) => return Outcome::reject(too_large(1024), rid, Some(route)),
-        _ => {
-            return Outcome::reject(
-                Problem::new(ProblemCode::BadRequest).detail("the request body could not be read"),
-                rid,
-                Some(route),
-            )
-        }
+    let body = match small_body(rt, body, &route, rid).await {
+        Ok(b) => b,
+        Err(o) => return *o,
     };
     let head = make_head(parts.method, &parts.uri, parts.headers);
     let auth =
@@ -903,18 +925,9 @@ pub(super) async fn address_book_endpoint(
         .map_or_else(|| path.to_owned(), |pq| pq.as_str().to_owned());
     let query = req.uri().query().map(str::to_owned);
     let (parts, body) = req.into_parts();
-    let body = match tokio::time::timeout(rt.cfg.server.request_timeout, read_body(body, 1024))
-        .await
-    {
-        Ok(Ok(b)) => b,
-        Ok(Err(BodyError::TooLarge)) => return Outcome::reject(too_large(1024), rid, Some(route)),
-        _ => {
-            return Outcome::reject(
-                Problem::new(ProblemCode::BadRequest).detail("the request body could not be read"),
-                rid,
-                Some(route),
-            )
-        }
+    let body = match small_body(rt, body, &route, rid).await {
+        Ok(b) => b,
+        Err(o) => return *o,
     };
     let method = parts.method.clone();
     let head = make_head(parts.method, &parts.uri, parts.headers);
