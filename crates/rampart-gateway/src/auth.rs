@@ -176,6 +176,8 @@ pub struct Authenticated {
     pub principal: Principal,
     /// Credential headers of the scheme used.
     pub strip: Vec<&'static str>,
+    /// The key's record (settings for authorization and pre-trade limits).
+    pub record: Arc<KeyRecord>,
 }
 
 enum Detected {
@@ -428,6 +430,7 @@ pub async fn authenticate(
             token_id: None,
         },
         strip: claims.credential_headers,
+        record: Arc::clone(&record),
     })
 }
 
@@ -556,6 +559,7 @@ pub async fn authenticate_assertion(
             token_id: None,
         },
         strip: vec![],
+        record: Arc::clone(&record),
     })
 }
 
@@ -619,6 +623,7 @@ async fn authenticate_token(
             token_id: Some(claims.jti),
         },
         strip: vec!["authorization"],
+        record: Arc::clone(&record),
     })
 }
 

@@ -672,7 +672,7 @@ async fn pipeline(
 
     // Phase: pre-trade risk (order entry).
     let ticket = match &principal {
-        Some(a) => match trading::pretrade_phase(rt, &route, a, &body, rid).await {
+        Some(a) => match trading::pretrade_phase(rt, &route, a, &body, rid) {
             Ok(t) => t,
             Err(o) => return *o,
         },

@@ -254,10 +254,7 @@ pub(super) async fn authz_cedar(
     let Some(dir) = svc.accounts.as_deref() else {
         return Err(deny(unavailable(), rid, route, p, Vec::new()));
     };
-    let key = match svc.directory.lookup(&p.key_id).await {
-        Ok(Some(k)) => k,
-        _ => return Err(deny(unavailable(), rid, route, p, Vec::new())),
-    };
+    let key = &auth.record;
     let acct = authz::account(dir, &p.account_id)
         .await
         .map_err(|e| deny(*e, rid, route, p, Vec::new()))?;
@@ -269,7 +266,7 @@ pub(super) async fn authz_cedar(
         ),
         None => None,
     };
-    let prepared = rt.authz.prepared(engine, &key, &acct, parent.as_deref());
+    let prepared = rt.authz.prepared(engine, key, &acct, parent.as_deref());
     let body = granted.body_json.as_ref();
     let s = |v: Option<&serde_json::Value>, k: &str| {
         v.and_then(|b| b.get(k))
@@ -439,7 +436,7 @@ fn key_limits(
 
 /// Pre-trade risk for an order-entry request: `422 RISK_LIMIT` naming the
 /// limit and level, before the upstream sees the order.
-pub(super) async fn pretrade_phase(
+pub(super) fn pretrade_phase(
     rt: &Runtime,
     route: &Arc<Route>,
     auth: &crate::auth::Authenticated,
@@ -470,17 +467,13 @@ pub(super) async fn pretrade_phase(
     };
     let now = crate::auth::now_ms();
     // The key's stored limits (its settings), checked before a slot is taken.
-    let own = match rt.auth.as_ref() {
-        Some(svc) => match svc.directory.lookup(&p.key_id).await {
-            Ok(Some(k)) => key_limits(engine, &k.order_limits, &p.key_id, &order.as_order(), now),
-            Ok(None) | Err(_) => Err(rampart_policy::pretrade::Violation {
-                limit: rampart_policy::pretrade::limit::INVALID_ORDER,
-                level: rampart_policy::pretrade::level::KEY,
-                detail: "the key's limits could not be read; the order was not sent".to_owned(),
-            }),
-        },
-        None => Ok(()),
-    };
+    let own = key_limits(
+        engine,
+        &auth.record.order_limits,
+        &p.key_id,
+        &order.as_order(),
+        now,
+    );
     match own.and_then(|()| engine.check(&who, &order.as_order(), now)) {
         Ok(t) => Ok(Some(t)),
         Err(v) => {
