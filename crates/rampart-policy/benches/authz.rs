@@ -51,7 +51,7 @@ fn product(i: usize) -> &'static str {
 }
 
 /// 1,000 operator policies: 400 per-account permits, 300 per-account
-/// forbids, 280 per-instrument forbids, 20 unconstrained.
+/// forbids, 292 per-instrument forbids, 8 ("a few") unconstrained.
 fn operator_policies() -> String {
     let mut s = String::new();
     for i in 0..400 {
@@ -66,18 +66,18 @@ fn operator_policies() -> String {
             "@id(\"desk.forbid.{i}\")\nforbid (principal in Rampart::Account::\"acct-{a}\", action == Rampart::Action::\"PlaceOrder\", resource)\nwhen {{ context has order && context.order.qty.greaterThan(decimal(\"500.0\")) }};\n"
         ));
     }
-    for i in 0..280 {
+    for i in 0..292 {
         s.push_str(&format!(
             "@id(\"desk.instrument.{i}\")\nforbid (principal, action == Rampart::Action::\"PlaceOrder\", resource == Rampart::Instrument::\"{}\")\nwhen {{ context.risk_score > 90 || (context has order && context.order.side == \"sell\" && context.order.qty.greaterThan(decimal(\"{}.0\"))) }};\n",
             symbol(i),
             100 + i
         ));
     }
-    for i in 0..20 {
+    for i in 0..8 {
         match i % 4 {
             0 => s.push_str(&format!(
                 "@id(\"desk.global.{i}\")\nforbid (principal, action in Rampart::Action::\"trade\", resource)\nwhen {{ context.risk_score > {} && context.hour < 3 }};\n",
-                90 + i / 4
+                90 + i
             )),
             1 => s.push_str(&format!(
                 "@id(\"desk.global.{i}\")\n@code(\"MFA_REQUIRED\")\nforbid (principal, action == Rampart::Action::\"PlaceOrder\", resource)\nwhen {{ context has order && context.order has notional && context.order.notional.greaterThan(decimal(\"{}000000.0\")) }}\nunless {{ context has mfa_age && context.mfa_age < 60 }};\n",
@@ -97,7 +97,7 @@ fn operator_policies() -> String {
 fn account(n: usize) -> AccountFacts {
     AccountFacts {
         id: format!("acct-{n}"),
-        parent_id: (n % 10 != 0).then(|| format!("acct-{}", n - n % 10)),
+        parent_id: (!n.is_multiple_of(10)).then(|| format!("acct-{}", n - n % 10)),
         kyc_tier: 2,
         risk_profile: "professional".into(),
         withdrawal_addresses: vec![format!("addr-{n}-a"), format!("addr-{n}-b")],
@@ -110,22 +110,25 @@ fn key_settings(m: usize) -> KeySettings {
         key_id: format!("key-{m}"),
         account_id: format!("acct-{n}"),
         scopes: vec!["read".into(), "trade".into()],
-        instruments: if m % 5 == 0 {
+        instruments: if m.is_multiple_of(5) {
             (0..8).map(|i| symbol((m + i * 61) % INSTRUMENTS)).collect()
         } else {
             vec![]
         },
-        products: if m % 7 == 0 {
+        products: if m.is_multiple_of(7) {
             vec!["spot".into(), "perp".into()]
         } else {
             vec![]
         },
-        nets: if m % 3 == 0 {
-            vec!["10.0.0.0/8".parse().unwrap(), "192.168.0.0/16".parse().unwrap()]
+        nets: if m.is_multiple_of(3) {
+            vec![
+                "10.0.0.0/8".parse().unwrap(),
+                "192.168.0.0/16".parse().unwrap(),
+            ]
         } else {
             vec![]
         },
-        expires_at_ms: (m % 2 == 0).then_some(NOW_MS + 86_400_000),
+        expires_at_ms: m.is_multiple_of(2).then_some(NOW_MS + 86_400_000),
         read_only: false,
     }
 }
@@ -137,7 +140,7 @@ struct World {
     orders: Vec<OrderFacts>,
 }
 
-fn world() -> World {
+fn world(keys_n: usize) -> World {
     let cfg = AuthzConfig {
         actions: vec![],
         instruments: (0..INSTRUMENTS)
@@ -160,13 +163,16 @@ fn world() -> World {
         t.elapsed()
     );
     let accounts: Vec<AccountFacts> = (0..ACCOUNTS).map(account).collect();
-    let mut keys = HashMap::with_capacity(KEYS);
-    let mut key_ids = Vec::with_capacity(KEYS);
-    let mut prep = Vec::with_capacity(KEYS);
-    for m in 0..KEYS {
+    let mut keys = HashMap::with_capacity(keys_n);
+    let mut key_ids = Vec::with_capacity(keys_n);
+    let mut prep = Vec::with_capacity(keys_n);
+    for m in 0..keys_n {
         let ks = key_settings(m);
         let n = m % ACCOUNTS;
-        let parent = accounts[n].parent_id.as_ref().map(|_| &accounts[n - n % 10]);
+        let parent = accounts[n]
+            .parent_id
+            .as_ref()
+            .map(|_| &accounts[n - n % 10]);
         let t = Instant::now();
         let pk = authz.prepare_key(&ks, &accounts[n], parent);
         prep.push(t.elapsed());
@@ -174,7 +180,18 @@ fn world() -> World {
         key_ids.push(ks.key_id.clone());
         keys.insert(ks.key_id, pk);
     }
-    report("prepare_key", &mut prep);
+    report("prepare_key (100k, cold heap)", &mut prep);
+    if let Ok(statm) = std::fs::read_to_string("/proc/self/statm") {
+        let pages: usize = statm
+            .split_whitespace()
+            .nth(1)
+            .and_then(|p| p.parse().ok())
+            .unwrap_or(0);
+        println!(
+            "resident after {keys_n} prepared keys: {} MiB",
+            pages * 4096 / (1024 * 1024)
+        );
+    }
     let orders = (0..INSTRUMENTS)
         .map(|i| OrderFacts {
             side: if i % 2 == 0 { "buy" } else { "sell" }.into(),
@@ -250,7 +267,7 @@ fn percentiles(w: &World) {
     let rng = Rng(Cell::new(0x9e37_79b9_7f4a_7c15));
     // Warm up.
     for _ in 0..20_000 {
-        let k = &w.keys[&w.key_ids[rng.next(KEYS)]];
+        let k = &w.keys[&w.key_ids[rng.next(w.key_ids.len())]];
         black_box(w.authz.authorize(k, &get_account(IP)));
     }
     let mut all = Vec::with_capacity(200_000);
@@ -258,7 +275,7 @@ fn percentiles(w: &World) {
     let mut reads = Vec::with_capacity(100_000);
     let mut allowed = 0usize;
     for i in 0..200_000 {
-        let k = &w.keys[&w.key_ids[rng.next(KEYS)]];
+        let k = &w.keys[&w.key_ids[rng.next(w.key_ids.len())]];
         let o = &w.orders[rng.next(INSTRUMENTS)];
         let req = if i % 2 == 0 {
             place_order(o, IP)
@@ -284,7 +301,7 @@ fn percentiles(w: &World) {
     // The unindexed reference, for scale.
     let mut slow = Vec::with_capacity(2_000);
     for _ in 0..2_000 {
-        let k = &w.keys[&w.key_ids[rng.next(KEYS)]];
+        let k = &w.keys[&w.key_ids[rng.next(w.key_ids.len())]];
         let o = &w.orders[rng.next(INSTRUMENTS)];
         let t = Instant::now();
         black_box(w.authz.authorize_unindexed(k, &place_order(o, IP)));
@@ -297,58 +314,72 @@ fn benches(c: &mut Criterion, w: &World) {
     let rng = Rng(Cell::new(7));
     c.bench_function("authorize/PlaceOrder", |b| {
         b.iter(|| {
-            let k = &w.keys[&w.key_ids[rng.next(KEYS)]];
+            let k = &w.keys[&w.key_ids[rng.next(w.key_ids.len())]];
             let o = &w.orders[rng.next(INSTRUMENTS)];
             black_box(w.authz.authorize(k, &place_order(o, IP)))
         })
     });
     c.bench_function("authorize/GetAccount", |b| {
         b.iter(|| {
-            let k = &w.keys[&w.key_ids[rng.next(KEYS)]];
+            let k = &w.keys[&w.key_ids[rng.next(w.key_ids.len())]];
             black_box(w.authz.authorize(k, &get_account(IP)))
         })
     });
     let accounts: Vec<AccountFacts> = (0..20).map(account).collect();
     c.bench_function("prepare_key", |b| {
         b.iter(|| {
-            let m = rng.next(KEYS);
-            let n = m % 20;
-            let parent = accounts[n].parent_id.as_ref().map(|_| &accounts[n - n % 10]);
-            black_box(w.authz.prepare_key(&key_settings(m), &accounts[n], parent))
+            // Keys of the first 20 accounts (every `m` with `m % ACCOUNTS < 20`).
+            let n = rng.next(20);
+            let m = n + ACCOUNTS * rng.next(KEYS / ACCOUNTS);
+            let parent = accounts[n]
+                .parent_id
+                .as_ref()
+                .map(|_| &accounts[n - n % 10]);
+            let k = w.authz.prepare_key(&key_settings(m), &accounts[n], parent);
+            debug_assert!(k.error().is_none());
+            black_box(k)
         })
     });
 }
 
-fn micro() {
-    use cedar_policy::{RestrictedExpression, Context};
-    let time = |name: &str, f: &mut dyn FnMut()| {
-        for _ in 0..1000 { f(); }
+/// Machine calibration: plain Cedar `is_authorized` over 10 trivial
+/// policies (`context.risk > 90`), no entities. Scale the figures above by
+/// this to compare hosts.
+fn calibrate() {
+    use cedar_policy::{Context, RestrictedExpression};
+    let ctx =
+        Context::from_pairs([("risk".to_string(), RestrictedExpression::new_long(5))]).unwrap();
+    let p: cedar_policy::EntityUid = r#"User::"a""#.parse().unwrap();
+    let a: cedar_policy::EntityUid = r#"Action::"b""#.parse().unwrap();
+    let r: cedar_policy::EntityUid = r#"Res::"c""#.parse().unwrap();
+    let req = cedar_policy::Request::new(p, a, r, ctx, None).unwrap();
+    let ents = cedar_policy::Entities::empty();
+    let cedar = cedar_policy::Authorizer::new();
+    let text: String = (0..10)
+        .map(|_| "forbid(principal, action, resource) when { context.risk > 90 };\n")
+        .collect();
+    let set: cedar_policy::PolicySet = text.parse().unwrap();
+    let mut samples = Vec::with_capacity(50_000);
+    for _ in 0..50_000 {
         let t = Instant::now();
-        for _ in 0..20000 { f(); }
-        println!("{name}: {:?}", t.elapsed() / 20000);
-    };
-    time("new_ip", &mut || { black_box(RestrictedExpression::new_ip("10.1.2.3")); });
-    time("new_decimal", &mut || { black_box(RestrictedExpression::new_decimal("1.2500")); });
-    time("new_string", &mut || { black_box(RestrictedExpression::new_string("abc".into())); });
-    let ipx = RestrictedExpression::new_ip("10.1.2.3");
-    time("clone ip + from_pairs", &mut || { black_box(Context::from_pairs([("a".to_string(), ipx.clone())]).unwrap()); });
-    time("from_pairs long", &mut || { black_box(Context::from_pairs([("a".to_string(), RestrictedExpression::new_long(5))]).unwrap()); });
-    let schema = cedar_policy::Schema::from_cedarschema_str(rampart_policy::authz::schema_text()).unwrap().0;
-    let action: cedar_policy::EntityUid = r#"Rampart::Action::"PlaceOrder""#.parse().unwrap();
-    time("json ctx", &mut || {
-        let v = serde_json::json!({"source_ip": "10.1.2.3", "required_scope": "trade", "account": {"__entity": {"type": "Rampart::Account", "id": "acct-1"}}, "risk_score": 5, "now": 1, "hour": 2,
-            "order": {"side": "buy", "type": "limit", "qty": "1.2500", "notional": "100.0000", "instrument": "X"}});
-        black_box(Context::from_json_value(v, Some((&schema, &action))).unwrap());
-    });
+        black_box(cedar.is_authorized(&req, &set, &ents));
+        samples.push(t.elapsed());
+    }
+    report("calibration: cedar 10 trivial", &mut samples);
 }
 
 fn main() {
-    micro();
-    if std::env::args().any(|a| a == "--micro") { return; }
-    let quick = std::env::args().any(|a| a == "--test" || a == "--list");
-    let w = world();
+    // `cargo bench` passes `--bench`; without it (`cargo test --benches`)
+    // run a small world once, as criterion does in test mode.
+    let quick = !std::env::args().any(|a| a == "--bench");
+    let w = world(if quick { 1_000 } else { KEYS });
     if !quick {
+        calibrate();
         percentiles(&w);
+    }
+    // `-- --percentiles-only`: skip criterion.
+    if std::env::args().any(|a| a == "--percentiles-only") {
+        return;
     }
     let mut c = Criterion::default().configure_from_args();
     benches(&mut c, &w);

@@ -44,26 +44,53 @@
 //!
 //! # Speed
 //!
-//! Policies are indexed at load by their scope: the principal constraint
-//! (`==` / `in` a specific entity, or unconstrained / `is` a type) and the
-//! action constraint (resolved against the schema's action groups to the set
-//! of concrete actions it can match). A request evaluates only the buckets
-//! that can match: unconstrained and each of the key's own uid and
-//! ancestors (account, parent, grandparent), for the request's action. The
-//! per-bucket responses are combined with Cedar's semantics (a policy outside
-//! these buckets cannot be satisfied and cannot error: Cedar evaluates the
-//! scope before the body, and short-circuits). Per-key entities are built
-//! once by [`Authorizer::prepare_key`]; action and instrument entities once
-//! at load.
+//! Cedar evaluates every policy of the set it is given, so the cost of a
+//! decision is the number of policies evaluated. Policies are indexed at load
+//! by their scope (`index.rs`): the action constraint is resolved against the
+//! schema's action groups to the concrete actions it can match; the
+//! principal and resource constraints put a policy in the bucket of the
+//! entity they name (`==`, `in`, `is T in`), of the type they name (`is T`),
+//! or in the unconstrained bucket. Per action, the policies that name no
+//! entity are merged into one set per (principal type, resource type), so
+//! the generic policies (key settings, defaults, unconstrained operator
+//! rules) are one evaluation. A request then evaluates only the sets that
+//! can match: that merged set, the buckets of the key and its ancestors
+//! (account, parent, grandparent), and of the resource (the instrument; or
+//! the target account and its ancestors). Combining the per-set responses
+//! with Cedar's rules gives Cedar's answer over the whole set: a policy
+//! outside these sets has a scope that cannot match, and Cedar evaluates
+//! the scope before the conditions and short-circuits, so it can be neither
+//! satisfied nor erroring (`tests/authz_prop.rs` checks this against plain
+//! Cedar over random policy sets).
+//!
+//! Entities are built off the hot path: [`Authorizer::prepare_key`] builds
+//! the key and account entities with their ancestors already closed (account
+//! entities are shared by the keys of an account), action and instrument
+//! entities are built at load, and a request assembles its entity store
+//! from these shared values without recomputing the hierarchy. Extension
+//! values (`ip`, `decimal`) are built without Cedar's public constructors,
+//! which re-parse the function name on every call; this uses
+//! `cedar-policy-core` directly, pinned to cedar-policy's exact version.
+//!
+//! # Sub-accounts
+//!
+//! A key's ancestry is fixed when it is prepared: its account, the account's
+//! parent, and the parent's parent when the parent's facts are given. A
+//! request on another account names it (`target_account`) and, for a
+//! sub-account, its parent (`target_account_parent`); that entity has no
+//! attributes (a policy reading them errors, and so denies) and can never
+//! make the key a member of anything new.
 //!
 //! # Decimals
 //!
 //! Cedar's `decimal` has exactly 4 fractional digits and the range of an
 //! `i64` scaled by 10⁴. Order quantities and notionals arrive as strings;
-//! one that is not exactly representable (more significant fractional
-//! digits, or out of range) is **not rounded**: every rounding direction
-//! flips some comparison (`qty > 10` vs `qty >= 10`, a minimum size), so the
-//! request is denied with an explanatory error instead.
+//! one with more fractional digits (a BTC quantity of `0.00012345`) is
+//! **rounded up** to the fourth place, so an upper limit (`qty > 10`, the
+//! common case: largest size, largest notional) can never be slipped under
+//! by rounding; a minimum-size policy sees at most 0.0001 more than the real
+//! size. Exact limits belong to `[pretrade]`. A value out of range, or not a
+//! decimal, denies the request with an explanatory error.
 
 mod index;
 mod load;
@@ -75,7 +102,7 @@ use std::fmt;
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use cedar_policy::{Entities, Entity, EntityUid, PolicyId, PolicySet, Request};
+use cedar_policy::{Entities, EntityUid, PolicyId, PolicySet, Request};
 
 pub use load::{PolicyError, PolicyIssue};
 pub use prepare::PreparedKey;
@@ -175,8 +202,8 @@ pub struct OrderFacts {
     pub side: String,
     /// `limit` / `market` / …, as sent.
     pub order_type: String,
-    /// Quantity, a decimal string (`"0.5"`); must fit a Cedar decimal
-    /// exactly (at most 4 significant fractional digits).
+    /// Quantity, a decimal string (`"0.5"`); rounded up to 4 fractional
+    /// digits for Cedar.
     pub qty: String,
     /// Notional, when known; same rule as `qty`.
     pub notional: Option<String>,
@@ -382,7 +409,7 @@ struct PolicyMeta {
 struct ActionInfo {
     index: usize,
     uid: EntityUid,
-    entity: Entity,
+    entity: Arc<prepare::CoreEntity>,
 }
 
 /// The authorization engine: schema, validated policies, their index, and
@@ -394,9 +421,10 @@ pub struct Authorizer {
     all: PolicySet,
     meta: HashMap<PolicyId, PolicyMeta>,
     actions: HashMap<String, ActionInfo>,
-    instruments: HashMap<String, (EntityUid, Entity)>,
+    instruments: HashMap<String, (EntityUid, Arc<prepare::CoreEntity>)>,
     index: index::Index,
     types: load::Types,
+    accounts: prepare::AccountCache,
     cedar: cedar_policy::Authorizer,
 }
 
@@ -443,6 +471,7 @@ impl Authorizer {
             instruments: loaded.instruments,
             index,
             types: loaded.types,
+            accounts: prepare::AccountCache::default(),
             cedar: cedar_policy::Authorizer::new(),
         })
     }
@@ -458,7 +487,7 @@ impl Authorizer {
         account: &AccountFacts,
         parent: Option<&AccountFacts>,
     ) -> PreparedKey {
-        prepare::prepare(&self.types, key, account, parent)
+        prepare::prepare(&self.types, &self.accounts, key, account, parent)
     }
 
     /// Decides one request. Never panics; anything that cannot be evaluated
@@ -469,12 +498,25 @@ impl Authorizer {
             Err(e) => return Decision::refused(e),
         };
         let mut out = Outcome::default();
-        let principals = buckets(request.principal(), &entities);
-        let resources = buckets(request.resource(), &entities);
-        self.index
-            .for_each(action_index, &principals, &resources, |set| {
-                self.evaluate(set, &request, &entities, &mut out);
-            });
+        let (Some(principal), Some(resource)) = (request.principal(), request.resource()) else {
+            return Decision::refused("request without principal or resource".into());
+        };
+        let principals = buckets(principal, &entities);
+        let resources = buckets(resource, &entities);
+        let applies = self.index.for_each(
+            action_index,
+            (principal.type_name(), &principals),
+            (resource.type_name(), &resources),
+            |set| self.evaluate(set, &request, &entities, &mut out),
+        );
+        if !applies {
+            return Decision::refused(format!(
+                "action `{}` does not apply to `{}` and `{}`",
+                req.action,
+                principal.type_name(),
+                resource.type_name()
+            ));
+        }
         self.decide(out)
     }
 
@@ -591,6 +633,7 @@ impl Authorizer {
             (None, None) => None,
         };
         let (request, entities) = key.request(
+            &self.types,
             req,
             &action.uid,
             &action.entity,
@@ -664,16 +707,15 @@ impl Authorizer {
     }
 }
 
-/// The buckets an entity can match: unconstrained, itself, its ancestors
-/// (in the request's entities, transitively).
-fn buckets<'a>(uid: Option<&'a EntityUid>, entities: &'a Entities) -> Vec<Option<&'a EntityUid>> {
-    let mut v = Vec::with_capacity(6);
-    v.push(None);
-    if let Some(uid) = uid {
-        v.push(Some(uid));
-        if let Some(anc) = entities.ancestors(uid) {
-            v.extend(anc.map(Some));
-        }
+/// The buckets an entity can match: any, its type, itself, its ancestors
+/// (in the request's entities, transitively closed, so without repeats).
+fn buckets<'a>(uid: &'a EntityUid, entities: &'a Entities) -> Vec<index::Key<'a>> {
+    let mut v = Vec::with_capacity(7);
+    v.push(index::Key::Any);
+    v.push(index::Key::Type(uid.type_name()));
+    v.push(index::Key::Uid(uid));
+    if let Some(anc) = entities.ancestors(uid) {
+        v.extend(anc.map(index::Key::Uid));
     }
     v
 }
@@ -698,6 +740,14 @@ mod tests {
             assert_eq!(DenyCode::parse(c.as_str()), Some(c));
         }
         assert_eq!(DenyCode::parse("NOPE"), None);
+    }
+
+    #[test]
+    fn shareable_across_threads() {
+        fn send_sync<T: Send + Sync>() {}
+        send_sync::<Authorizer>();
+        send_sync::<PreparedKey>();
+        send_sync::<Decision>();
     }
 
     #[test]

@@ -124,7 +124,10 @@ forbid (principal in Rampart::Account::"A", action in Rampart::Action::"trade", 
     assert_eq!(d.policies, vec!["desk.parent-no-trade"]);
     // The parent's facts are optional: the key is still `in` A.
     let k = a.prepare_key(&key("ks", "A-sub", &["trade"]), &sub, None);
-    deny(&a.authorize(&k, &req("CancelOrder", "trade")), DenyCode::ForbiddenByPolicy);
+    deny(
+        &a.authorize(&k, &req("CancelOrder", "trade")),
+        DenyCode::ForbiddenByPolicy,
+    );
     assert_eq!(
         a.authorize(&k, &req("CancelOrder", "trade")),
         a.authorize_unindexed(&k, &req("CancelOrder", "trade"))
@@ -137,7 +140,10 @@ forbid (principal in Rampart::Account::"A", action in Rampart::Action::"trade", 
 fn ip_allow_list() {
     let a = authorizer(&[]);
     let mut ks = key("k", "A", &["read"]);
-    ks.nets = vec!["10.1.0.0/16".parse().unwrap(), "2001:db8::/32".parse().unwrap()];
+    ks.nets = vec![
+        "10.1.0.0/16".parse().unwrap(),
+        "2001:db8::/32".parse().unwrap(),
+    ];
     let k = prepared(&a, &ks, 1);
     let mut r = req("GetAccount", "read");
     allow(&a.authorize(&k, &r));
@@ -305,13 +311,25 @@ fn code_priority_when_several_forbids_match() {
         ]
     );
     ks.expires_at_ms = None;
-    deny(&a.authorize(&prepared(&a, &ks, 1), &r), DenyCode::IpNotAllowed);
+    deny(
+        &a.authorize(&prepared(&a, &ks, 1), &r),
+        DenyCode::IpNotAllowed,
+    );
     ks.nets.clear();
-    deny(&a.authorize(&prepared(&a, &ks, 1), &r), DenyCode::ScopeMissing);
+    deny(
+        &a.authorize(&prepared(&a, &ks, 1), &r),
+        DenyCode::ScopeMissing,
+    );
     ks.scopes = vec!["withdraw".into()];
-    deny(&a.authorize(&prepared(&a, &ks, 1), &r), DenyCode::MfaRequired);
+    deny(
+        &a.authorize(&prepared(&a, &ks, 1), &r),
+        DenyCode::MfaRequired,
+    );
     r.mfa_age_secs = Some(5);
-    deny(&a.authorize(&prepared(&a, &ks, 1), &r), DenyCode::ForbiddenByPolicy);
+    deny(
+        &a.authorize(&prepared(&a, &ks, 1), &r),
+        DenyCode::ForbiddenByPolicy,
+    );
 }
 
 // ------------------------------------------------------- operator files
@@ -385,15 +403,24 @@ fn operator_permits_replace_the_defaults() {
     let a = Authorizer::new(&cfg_no_defaults(&[("ops.cedar", p)])).unwrap();
     let k = prepared(&a, &key("k", "A", &["read"]), 0);
     allow(&a.authorize(&k, &req("GetAccount", "read")));
-    deny(&a.authorize(&k, &req("CancelOrder", "trade")), DenyCode::ScopeMissing);
+    deny(
+        &a.authorize(&k, &req("CancelOrder", "trade")),
+        DenyCode::ScopeMissing,
+    );
     let k = prepared(&a, &key("k", "A", &[]), 0);
-    deny(&a.authorize(&k, &req("GetAccount", "read")), DenyCode::ScopeMissing);
+    deny(
+        &a.authorize(&k, &req("GetAccount", "read")),
+        DenyCode::ScopeMissing,
+    );
 }
 
 #[test]
 fn invalid_policies_are_refused_with_source_and_line() {
     // Syntax error on line 3.
-    let e = load_err(&[("bad.cedar", "// one\n// two\npermit (principal, action, resource) when { ( };\n")]);
+    let e = load_err(&[(
+        "bad.cedar",
+        "// one\n// two\npermit (principal, action, resource) when { ( };\n",
+    )]);
     assert_eq!(e.issues[0].source, "bad.cedar");
     assert_eq!(e.issues[0].line, Some(3), "{e}");
     assert!(e.to_string().contains("bad.cedar:3:"), "{e}");
@@ -410,8 +437,14 @@ fn invalid_policies_are_refused_with_source_and_line() {
 
     // Unknown action, in the second file; both files' errors are reported.
     let e = load_err(&[
-        ("ok.cedar", "permit (principal, action == Rampart::Action::\"GetTime\", resource);"),
-        ("one.cedar", "permit (principal, action, resource) when { context.nope };"),
+        (
+            "ok.cedar",
+            "permit (principal, action == Rampart::Action::\"GetTime\", resource);",
+        ),
+        (
+            "one.cedar",
+            "permit (principal, action, resource) when { context.nope };",
+        ),
         (
             "act.cedar",
             "@id(\"x\")\nforbid (principal, action == Rampart::Action::\"Teleport\", resource);",
@@ -424,12 +457,18 @@ fn invalid_policies_are_refused_with_source_and_line() {
     assert!(e.issues[1].message.contains("Teleport"), "{e}");
 
     // A missing optional attribute without `has` (strict validation).
-    let e = load_err(&[("mfa.cedar", "forbid (principal, action, resource) when { context.mfa_age > 3 };")]);
+    let e = load_err(&[(
+        "mfa.cedar",
+        "forbid (principal, action, resource) when { context.mfa_age > 3 };",
+    )]);
     assert_eq!(e.issues[0].source, "mfa.cedar");
     assert_eq!(e.issues[0].line, Some(1));
 
     // Unknown entity type.
-    let e = load_err(&[("t.cedar", "permit (principal == Rampart::Robot::\"r\", action, resource);")]);
+    let e = load_err(&[(
+        "t.cedar",
+        "permit (principal == Rampart::Robot::\"r\", action, resource);",
+    )]);
     assert_eq!(e.issues[0].source, "t.cedar");
 
     // Unknown @code, @code on a permit, duplicate ids (also against the
@@ -442,15 +481,28 @@ fn invalid_policies_are_refused_with_source_and_line() {
     ]);
     let text = e.to_string();
     assert_eq!(e.issues.len(), 5, "{text}");
-    assert!(text.contains("c.cedar:3:1: policy `c.cedar:policy0`: `@code(\"NOPE\")`"), "{text}");
+    assert!(
+        text.contains("c.cedar:3:1: policy `c.cedar:policy0`: `@code(\"NOPE\")`"),
+        "{text}"
+    );
     assert!(text.contains("p.cedar:1:1:"), "{text}");
-    assert!(text.contains("d.cedar:1:1: policy id `key.scope` is already used in `keys.cedar`"), "{text}");
-    assert!(text.contains("d.cedar:3:1: policy id `same` is already used in `d.cedar`"), "{text}");
+    assert!(
+        text.contains("d.cedar:1:1: policy id `key.scope` is already used in `keys.cedar`"),
+        "{text}"
+    );
+    assert!(
+        text.contains("d.cedar:3:1: policy id `same` is already used in `d.cedar`"),
+        "{text}"
+    );
     assert!(text.contains("tpl.cedar:1:1: policy templates"), "{text}");
 
     assert!(check_sources(&config(&[("bad.cedar", "nope")])).is_err());
     assert_eq!(
-        check_sources(&config(&[("ok.cedar", "permit (principal, action, resource);")])).unwrap(),
+        check_sources(&config(&[(
+            "ok.cedar",
+            "permit (principal, action, resource);"
+        )]))
+        .unwrap(),
         authorizer(&[]).policy_count() + 1
     );
 }
@@ -487,7 +539,10 @@ fn invalid_catalogue_and_actions_are_refused() {
     assert!(text.contains("product `future`"), "{text}");
     assert!(text.contains("`BTC-USD` is listed twice"), "{text}");
     assert!(text.contains("action `Bad Name`"), "{text}");
-    assert!(text.contains("built-in action `GetTime` is not in group `trade`"), "{text}");
+    assert!(
+        text.contains("built-in action `GetTime` is not in group `trade`"),
+        "{text}"
+    );
     assert!(text.contains("action `Stream` is defined twice"), "{text}");
 }
 
@@ -509,7 +564,9 @@ fn extra_actions_join_their_groups() {
         text: r#"@id("desk.ops") forbid (principal, action in Rampart::Action::"desk_ops", resource) when { context.risk_score > 50 };"#.into(),
     });
     let a = Authorizer::new(&c).unwrap();
-    assert!(a.schema().contains("action \"AmendOrder\" in [\"desk_ops\", \"trade\"]"));
+    assert!(a
+        .schema()
+        .contains("action \"AmendOrder\" in [\"desk_ops\", \"trade\"]"));
     assert!(a.schema().starts_with(schema_text()));
     let k = prepared(&a, &key("k", "A", &["trade", "read", "admin"]), 1);
     allow(&a.authorize(&k, &req("AmendOrder", "trade")));
@@ -520,7 +577,10 @@ fn extra_actions_join_their_groups() {
     let k0 = prepared(&a, &key("k0", "A", &[]), 0);
     allow(&a.authorize(&k0, &req("ListMarkets", "public")));
     // An action in no group is permitted by nothing shipped.
-    deny(&a.authorize(&k, &req("Internal", "admin")), DenyCode::ForbiddenByPolicy);
+    deny(
+        &a.authorize(&k, &req("Internal", "admin")),
+        DenyCode::ForbiddenByPolicy,
+    );
 }
 
 // ------------------------------------------------ fail closed on errors
@@ -606,7 +666,7 @@ fn requests_that_cannot_be_expressed_are_denied() {
 }
 
 #[test]
-fn order_decimals_exact_or_deny() {
+fn order_decimals_round_up_or_deny() {
     let a = authorizer(&[]);
     let k = prepared(&a, &key("k", "A", &["trade"]), 2);
     for (qty, ok) in [
@@ -614,8 +674,8 @@ fn order_decimals_exact_or_deny() {
         ("0.0001", true),
         ("1.50000000", true),
         ("922337203685477.5807", true),
-        ("0.00001", false),
-        ("0.12345678", false),
+        ("0.00001", true),
+        ("0.12345678", true),
         ("922337203685477.5808", false),
         ("1e9", false),
         ("NaN", false),
@@ -632,7 +692,7 @@ fn order_decimals_exact_or_deny() {
         }
     }
     let mut o = order("BTC-USD", "1");
-    o.notional = Some("1.000001".into());
+    o.notional = Some("1e3".into());
     let mut r = req("PlaceOrder", "trade");
     r.order = Some(&o);
     let d = a.authorize(&k, &r);
@@ -641,11 +701,31 @@ fn order_decimals_exact_or_deny() {
 }
 
 #[test]
+fn a_size_beyond_four_decimals_is_rounded_up_for_upper_limits() {
+    // 10.00001 must not slip under a `qty > 10` forbid by rounding down.
+    let a = authorizer(&[(
+        "desk.cedar",
+        r#"@id("max-ten") forbid(principal, action == Rampart::Action::"PlaceOrder", resource)
+when { context has order && context.order.qty.greaterThan(decimal("10.0")) };"#,
+    )]);
+    let k = prepared(&a, &key("k", "A", &["trade"]), 2);
+    for (qty, ok) in [("10", true), ("10.00001", false), ("9.99999", true)] {
+        let o = order("BTC-USD", qty);
+        let mut r = req("PlaceOrder", "trade");
+        r.order = Some(&o);
+        assert_eq!(a.authorize(&k, &r).allowed, ok, "{qty}");
+    }
+}
+
+#[test]
 fn inconsistent_prepared_keys_deny_everything() {
     let a = authorizer(&[]);
     let k = a.prepare_key(&key("k", "A", &["read"]), &account("B", None, 2), None);
     assert!(k.error().is_some());
-    deny(&a.authorize(&k, &req("GetTime", "public")), DenyCode::ForbiddenByPolicy);
+    deny(
+        &a.authorize(&k, &req("GetTime", "public")),
+        DenyCode::ForbiddenByPolicy,
+    );
     // Parent facts for the wrong account.
     let k = a.prepare_key(
         &key("k", "A", &["read"]),
@@ -660,7 +740,10 @@ fn inconsistent_prepared_keys_deny_everything() {
         Some(&account("P", Some("A"), 2)),
     );
     assert!(k.error().is_some());
-    deny(&a.authorize(&k, &req("GetTime", "public")), DenyCode::ForbiddenByPolicy);
+    deny(
+        &a.authorize(&k, &req("GetTime", "public")),
+        DenyCode::ForbiddenByPolicy,
+    );
     let k = a.prepare_key(&key("k", "A", &["read"]), &account("A", Some("A"), 2), None);
     assert!(k.error().is_some());
 }
@@ -669,7 +752,8 @@ fn inconsistent_prepared_keys_deny_everything() {
 
 #[test]
 fn explain_shows_the_forbidding_policy() {
-    let desk = "@id(\"desk.no-B\")\nforbid (principal in Rampart::Account::\"B\", action, resource);\n";
+    let desk =
+        "@id(\"desk.no-B\")\nforbid (principal in Rampart::Account::\"B\", action, resource);\n";
     let a = authorizer(&[("desk.cedar", desk)]);
     let mut ks = key("kb", "B", &["read"]);
     ks.nets = vec!["10.0.0.0/8".parse().unwrap()];
@@ -683,18 +767,21 @@ fn explain_shows_the_forbidding_policy() {
     assert_eq!(f.source, "desk.cedar");
     assert_eq!(f.text, desk.trim_end());
     // The satisfied permit is listed too.
+    assert!(e.satisfied.iter().any(|p| p.id == "default.kyc1.read"
+        && p.effect == Effect::Permit
+        && p.source == "defaults.cedar"));
     assert!(e
-        .satisfied
-        .iter()
-        .any(|p| p.id == "default.kyc1.read" && p.effect == Effect::Permit && p.source == "defaults.cedar"));
-    assert!(e.key_policies.contains("principal == Rampart::ApiKey::\"kb\""));
+        .key_policies
+        .contains("principal == Rampart::ApiKey::\"kb\""));
     assert!(e.key_policies.contains("ip(\"10.0.0.0/8\")"));
 
     let e = a.explain(&k, &req("CancelOrder", "trade"));
     let scope = e.satisfied.iter().find(|p| p.id == "key.scope").unwrap();
     assert_eq!(scope.code, Some(DenyCode::ScopeMissing));
     assert_eq!(scope.source, "keys.cedar");
-    assert!(scope.text.contains("principal.scopes.contains(context.required_scope)"));
+    assert!(scope
+        .text
+        .contains("principal.scopes.contains(context.required_scope)"));
 }
 
 #[test]
@@ -707,7 +794,10 @@ fn rendered_key_policies_validate_against_the_schema() {
         scopes: vec!["read".into(), "trade".into()],
         instruments: vec!["BTC-USD".into()],
         products: vec!["spot".into(), "perp".into()],
-        nets: vec!["10.1.2.3/8".parse().unwrap(), "2001:db8::/32".parse().unwrap()],
+        nets: vec![
+            "10.1.2.3/8".parse().unwrap(),
+            "2001:db8::/32".parse().unwrap(),
+        ],
         expires_at_ms: Some(NOW_MS),
         read_only: true,
     };
@@ -733,4 +823,50 @@ fn config_defaults() {
     assert!(!c.defaults);
     let a = Authorizer::new(&c).unwrap();
     assert_eq!(a.policy_count(), 8);
+}
+
+#[test]
+fn prepared_keys_see_the_account_facts_they_were_prepared_with() {
+    let a = authorizer(&[]);
+    let ks = key("k", "A", &["read"]);
+    let old = a.prepare_key(&ks, &account("A", None, 0), None);
+    deny(
+        &a.authorize(&old, &req("GetAccount", "read")),
+        DenyCode::ForbiddenByPolicy,
+    );
+    // The account is upgraded; a key prepared now sees it, the old one not.
+    let new = a.prepare_key(&ks, &account("A", None, 1), None);
+    allow(&a.authorize(&new, &req("GetAccount", "read")));
+    deny(
+        &a.authorize(&old, &req("GetAccount", "read")),
+        DenyCode::ForbiddenByPolicy,
+    );
+    // Another key of the same account shares the current facts.
+    let other = a.prepare_key(&key("k2", "A", &["read"]), &account("A", None, 1), None);
+    allow(&a.authorize(&other, &req("GetAccount", "read")));
+}
+
+#[test]
+fn three_level_hierarchy_is_closed() {
+    let desk = r#"@id("desk.gp") forbid (principal in Rampart::Account::"GP", action in Rampart::Action::"trade", resource);"#;
+    let a = authorizer(&[("desk.cedar", desk)]);
+    let sub = account("S", Some("P"), 1);
+    let parent = account("P", Some("GP"), 1);
+    let k = a.prepare_key(&key("k", "S", &["trade"]), &sub, Some(&parent));
+    let d = a.authorize(&k, &req("CancelOrder", "trade"));
+    deny(&d, DenyCode::ForbiddenByPolicy);
+    assert_eq!(d.policies, vec!["desk.gp"]);
+    // The key's account may act on a sub-account of its own, which is
+    // also under P and GP.
+    let mut r = req("GetAccount", "read");
+    r.target_account = Some("S-child");
+    r.target_account_parent = Some("S");
+    let k = a.prepare_key(&key("k", "S", &["read"]), &sub, Some(&parent));
+    allow(&a.authorize(&k, &r));
+    let (_, entities) = a.cedar_request(&k, &r).unwrap();
+    for anc in ["S", "P", "GP"] {
+        let child: cedar_policy::EntityUid = r#"Rampart::Account::"S-child""#.parse().unwrap();
+        let anc: cedar_policy::EntityUid = format!("Rampart::Account::\"{anc}\"").parse().unwrap();
+        assert!(entities.is_ancestor_of(&anc, &child));
+    }
 }

@@ -64,7 +64,7 @@ fn expected(
         return Err(DenyCode::ScopeMissing);
     }
     let sensitive = class == Class::Withdraw;
-    if sensitive && !mfa.is_some_and(|age| age <= 300) {
+    if sensitive && mfa.is_none_or(|age| age > 300) {
         return Err(DenyCode::MfaRequired);
     }
     let permitted = match class {

@@ -209,7 +209,11 @@ fn keys(a: &Authorizer, tiers: &[u8; 3]) -> Vec<PreparedKey> {
     let mut k_as = key("kAS", "AS", &["read", "trade"]);
     k_as.nets = vec!["10.0.0.0/8".parse().unwrap()];
     vec![
-        a.prepare_key(&key("kA", "A", &["read", "trade", "withdraw"]), &accounts[0], None),
+        a.prepare_key(
+            &key("kA", "A", &["read", "trade", "withdraw"]),
+            &accounts[0],
+            None,
+        ),
         a.prepare_key(&k_as, &accounts[1], Some(&accounts[0])),
         a.prepare_key(&key("kB", "B", &["read"]), &accounts[2], None),
     ]
@@ -239,6 +243,61 @@ fn order_for(r: &Req) -> Option<OrderFacts> {
         notional: None,
         instrument: r.instrument.unwrap_or("BTC-USD").into(),
     })
+}
+
+/// The request's entity hierarchy, computed independently: the key's chain
+/// (key → account → parent) plus, for a target outside that chain, the edge
+/// to its claimed parent (unless it claims itself); `in` is reachability.
+fn check_hierarchy(r: &Req, entities: &cedar_policy::Entities) {
+    let (key, account) = KEYS[r.key];
+    let mut edges: Vec<(String, String)> = vec![(format!("k:{key}"), account.to_string())];
+    if account == "AS" {
+        edges.push(("AS".into(), "A".into()));
+    }
+    let chain: Vec<&str> = if account == "AS" {
+        vec!["AS", "A"]
+    } else {
+        vec![account]
+    };
+    if let Some((t, Some(p))) = r.target {
+        if !chain.contains(&t) && t != p {
+            edges.push((t.to_string(), p.to_string()));
+        }
+    }
+    let reach = |from: &str, to: &str| {
+        let mut seen = vec![from.to_string()];
+        let mut i = 0;
+        while i < seen.len() {
+            let cur = seen[i].clone();
+            for (a, b) in &edges {
+                if *a == cur && !seen.contains(b) {
+                    seen.push(b.clone());
+                }
+            }
+            i += 1;
+        }
+        from != to && seen.iter().any(|s| s == to)
+    };
+    let uid = |n: &str| -> cedar_policy::EntityUid {
+        match n.strip_prefix("k:") {
+            Some(k) => format!("Rampart::ApiKey::\"{k}\"").parse().unwrap(),
+            None => format!("Rampart::Account::\"{n}\"").parse().unwrap(),
+        }
+    };
+    let mut universe: Vec<String> = ACCOUNTS.iter().map(|a| a.to_string()).collect();
+    universe.push(format!("k:{key}"));
+    for a in &universe {
+        for b in &universe {
+            if a == b {
+                continue;
+            }
+            assert_eq!(
+                entities.is_ancestor_of(&uid(b), &uid(a)),
+                reach(a, b),
+                "{a} in {b}? {r:?}"
+            );
+        }
+    }
 }
 
 /// Parses `text`, naming each policy by its `@id` (when it has one).
@@ -286,6 +345,7 @@ proptest! {
                 prop_assert_eq!(d.errors.len(), 1);
                 continue;
             };
+            check_hierarchy(r, &entities);
             let resp = cedar.is_authorized(&request, a.policy_set(), &entities);
             let errored: BTreeSet<String> = resp
                 .diagnostics()

@@ -1,13 +1,13 @@
 //! The policy index: concrete action × principal bucket × resource bucket.
 //!
-//! A scope constraint is either about a specific entity (`== E`, `in E`,
-//! `is T in E`: bucket `E`) or not (unconstrained, `is T`: bucket `None`).
-//! Such a constraint can only hold when `E` is the request's principal
-//! (resource) itself or one of its ancestors in the request's entities, so a
-//! request looks up bucket `None` plus the buckets of the principal and its
-//! ancestors (key, account, parent, grandparent), and within each, bucket
-//! `None` plus the resource's (instrument; or target account and its
-//! ancestors). The action constraint is resolved at load, against the
+//! A scope constraint pins down a specific entity (`== E`, `in E`,
+//! `is T in E`: bucket `E`), only a type (`is T`: bucket `T`) or nothing
+//! (bucket `Any`). It can only hold when `E` is the request's principal
+//! (resource) itself or one of its ancestors in the request's entities, or
+//! `T` its type, so a request looks up buckets `Any`, its principal's type,
+//! the principal and its ancestors (key, account, parent, grandparent), and
+//! within each, likewise for the resource (an instrument; or the target
+//! account and its ancestors). The action constraint is resolved at load, against the
 //! schema's action hierarchy, to the set of concrete actions it can match.
 //!
 //! A policy outside the looked-up buckets has a scope that cannot match,
@@ -19,15 +19,27 @@
 use std::collections::{HashMap, HashSet};
 
 use cedar_policy::{
-    ActionConstraint, EntityUid, PolicySet, PrincipalConstraint, ResourceConstraint,
+    ActionConstraint, EntityTypeName, EntityUid, PolicySet, PrincipalConstraint, ResourceConstraint,
 };
 
-use super::load::LoadedPolicy;
+use super::load::{ActionScope, LoadedPolicy};
 
-/// Values by bucket: the unconstrained one, and one per entity.
+/// A bucket key: what a scope constraint pins down.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Key<'a> {
+    /// Unconstrained.
+    Any,
+    /// `is T`.
+    Type(&'a EntityTypeName),
+    /// `== E`, `in E`, `is T in E`.
+    Uid(&'a EntityUid),
+}
+
+/// Values by bucket.
 #[derive(Debug, Clone)]
 struct Buckets<V> {
     any: Option<V>,
+    by_type: HashMap<EntityTypeName, V>,
     by_uid: HashMap<EntityUid, V>,
 }
 
@@ -35,33 +47,48 @@ impl<V> Default for Buckets<V> {
     fn default() -> Self {
         Self {
             any: None,
+            by_type: HashMap::new(),
             by_uid: HashMap::new(),
         }
     }
 }
 
 impl<V: Default> Buckets<V> {
-    fn entry(&mut self, key: Option<EntityUid>) -> &mut V {
+    fn entry(&mut self, key: Key<'_>) -> &mut V {
         match key {
-            None => self.any.get_or_insert_with(V::default),
-            Some(uid) => self.by_uid.entry(uid).or_default(),
+            Key::Any => self.any.get_or_insert_with(V::default),
+            Key::Type(t) => self.by_type.entry(t.clone()).or_default(),
+            Key::Uid(u) => self.by_uid.entry(u.clone()).or_default(),
         }
     }
 }
 
 impl<V> Buckets<V> {
-    fn get(&self, key: Option<&EntityUid>) -> Option<&V> {
+    fn get(&self, key: Key<'_>) -> Option<&V> {
         match key {
-            None => self.any.as_ref(),
-            Some(uid) => self.by_uid.get(uid),
+            Key::Any => self.any.as_ref(),
+            Key::Type(t) => self.by_type.get(t),
+            Key::Uid(u) => self.by_uid.get(u),
         }
     }
 }
 
-/// Policy sets by action index, then principal bucket, then resource bucket.
+/// The policy sets of one concrete action.
+#[derive(Debug, Default)]
+struct ActionIndex {
+    /// Policies whose principal and resource constraints name no entity,
+    /// merged per (principal type, resource type) of a request: one
+    /// evaluation covers them all.
+    by_types: HashMap<(EntityTypeName, EntityTypeName), PolicySet>,
+    /// Policies naming an entity as principal or resource: principal bucket,
+    /// then resource bucket.
+    by_entity: Buckets<Buckets<PolicySet>>,
+}
+
+/// Policy sets by action index.
 #[derive(Debug, Default)]
 pub(crate) struct Index {
-    actions: Vec<Buckets<Buckets<PolicySet>>>,
+    actions: Vec<ActionIndex>,
 }
 
 /// Whether a policy's action constraint can match `action` (with its
@@ -74,61 +101,112 @@ fn action_matches(c: &ActionConstraint, action: &EntityUid, groups: &HashSet<Ent
     }
 }
 
+/// Whether a type-level key admits entity type `t`.
+fn admits(key: Key<'_>, t: &EntityTypeName) -> bool {
+    match key {
+        Key::Any => true,
+        Key::Type(k) => k == t,
+        Key::Uid(_) => false,
+    }
+}
+
+fn add(set: &mut PolicySet, p: &LoadedPolicy) -> Result<(), String> {
+    // Ids are unique across the load, so `add` cannot fail; if it did,
+    // dropping the policy could fail open.
+    set.add(p.policy.clone()).map_err(|e| format!("index: {e}"))
+}
+
 impl Index {
     /// Indexes `policies` over the concrete `actions` (by index).
     pub(crate) fn build(
         policies: &[LoadedPolicy],
-        actions: &[(EntityUid, HashSet<EntityUid>)],
+        actions: &[ActionScope],
     ) -> Result<Self, String> {
         let mut index = Self {
-            actions: vec![Buckets::default(); actions.len()],
+            actions: actions
+                .iter()
+                .map(|scope| {
+                    // Every combination the action applies to has an entry
+                    // (maybe empty): a missing one means a request the
+                    // schema does not allow.
+                    let mut slot = ActionIndex::default();
+                    for pt in &scope.principals {
+                        for rt in &scope.resources {
+                            slot.by_types
+                                .insert((pt.clone(), rt.clone()), PolicySet::new());
+                        }
+                    }
+                    slot
+                })
+                .collect(),
         };
         for p in policies {
-            let principal = match p.policy.principal_constraint() {
-                PrincipalConstraint::Any | PrincipalConstraint::Is(_) => None,
+            let principal = p.policy.principal_constraint();
+            let principal = match &principal {
+                PrincipalConstraint::Any => Key::Any,
+                PrincipalConstraint::Is(t) => Key::Type(t),
                 PrincipalConstraint::Eq(e)
                 | PrincipalConstraint::In(e)
-                | PrincipalConstraint::IsIn(_, e) => Some(e),
+                | PrincipalConstraint::IsIn(_, e) => Key::Uid(e),
             };
-            let resource = match p.policy.resource_constraint() {
-                ResourceConstraint::Any | ResourceConstraint::Is(_) => None,
+            let resource = p.policy.resource_constraint();
+            let resource = match &resource {
+                ResourceConstraint::Any => Key::Any,
+                ResourceConstraint::Is(t) => Key::Type(t),
                 ResourceConstraint::Eq(e)
                 | ResourceConstraint::In(e)
-                | ResourceConstraint::IsIn(_, e) => Some(e),
+                | ResourceConstraint::IsIn(_, e) => Key::Uid(e),
             };
             let constraint = p.policy.action_constraint();
-            for ((action, groups), buckets) in actions.iter().zip(index.actions.iter_mut()) {
-                if !action_matches(&constraint, action, groups) {
+            for (scope, slot) in actions.iter().zip(index.actions.iter_mut()) {
+                if !action_matches(&constraint, &scope.uid, &scope.groups) {
                     continue;
                 }
-                // Ids are unique across the load, so `add` cannot fail; if it
-                // did, dropping the policy could fail open.
-                buckets
-                    .entry(principal.clone())
-                    .entry(resource.clone())
-                    .add(p.policy.clone())
-                    .map_err(|e| format!("index: {e}"))?;
+                match (principal, resource) {
+                    (Key::Uid(_), _) | (_, Key::Uid(_)) => {
+                        add(slot.by_entity.entry(principal).entry(resource), p)?;
+                    }
+                    _ => {
+                        for pt in scope.principals.iter().filter(|t| admits(principal, t)) {
+                            for rt in scope.resources.iter().filter(|t| admits(resource, t)) {
+                                if let Some(set) = slot.by_types.get_mut(&(pt.clone(), rt.clone()))
+                                {
+                                    add(set, p)?;
+                                }
+                            }
+                        }
+                    }
+                }
             }
         }
         Ok(index)
     }
 
     /// Calls `f` with every policy set that can apply to a request for
-    /// `action` whose principal is in `principals` (which must start with
-    /// `None`, then the principal and its ancestors) and whose resource is
-    /// in `resources` (likewise).
+    /// `action` whose principal has type `pt` and matches one of
+    /// `principals` (`Any`, `Type(pt)`, itself and each of its ancestors,
+    /// without repeats), and whose resource has type `rt` and matches one of
+    /// `resources` (likewise). False, and no call, when the schema does not
+    /// let `action` apply to these types.
+    #[must_use]
     pub(crate) fn for_each(
         &self,
         action: usize,
-        principals: &[Option<&EntityUid>],
-        resources: &[Option<&EntityUid>],
+        (pt, principals): (&EntityTypeName, &[Key<'_>]),
+        (rt, resources): (&EntityTypeName, &[Key<'_>]),
         mut f: impl FnMut(&PolicySet),
-    ) {
-        let Some(buckets) = self.actions.get(action) else {
-            return;
+    ) -> bool {
+        let Some(slot) = self.actions.get(action) else {
+            return false;
         };
+        let Some(set) = slot.by_types.get(&(pt.clone(), rt.clone())) else {
+            return false;
+        };
+        if !set.is_empty() {
+            f(set);
+        }
         for p in principals {
-            let Some(by_resource) = buckets.get(*p) else {
+            let Some(by_resource) = slot.by_entity.get(*p) else {
                 continue;
             };
             for r in resources {
@@ -137,5 +215,6 @@ impl Index {
                 }
             }
         }
+        true
     }
 }

@@ -13,6 +13,7 @@ use cedar_policy::{
 };
 use miette::Diagnostic;
 
+use super::prepare::{share, CoreEntity};
 use super::{
     ActionDef, ActionInfo, AuthzConfig, DenyCode, DEFAULT_POLICIES, DEFAULT_POLICIES_SOURCE,
     KEY_POLICIES, KEY_POLICIES_SOURCE, SCHEMA,
@@ -99,8 +100,8 @@ pub(crate) struct Loaded {
     pub(crate) policies: Vec<LoadedPolicy>,
     pub(crate) actions: HashMap<String, ActionInfo>,
     /// Concrete actions by index, with their ancestor groups.
-    pub(crate) action_order: Vec<(EntityUid, HashSet<EntityUid>)>,
-    pub(crate) instruments: HashMap<String, (EntityUid, Entity)>,
+    pub(crate) action_order: Vec<ActionScope>,
+    pub(crate) instruments: HashMap<String, (EntityUid, Arc<CoreEntity>)>,
     pub(crate) types: Types,
 }
 
@@ -131,10 +132,7 @@ impl Issues {
     /// One issue per labelled span of a Cedar diagnostic (or one without a
     /// position when it has none).
     fn diagnostic(&mut self, source: &str, text: &str, d: &dyn Diagnostic, message: String) {
-        let offset = d
-            .labels()
-            .and_then(|mut l| l.next())
-            .map(|l| l.offset());
+        let offset = d.labels().and_then(|mut l| l.next()).map(|l| l.offset());
         let message = match d.help() {
             Some(h) => format!("{message} (help: {h})"),
             None => message,
@@ -160,12 +158,15 @@ fn valid_name(s: &str) -> bool {
     !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
-/// The schema's entity type names, parsed once.
+/// The schema's entity type names and the extension constructors' names,
+/// parsed once.
 #[derive(Debug, Clone)]
 pub(crate) struct Types {
     pub(crate) api_key: EntityTypeName,
     pub(crate) account: EntityTypeName,
     pub(crate) instrument: EntityTypeName,
+    ip: cedar_policy_core::ast::Name,
+    decimal: cedar_policy_core::ast::Name,
 }
 
 impl Types {
@@ -174,11 +175,36 @@ impl Types {
             EntityTypeName::from_str(&format!("Rampart::{name}"))
                 .map_err(|e| format!("entity type `{name}`: {e}"))
         };
+        let f = |name: &str| {
+            cedar_policy_core::ast::Name::parse_unqualified_name(name)
+                .map_err(|e| format!("extension function `{name}`: {e}"))
+        };
         Ok(Self {
             api_key: t("ApiKey")?,
             account: t("Account")?,
             instrument: t("Instrument")?,
+            ip: f("ip")?,
+            decimal: f("decimal")?,
         })
+    }
+
+    /// `ip("…")`, as `RestrictedExpression::new_ip` builds it but without
+    /// parsing the name `ip` again (the argument is checked on evaluation).
+    pub(crate) fn ip(&self, src: &str) -> RestrictedExpression {
+        self.call(&self.ip, src)
+    }
+
+    /// `decimal("…")`, likewise.
+    pub(crate) fn decimal(&self, src: &str) -> RestrictedExpression {
+        self.call(&self.decimal, src)
+    }
+
+    fn call(&self, name: &cedar_policy_core::ast::Name, src: &str) -> RestrictedExpression {
+        use cedar_policy_core::ast::RestrictedExpr;
+        RestrictedExpression::from(RestrictedExpr::call_extension_fn(
+            name.clone(),
+            [RestrictedExpr::val(src)],
+        ))
     }
 }
 
@@ -219,12 +245,18 @@ fn generate_actions(defs: &[ActionDef], issues: &mut Issues) -> String {
         if !valid_name(&d.name) {
             issues.plain(
                 SCHEMA_SOURCE,
-                format!("action `{}`: a name is ASCII letters, digits and `_`", d.name),
+                format!(
+                    "action `{}`: a name is ASCII letters, digits and `_`",
+                    d.name
+                ),
             );
             continue;
         }
         if !seen.insert(d.name.clone()) {
-            issues.plain(SCHEMA_SOURCE, format!("action `{}` is defined twice", d.name));
+            issues.plain(
+                SCHEMA_SOURCE,
+                format!("action `{}` is defined twice", d.name),
+            );
             continue;
         }
         let mut groups: BTreeSet<String> = d.groups.iter().cloned().collect();
@@ -309,7 +341,11 @@ fn is_concrete(schema: &Schema, name: &str) -> bool {
     schema
         .actions()
         .find(|a| a.id().unescaped() == name)
-        .and_then(|a| schema.principals_for_action(a).map(|mut p| p.next().is_some()))
+        .and_then(|a| {
+            schema
+                .principals_for_action(a)
+                .map(|mut p| p.next().is_some())
+        })
         .unwrap_or(false)
 }
 
@@ -341,9 +377,18 @@ fn build_schema(cfg: &AuthzConfig, issues: &mut Issues) -> Option<(Schema, Strin
     }
 }
 
-fn build_actions(
-    schema: &Schema,
-) -> (HashMap<String, ActionInfo>, Vec<(EntityUid, HashSet<EntityUid>)>) {
+/// A concrete action as the index sees it.
+#[derive(Debug, Clone)]
+pub(crate) struct ActionScope {
+    pub(crate) uid: EntityUid,
+    /// Its groups, transitively.
+    pub(crate) groups: HashSet<EntityUid>,
+    /// The principal and resource types it applies to.
+    pub(crate) principals: Vec<EntityTypeName>,
+    pub(crate) resources: Vec<EntityTypeName>,
+}
+
+fn build_actions(schema: &Schema) -> (HashMap<String, ActionInfo>, Vec<ActionScope>) {
     let mut map = HashMap::new();
     let mut order = Vec::new();
     let Ok(entities) = schema.action_entities() else {
@@ -367,13 +412,24 @@ fn build_actions(
             .map(|it| it.cloned().collect())
             .unwrap_or_default();
         let index = order.len();
-        order.push((a.clone(), ancestors));
+        order.push(ActionScope {
+            uid: a.clone(),
+            groups: ancestors,
+            principals: schema
+                .principals_for_action(a)
+                .map(|it| it.cloned().collect())
+                .unwrap_or_default(),
+            resources: schema
+                .resources_for_action(a)
+                .map(|it| it.cloned().collect())
+                .unwrap_or_default(),
+        });
         map.insert(
             a.id().unescaped().to_string(),
             ActionInfo {
                 index,
                 uid: a.clone(),
-                entity: entity.clone(),
+                entity: share(entity),
             },
         );
     }
@@ -384,7 +440,7 @@ fn build_instruments(
     cfg: &AuthzConfig,
     ty: &EntityTypeName,
     issues: &mut Issues,
-) -> HashMap<String, (EntityUid, Entity)> {
+) -> HashMap<String, (EntityUid, Arc<CoreEntity>)> {
     let mut out = HashMap::new();
     for i in &cfg.instruments {
         if i.symbol.is_empty() {
@@ -421,7 +477,7 @@ fn build_instruments(
         ]);
         match Entity::new(u.clone(), attrs, HashSet::new()) {
             Ok(e) => {
-                out.insert(i.symbol.clone(), (u, e));
+                out.insert(i.symbol.clone(), (u, share(&e)));
             }
             Err(e) => issues.plain(CATALOGUE_SOURCE, format!("instrument `{}`: {e}", i.symbol)),
         }
@@ -478,7 +534,7 @@ fn parse_source(
             .map_or(cursor, |i| cursor + i);
         cursor = offset + ptext.len();
         let id = match p.annotation("id") {
-            Some(id) if id.is_empty() => {
+            Some("") => {
                 issues.at(name, Some(text), Some(offset), "`@id` is empty".into());
                 continue;
             }
@@ -553,7 +609,10 @@ pub(crate) fn load(cfg: &AuthzConfig) -> Result<Loaded, PolicyError> {
             || s.name == KEY_POLICIES_SOURCE
             || (cfg.defaults && s.name == DEFAULT_POLICIES_SOURCE)
         {
-            issues.plain(&s.name, "a policy source with this name is already loaded".into());
+            issues.plain(
+                &s.name,
+                "a policy source with this name is already loaded".into(),
+            );
             continue;
         }
         sources.push((s.name.as_str(), s.text.as_str()));

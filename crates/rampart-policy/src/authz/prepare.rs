@@ -2,15 +2,30 @@
 //! Cedar request.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Weak};
 
 use cedar_policy::{
     Context, Entities, Entity, EntityTypeName, EntityUid, Request, RestrictedExpression,
 };
+use cedar_policy_core::entities::{
+    Dereference, Entities as CoreEntities, NoEntitiesSchema, TCComputation,
+};
+use cedar_policy_core::extensions::Extensions;
 use ipnet::IpNet;
 use rust_decimal::Decimal;
 
 use super::load::{uid, Types};
 use super::{AccountFacts, KeySettings, RequestFacts};
+
+/// Cedar's internal entity type: the per-request entity store is assembled
+/// from shared (`Arc`) entities whose ancestors are already closed, instead
+/// of cloning and re-closing every entity per request.
+pub(crate) type CoreEntity = cedar_policy_core::ast::Entity;
+
+/// Shares a built entity.
+pub(crate) fn share(e: &Entity) -> Arc<CoreEntity> {
+    Arc::new(AsRef::<CoreEntity>::as_ref(e).clone())
+}
 
 /// A key's Cedar entities (the key, its account, the account's parent),
 /// built once by [`Authorizer::prepare_key`](super::Authorizer::prepare_key)
@@ -25,10 +40,11 @@ pub struct PreparedKey {
     account_uid: EntityUid,
     /// Every entity the key is `in`: account, parent, grandparent.
     ancestors: Vec<EntityUid>,
-    /// Key, account, parent (when known).
-    entities: Vec<Entity>,
-    /// The key's ranges, truncated to their network address.
-    nets: Vec<IpNet>,
+    /// Key, account, parent (when known), transitively closed.
+    base: CoreEntities,
+    /// The key's ranges, truncated to their network address, with their
+    /// Cedar values (the `source_net` witness).
+    nets: Vec<(IpNet, RestrictedExpression)>,
     /// Why requests of this key cannot be evaluated.
     error: Option<String>,
 }
@@ -57,36 +73,46 @@ impl PreparedKey {
     /// The Cedar request and entities for `req`.
     pub(crate) fn request(
         &self,
+        types: &Types,
         req: &RequestFacts<'_>,
         action: &EntityUid,
-        action_entity: &Entity,
-        instrument: Option<(&EntityUid, &Entity)>,
+        action_entity: &Arc<CoreEntity>,
+        instrument: Option<(&EntityUid, &Arc<CoreEntity>)>,
     ) -> Result<(Request, Entities), String> {
         if let Some(e) = &self.error {
             return Err(e.clone());
         }
         let target_id = req.target_account.unwrap_or(&self.account_id);
         let target = uid(&self.account_ty, target_id);
-        let mut entities: Vec<Entity> = Vec::with_capacity(self.entities.len() + 3);
-        entities.extend(self.entities.iter().cloned());
-        entities.push(action_entity.clone());
+        let mut extra: Vec<Arc<CoreEntity>> = Vec::with_capacity(3);
+        extra.push(action_entity.clone());
         if let Some((_, e)) = instrument {
-            entities.push(e.clone());
+            extra.push(e.clone());
         }
         // A target that is the key's account or one of its ancestors keeps
         // the prepared entity (or none, beyond the parent): the caller's
         // `target_account_parent` never changes the principal's ancestry.
         if target != self.account_uid && !self.ancestors.contains(&target) {
-            let parents: HashSet<EntityUid> = req
-                .target_account_parent
-                .map(|p| uid(&self.account_ty, p))
-                .into_iter()
-                .collect();
-            entities.push(Entity::new_no_attrs(target.clone(), parents));
+            extra.push(Arc::new(
+                self.target_entity(&target, req.target_account_parent)?,
+            ));
         }
-        let entities =
-            Entities::from_entities(entities, None).map_err(|e| format!("entities: {e}"))?;
-        let context = self.context(req, target)?;
+        // INVARIANT: closed and acyclic. The base was closed by Cedar at
+        // prepare time; action entities come closed from the schema;
+        // instruments have no parents; the target is a new leaf whose
+        // ancestors are listed in full by `target_entity`.
+        let entities = self
+            .base
+            .clone()
+            .add_entities(
+                extra,
+                None::<&NoEntitiesSchema>,
+                TCComputation::AssumeAlreadyComputed,
+                Extensions::all_available(),
+            )
+            .map(Entities::from)
+            .map_err(|e| format!("entities: {e}"))?;
+        let context = self.context(types, req, target)?;
         let resource = match instrument {
             Some((u, _)) => u.clone(),
             None => uid(
@@ -94,24 +120,60 @@ impl PreparedKey {
                 req.target_account.unwrap_or(&self.account_id),
             ),
         };
-        let request = Request::new(self.key_uid.clone(), action.clone(), resource, context, None)
-            .map_err(|e| format!("request: {e}"))?;
+        let request = Request::new(
+            self.key_uid.clone(),
+            action.clone(),
+            resource,
+            context,
+            None,
+        )
+        .map_err(|e| format!("request: {e}"))?;
         Ok((request, entities))
     }
 
-    fn context(&self, req: &RequestFacts<'_>, account: EntityUid) -> Result<Context, String> {
+    /// A target account named by the request and not among the key's
+    /// prepared entities: no attributes (a policy reading them errors, and so
+    /// denies); its parent when the caller knows it, and that parent's
+    /// ancestors when the key's entities know them.
+    fn target_entity(
+        &self,
+        target: &EntityUid,
+        parent: Option<&str>,
+    ) -> Result<CoreEntity, String> {
+        let mut parents = HashSet::new();
+        let mut indirect = HashSet::new();
+        if let Some(p) = parent {
+            let p = uid(&self.account_ty, p);
+            if &p == target {
+                return Err(format!("account `{p}` cannot be its own parent"));
+            }
+            let p: cedar_policy_core::ast::EntityUID = p.into();
+            if let Dereference::Data(pe) = self.base.entity(&p) {
+                indirect.extend(pe.ancestors().filter(|a| **a != p).cloned());
+            }
+            parents.insert(p);
+        }
+        Ok(CoreEntity::new_with_attr_partial_value(
+            target.clone().into(),
+            [],
+            indirect,
+            parents,
+            [],
+        ))
+    }
+
+    fn context(
+        &self,
+        types: &Types,
+        req: &RequestFacts<'_>,
+        account: EntityUid,
+    ) -> Result<Context, String> {
         let ip = req.source_ip.to_canonical();
         let now = req.now_ms.div_euclid(1000);
         let mut pairs: Vec<(String, RestrictedExpression)> = Vec::with_capacity(11);
-        pairs.push((
-            "source_ip".into(),
-            RestrictedExpression::new_ip(ip.to_string()),
-        ));
-        if let Some(net) = self.nets.iter().find(|n| n.contains(&ip)) {
-            pairs.push((
-                "source_net".into(),
-                RestrictedExpression::new_ip(net.to_string()),
-            ));
+        pairs.push(("source_ip".into(), types.ip(&ip.to_string())));
+        if let Some((_, net)) = self.nets.iter().find(|(n, _)| n.contains(&ip)) {
+            pairs.push(("source_net".into(), net.clone()));
         }
         pairs.push((
             "required_scope".into(),
@@ -148,7 +210,7 @@ impl PreparedKey {
                 ),
                 (
                     "qty".to_string(),
-                    RestrictedExpression::new_decimal(cedar_decimal("qty", &o.qty)?),
+                    types.decimal(&cedar_decimal("qty", &o.qty)?),
                 ),
                 (
                     "instrument".to_string(),
@@ -158,7 +220,7 @@ impl PreparedKey {
             if let Some(n) = &o.notional {
                 rec.push((
                     "notional".to_string(),
-                    RestrictedExpression::new_decimal(cedar_decimal("notional", n)?),
+                    types.decimal(&cedar_decimal("notional", n)?),
                 ));
             }
             pairs.push((
@@ -186,21 +248,26 @@ impl PreparedKey {
     }
 }
 
-/// The Cedar `decimal` literal for a decimal string, exactly, or why not.
+/// The Cedar `decimal` literal for a decimal string, or why not.
 ///
-/// Cedar decimals are `i64` multiples of 10⁻⁴. Trailing zeros are fine
-/// (`"0.50000"`); any other digit past the fourth place, or a magnitude of
-/// 922337203685477.5807 or more, is refused rather than rounded.
+/// Cedar decimals are `i64` multiples of 10⁻⁴. A value with more
+/// fractional digits (a BTC quantity of `0.00012345`) is rounded **up**
+/// (toward +∞) to the fourth place: the policy sees a size at least as
+/// large as the real one, which is conservative for the upper limits
+/// policies express (largest size, largest notional); a minimum-size
+/// policy sees at most 0.0001 more. Exact limits are `[pretrade]`'s job.
+/// A magnitude of 922337203685477.5807 or more is refused.
 pub(crate) fn cedar_decimal(what: &str, s: &str) -> Result<String, String> {
     let d = Decimal::from_str_exact(s.trim())
         .map_err(|e| format!("order {what} `{s}` is not a decimal number: {e}"))?
         .normalize();
+    let d = if d.scale() > 4 {
+        d.round_dp_with_strategy(4, rust_decimal::RoundingStrategy::ToPositiveInfinity)
+            .normalize()
+    } else {
+        d
+    };
     let scale = d.scale();
-    if scale > 4 {
-        return Err(format!(
-            "order {what} `{s}` has more than 4 fractional digits, the most a policy decimal holds"
-        ));
-    }
     let units = 10_i128
         .checked_pow(4 - scale)
         .and_then(|m| d.mantissa().checked_mul(m))
@@ -213,14 +280,37 @@ pub(crate) fn cedar_decimal(what: &str, s: &str) -> Result<String, String> {
 }
 
 fn set_of_strings(v: &[String]) -> RestrictedExpression {
-    RestrictedExpression::new_set(v.iter().map(|s| RestrictedExpression::new_string(s.clone())))
+    RestrictedExpression::new_set(
+        v.iter()
+            .map(|s| RestrictedExpression::new_string(s.clone())),
+    )
+}
+
+/// An entity with attributes, with its ancestors given in full (`parents`
+/// direct, `indirect` the rest): the hierarchy is closed by construction.
+fn closed_entity(
+    uid: &EntityUid,
+    attrs: HashMap<String, RestrictedExpression>,
+    parents: &[&EntityUid],
+    indirect: &[&EntityUid],
+) -> Result<CoreEntity, String> {
+    let e = Entity::new(uid.clone(), attrs, HashSet::new()).map_err(|e| format!("`{uid}`: {e}"))?;
+    let (uid, attrs, _, _, tags) = AsRef::<CoreEntity>::as_ref(&e).clone().into_inner();
+    let set = |v: &[&EntityUid]| v.iter().map(|u| (*u).clone().into()).collect();
+    Ok(CoreEntity::new_with_attr_partial_value(
+        uid,
+        attrs,
+        set(indirect),
+        set(parents),
+        tags,
+    ))
 }
 
 fn account_entity(
     ty: &EntityTypeName,
     a: &AccountFacts,
-    parent: Option<&str>,
-) -> Result<Entity, String> {
+    grandparent: Option<&str>,
+) -> Result<CoreEntity, String> {
     let attrs = HashMap::from([
         (
             "kyc_tier".to_string(),
@@ -235,16 +325,72 @@ fn account_entity(
             set_of_strings(&a.withdrawal_addresses),
         ),
     ]);
-    let parents = parent.map(|p| uid(ty, p)).into_iter().collect();
-    Entity::new(uid(ty, &a.id), attrs, parents).map_err(|e| format!("account `{}`: {e}", a.id))
+    let parent = a.parent_id.as_deref().map(|p| uid(ty, p));
+    let gp = grandparent.filter(|_| parent.is_some()).map(|g| uid(ty, g));
+    closed_entity(
+        &uid(ty, &a.id),
+        attrs,
+        &parent.iter().collect::<Vec<_>>(),
+        &gp.iter().collect::<Vec<_>>(),
+    )
+    .map_err(|e| format!("account {e}"))
+}
+
+/// Account entities shared by the prepared keys of an account (a key's
+/// own entity is the bulk of the rest): keyed by id, reused while the facts
+/// (and the grandparent) are unchanged and some prepared key still holds it.
+#[derive(Debug, Default)]
+pub(crate) struct AccountCache {
+    inner: parking_lot::Mutex<AccountMap>,
+}
+
+type AccountEntry = (AccountFacts, Option<String>, Weak<CoreEntity>);
+
+#[derive(Debug, Default)]
+struct AccountMap {
+    entries: HashMap<String, AccountEntry>,
+    prune_at: usize,
+}
+
+impl AccountCache {
+    fn get(
+        &self,
+        ty: &EntityTypeName,
+        a: &AccountFacts,
+        grandparent: Option<&str>,
+    ) -> Result<Arc<CoreEntity>, String> {
+        let mut map = self.inner.lock();
+        if let Some((facts, gp, weak)) = map.entries.get(&a.id) {
+            if facts == a && gp.as_deref() == grandparent {
+                if let Some(e) = weak.upgrade() {
+                    return Ok(e);
+                }
+            }
+        }
+        let e = Arc::new(account_entity(ty, a, grandparent)?);
+        map.entries.insert(
+            a.id.clone(),
+            (
+                a.clone(),
+                grandparent.map(str::to_string),
+                Arc::downgrade(&e),
+            ),
+        );
+        if map.entries.len() > map.prune_at {
+            map.entries.retain(|_, (_, _, w)| w.strong_count() > 0);
+            map.prune_at = map.entries.len() * 2 + 1024;
+        }
+        Ok(e)
+    }
 }
 
 fn key_entity(
     key_ty: &EntityTypeName,
     account_uid: &EntityUid,
     k: &KeySettings,
-    nets: &[IpNet],
-) -> Result<Entity, String> {
+    nets: &[(IpNet, RestrictedExpression)],
+    ancestors: &[EntityUid],
+) -> Result<CoreEntity, String> {
     let expires_at = k.expires_at_ms.map_or(0, |ms| ms.div_euclid(1000));
     let attrs = HashMap::from([
         (
@@ -276,31 +422,36 @@ fn key_entity(
         ),
         (
             "nets".to_string(),
-            RestrictedExpression::new_set(
-                nets.iter()
-                    .map(|n| RestrictedExpression::new_ip(n.to_string())),
-            ),
+            RestrictedExpression::new_set(nets.iter().map(|(_, e)| e.clone())),
         ),
         (
             "any_ip".to_string(),
             RestrictedExpression::new_bool(nets.is_empty()),
         ),
     ]);
-    let parents = HashSet::from([account_uid.clone()]);
-    Entity::new(uid(key_ty, &k.key_id), attrs, parents)
-        .map_err(|e| format!("key `{}`: {e}", k.key_id))
+    let indirect: Vec<&EntityUid> = ancestors.iter().filter(|a| *a != account_uid).collect();
+    closed_entity(&uid(key_ty, &k.key_id), attrs, &[account_uid], &indirect)
+        .map_err(|e| format!("key {e}"))
 }
 
 /// Builds a [`PreparedKey`]; inconsistencies become its `error`.
 pub(crate) fn prepare(
     types: &Types,
+    accounts: &AccountCache,
     key: &KeySettings,
     account: &AccountFacts,
     parent: Option<&AccountFacts>,
 ) -> PreparedKey {
     let key_ty = &types.api_key;
     let account_ty = &types.account;
-    let nets: Vec<IpNet> = key.nets.iter().map(IpNet::trunc).collect();
+    let nets: Vec<(IpNet, RestrictedExpression)> = key
+        .nets
+        .iter()
+        .map(|n| {
+            let n = n.trunc();
+            (n, types.ip(&n.to_string()))
+        })
+        .collect();
     let key_uid = uid(key_ty, &key.key_id);
     let account_uid = uid(account_ty, &key.account_id);
     let mut ancestors = vec![account_uid.clone()];
@@ -317,11 +468,11 @@ pub(crate) fn prepare(
         key_uid,
         account_uid: account_uid.clone(),
         ancestors,
-        entities: Vec::new(),
+        base: CoreEntities::new(),
         nets,
         error: None,
     };
-    let built = (|| -> Result<Vec<Entity>, String> {
+    let built = (|| -> Result<CoreEntities, String> {
         if key.account_id != account.id {
             return Err(format!(
                 "key `{}` belongs to account `{}`, not `{}`",
@@ -351,20 +502,35 @@ pub(crate) fn prepare(
         {
             return Err(format!("account `{}` is its own ancestor", account.id));
         }
+        let gp = parent.and_then(|p| p.parent_id.as_deref());
         let mut v = vec![
-            key_entity(key_ty, &account_uid, key, &out.nets)?,
-            account_entity(account_ty, account, account.parent_id.as_deref())?,
+            Arc::new(key_entity(
+                key_ty,
+                &account_uid,
+                key,
+                &out.nets,
+                &out.ancestors,
+            )?),
+            accounts.get(account_ty, account, gp)?,
         ];
         if let Some(p) = parent {
-            v.push(account_entity(account_ty, p, p.parent_id.as_deref())?);
+            v.push(accounts.get(account_ty, p, None)?);
         }
-        // Check once that the entities are well formed (the hot path then
-        // skips the check): this catches a hierarchy cycle.
-        Entities::from_entities(v.iter().cloned(), None).map_err(|e| format!("entities: {e}"))?;
-        Ok(v)
+        // INVARIANT: closed and acyclic: each entity lists all its
+        // ancestors (key: account, parent, grandparent; account: parent,
+        // grandparent; parent: grandparent), and the checks above refuse
+        // every cycle three distinct-by-type-or-id levels could form.
+        CoreEntities::new()
+            .add_entities(
+                v,
+                None::<&NoEntitiesSchema>,
+                TCComputation::AssumeAlreadyComputed,
+                Extensions::all_available(),
+            )
+            .map_err(|e| format!("entities: {e}"))
     })();
     match built {
-        Ok(v) => out.entities = v,
+        Ok(base) => out.base = base,
         Err(e) => out.error = Some(e),
     }
     out
@@ -384,7 +550,10 @@ mod tests {
             cedar_decimal("qty", "922337203685477.5807").unwrap(),
             "922337203685477.5807"
         );
-        assert!(cedar_decimal("qty", "0.00001").is_err());
+        assert_eq!(cedar_decimal("qty", "0.00001").unwrap(), "0.0001");
+        assert_eq!(cedar_decimal("qty", "0.00012345").unwrap(), "0.0002");
+        assert_eq!(cedar_decimal("qty", "1.00000001").unwrap(), "1.0001");
+        assert_eq!(cedar_decimal("qty", "-0.00001").unwrap(), "0.0000");
         assert!(cedar_decimal("qty", "922337203685477.5808").is_err());
         assert!(cedar_decimal("qty", "-922337203685477.5808").is_err());
         assert!(cedar_decimal("qty", "1e3").is_err());
