@@ -86,98 +86,28 @@ impl Runtime {
                 tokio::spawn(p.clone().health_loop(stop.clone()));
             }
         }
-        let limits_route = Arc::new(crate::router::Route {
-            cfg: rampart_core::config::RouteConfig {
-                method: http::Method::GET,
-                path: crate::proxy::LIMITS_PATH.to_owned(),
-                upstream: String::new(),
-                action: "GetLimits".to_owned(),
-                scope: String::new(),
-                weight: 1,
-                rewrite: None,
-                max_body_bytes: Some(0),
-                timeout: None,
-                retry: rampart_core::config::RetryPolicy::Never,
-                group: None,
-                schema: None,
-                waf: None,
-                account: None,
-                order_id: None,
-                instrument: None,
-            },
-            rewrite: None,
-            index: usize::MAX,
-            stats: crate::stats::RouteStats::new("GetLimits"),
-        });
-        let mfa_route = Arc::new(crate::router::Route {
-            cfg: rampart_core::config::RouteConfig {
-                method: http::Method::POST,
-                path: "/v1/mfa/verify".to_owned(),
-                upstream: String::new(),
-                action: "MfaVerify".to_owned(),
-                scope: String::new(),
-                weight: 1,
-                rewrite: None,
-                max_body_bytes: Some(1024),
-                timeout: None,
-                retry: rampart_core::config::RetryPolicy::Never,
-                group: None,
-                schema: None,
-                waf: None,
-                account: None,
-                order_id: None,
-                instrument: None,
-            },
-            rewrite: None,
-            index: usize::MAX,
-            stats: crate::stats::RouteStats::new("MfaVerify"),
-        });
-        let address_route = Arc::new(crate::router::Route {
-            cfg: rampart_core::config::RouteConfig {
-                method: http::Method::POST,
-                path: "/v1/address-book".to_owned(),
-                upstream: String::new(),
-                action: "AddressBookChange".to_owned(),
-                scope: "withdraw".to_owned(),
-                weight: 1,
-                rewrite: None,
-                max_body_bytes: Some(1024),
-                timeout: None,
-                retry: rampart_core::config::RetryPolicy::Never,
-                group: None,
-                schema: None,
-                waf: None,
-                account: None,
-                order_id: None,
-                instrument: None,
-            },
-            rewrite: None,
-            index: usize::MAX,
-            stats: crate::stats::RouteStats::new("AddressBookChange"),
-        });
-        let address_list_route = Arc::new(crate::router::Route {
-            cfg: rampart_core::config::RouteConfig {
-                method: http::Method::GET,
-                path: "/v1/address-book".to_owned(),
-                upstream: String::new(),
-                action: "GetAddressBook".to_owned(),
-                scope: "read".to_owned(),
-                weight: 1,
-                rewrite: None,
-                max_body_bytes: Some(0),
-                timeout: None,
-                retry: rampart_core::config::RetryPolicy::Never,
-                group: None,
-                schema: None,
-                waf: None,
-                account: None,
-                order_id: None,
-                instrument: None,
-            },
-            rewrite: None,
-            index: usize::MAX,
-            stats: crate::stats::RouteStats::new("GetAddressBook"),
-        });
+        let limits_route = gateway_route(
+            http::Method::GET,
+            crate::proxy::LIMITS_PATH,
+            "GetLimits",
+            "",
+            0,
+        );
+        let mfa_route = gateway_route(http::Method::POST, "/v1/mfa/verify", "MfaVerify", "", 1024);
+        let address_route = gateway_route(
+            http::Method::POST,
+            "/v1/address-book",
+            "AddressBookChange",
+            "withdraw",
+            1024,
+        );
+        let address_list_route = gateway_route(
+            http::Method::GET,
+            "/v1/address-book",
+            "GetAddressBook",
+            "read",
+            0,
+        );
         Ok(Arc::new(Self {
             cfg,
             router,
@@ -202,6 +132,40 @@ impl Runtime {
     pub fn retire(&self) {
         self.stop.cancel();
     }
+}
+
+/// The route of one of the gateway's own endpoints (no upstream; `scope`
+/// `""` = any authenticated key).
+fn gateway_route(
+    method: http::Method,
+    path: &str,
+    action: &str,
+    scope: &str,
+    max_body_bytes: usize,
+) -> Arc<crate::router::Route> {
+    Arc::new(crate::router::Route {
+        cfg: rampart_core::config::RouteConfig {
+            method,
+            path: path.to_owned(),
+            upstream: String::new(),
+            action: action.to_owned(),
+            scope: scope.to_owned(),
+            weight: 1,
+            rewrite: None,
+            max_body_bytes: Some(max_body_bytes),
+            timeout: None,
+            retry: rampart_core::config::RetryPolicy::Never,
+            group: None,
+            schema: None,
+            waf: None,
+            account: None,
+            order_id: None,
+            instrument: None,
+        },
+        rewrite: None,
+        index: usize::MAX,
+        stats: crate::stats::RouteStats::new(action),
+    })
 }
 
 impl Drop for Runtime {
@@ -310,6 +274,9 @@ impl Gateway {
             )
             .map_err(GatewayError::Limits)?,
         );
+        if auth.is_some() && cfg.policy.is_none() {
+            tracing::warn!("authorization policies are off (no [policy] section): scopes, IP allow lists, expiry, object-level checks, MFA step-up and [pretrade] still apply; KYC tiers, instrument and product lists and the withdrawal address book do not");
+        }
         let trading = Arc::new(crate::trading::Trading::new(&cfg));
         let rt = Runtime::start(
             cfg,

@@ -19,20 +19,65 @@ use crate::Vault;
 /// Most cached entries (known and unknown key ids); emptied when full.
 const CACHE_MAX: usize = 100_000;
 
-type Entry = (Instant, Option<Arc<KeyRecord>>);
+/// A short-TTL cache of lookups by id (known and unknown ids alike);
+/// emptied when full; `ttl` 0 = no caching.
+struct TtlCache<V> {
+    ttl: Duration,
+    map: RwLock<HashMap<String, Cached<V>>>,
+}
+
+/// When a lookup was made, and its answer (`None`: unknown id).
+type Cached<V> = (Instant, Option<Arc<V>>);
+
+impl<V> TtlCache<V> {
+    fn new(ttl: Duration) -> Self {
+        Self {
+            ttl,
+            map: RwLock::new(HashMap::new()),
+        }
+    }
+
+    /// The cached answer for `id`, if still fresh.
+    fn get(&self, id: &str) -> Option<Option<Arc<V>>> {
+        if self.ttl.is_zero() {
+            return None;
+        }
+        let map = self.map.read();
+        let (at, v) = map.get(id)?;
+        (at.elapsed() < self.ttl).then(|| v.clone())
+    }
+
+    fn put(&self, id: &str, v: Option<Arc<V>>) {
+        if self.ttl.is_zero() || id.len() > 256 {
+            return;
+        }
+        let mut map = self.map.write();
+        if map.len() >= CACHE_MAX {
+            map.clear();
+        }
+        map.insert(id.to_owned(), (Instant::now(), v));
+    }
+
+    fn remove(&self, id: &str) {
+        self.map.write().remove(id);
+    }
+
+    fn len(&self) -> usize {
+        self.map.read().len()
+    }
+}
 
 /// [`KeyDirectory`] backed by a [`Vault`].
 pub struct VaultDirectory {
     vault: Arc<Vault>,
-    ttl: Duration,
-    cache: RwLock<HashMap<String, Entry>>,
+    cache: TtlCache<KeyRecord>,
 }
 
 impl std::fmt::Debug for VaultDirectory {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("VaultDirectory")
-            .field("ttl", &self.ttl)
-            .field("cached", &self.cache.read().len())
+            .field("ttl", &self.cache.ttl)
+            .field("cached", &self.cache.len())
             .finish()
     }
 }
@@ -43,15 +88,14 @@ impl VaultDirectory {
     pub fn new(vault: Arc<Vault>, ttl: Duration) -> Self {
         Self {
             vault,
-            ttl,
-            cache: RwLock::new(HashMap::new()),
+            cache: TtlCache::new(ttl),
         }
     }
 
     /// Drops the cached entry of `key_id` (after a revoke or rotate in this
     /// process, so it applies at once).
     pub fn invalidate(&self, key_id: &str) {
-        self.cache.write().remove(key_id);
+        self.cache.remove(key_id);
     }
 
     async fn load(&self, key_id: &str) -> Result<Option<Arc<KeyRecord>>, DirectoryError> {
@@ -179,21 +223,11 @@ impl KeyDirectory for VaultDirectory {
         key_id: &'a str,
     ) -> BoxFuture<'a, Result<Option<Arc<KeyRecord>>, DirectoryError>> {
         Box::pin(async move {
-            if !self.ttl.is_zero() {
-                if let Some((at, rec)) = self.cache.read().get(key_id) {
-                    if at.elapsed() < self.ttl {
-                        return Ok(rec.clone());
-                    }
-                }
+            if let Some(rec) = self.cache.get(key_id) {
+                return Ok(rec);
             }
             let rec = self.load(key_id).await?;
-            if !self.ttl.is_zero() && key_id.len() <= 256 {
-                let mut cache = self.cache.write();
-                if cache.len() >= CACHE_MAX {
-                    cache.clear();
-                }
-                cache.insert(key_id.to_owned(), (Instant::now(), rec.clone()));
-            }
+            self.cache.put(key_id, rec.clone());
             Ok(rec)
         })
     }
@@ -227,16 +261,13 @@ impl KeyDirectory for VaultDirectory {
 /// (or two requests) can never both accept the same code.
 pub struct VaultAccounts {
     vault: Arc<Vault>,
-    ttl: Duration,
-    cache: RwLock<HashMap<String, AccountEntry>>,
+    cache: TtlCache<AccountRecord>,
 }
-
-type AccountEntry = (Instant, Option<Arc<AccountRecord>>);
 
 impl std::fmt::Debug for VaultAccounts {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("VaultAccounts")
-            .field("ttl", &self.ttl)
+            .field("ttl", &self.cache.ttl)
             .finish_non_exhaustive()
     }
 }
@@ -247,8 +278,7 @@ impl VaultAccounts {
     pub fn new(vault: Arc<Vault>, ttl: Duration) -> Self {
         Self {
             vault,
-            ttl,
-            cache: RwLock::new(HashMap::new()),
+            cache: TtlCache::new(ttl),
         }
     }
 
@@ -299,21 +329,11 @@ impl AccountDirectory for VaultAccounts {
         id: &'a str,
     ) -> BoxFuture<'a, Result<Option<Arc<AccountRecord>>, DirectoryError>> {
         Box::pin(async move {
-            if !self.ttl.is_zero() {
-                if let Some((at, rec)) = self.cache.read().get(id) {
-                    if at.elapsed() < self.ttl {
-                        return Ok(rec.clone());
-                    }
-                }
+            if let Some(rec) = self.cache.get(id) {
+                return Ok(rec);
             }
             let rec = self.load(id).await?;
-            if !self.ttl.is_zero() && id.len() <= 256 {
-                let mut cache = self.cache.write();
-                if cache.len() >= CACHE_MAX {
-                    cache.clear();
-                }
-                cache.insert(id.to_owned(), (Instant::now(), rec.clone()));
-            }
+            self.cache.put(id, rec.clone());
             Ok(rec)
         })
     }
@@ -423,7 +443,7 @@ impl AccountDirectory for VaultAccounts {
                     effective_at_ms,
                 })
                 .await;
-            self.cache.write().remove(account_id);
+            self.cache.remove(account_id);
             match res {
                 Ok(()) => Ok(true),
                 Err(StoreError::Conflict(_)) => Ok(false),
@@ -444,7 +464,7 @@ impl AccountDirectory for VaultAccounts {
                 .remove_withdrawal_address(account_id, address)
                 .await
                 .map_err(|e| DirectoryError(e.to_string()));
-            self.cache.write().remove(account_id);
+            self.cache.remove(account_id);
             res
         })
     }
