@@ -682,7 +682,7 @@ async fn pipeline(
     // Phase: forward. A later rejection is attributed to the principal.
     let identity = rt.auth.as_ref().map(|a| Arc::clone(&a.identity));
     let changes_credentials = rt.defense.changes_credentials(&route.cfg.action);
-    let learns = trading::learns(&route);
+    let learns = trading::learns(rt, &route);
     let route_for_learning = learns.then(|| route.clone());
     let out = forward(
         &pool,

@@ -685,6 +685,25 @@ async fn pre_trade_limits_refuse_bad_orders_before_the_exchange() {
         "{b}"
     );
     assert_eq!(e.orders("demo"), 2);
+
+    // An order closed behind the gateway's back (a fill, a cancel from
+    // another channel) keeps its slot until the account lists its orders.
+    let resting = e.ex.with_engine(|x| x.open_orders("demo").unwrap()[0].id);
+    e.ex.cancel_order("demo", resting).unwrap();
+    let (st, b) = call(&e, place(order_body("BTC-USD", "0.01", "64000.00", "o4"))).await;
+    assert_eq!(
+        (st, b["limit"].as_str()),
+        (422, Some("max_open_orders")),
+        "{b}"
+    );
+    let (st, _) = call(
+        &e,
+        signed_with(Method::GET, "/v1/orders", "", "k-pt", &k, &[]),
+    )
+    .await;
+    assert_eq!(st, 200);
+    let (st, b) = call(&e, place(order_body("BTC-USD", "0.01", "64000.00", "o4"))).await;
+    assert_eq!(st, 201, "reconciled from the open-order list: {b}");
 }
 
 #[tokio::test]

@@ -518,11 +518,12 @@ async fn read_limited(mut body: respond::Body) -> Option<Bytes> {
 
 /// Whether the gateway reads this route's answers (order entry, cancels,
 /// open-order lists).
-pub(super) fn learns(route: &Route) -> bool {
+pub(super) fn learns(rt: &Runtime, route: &Route) -> bool {
     is_order_entry(route)
         || route.cfg.action == "CancelOrder"
         || route.cfg.group.as_deref() == Some("cancels")
-        || route.cfg.action == "ListOrders"
+        // Open-order lists only feed pre-trade reconciliation.
+        || (route.cfg.action == "ListOrders" && rt.trading.pretrade.is_some())
 }
 
 fn order_id(v: &serde_json::Value) -> Option<String> {
@@ -566,6 +567,20 @@ pub(super) async fn learn(
             });
         }
         return out;
+    }
+    // An open-order list is only a reconciliation hint: a large or
+    // unsized one streams through untouched instead of being refused.
+    if route.cfg.action == "ListOrders" {
+        let small = out
+            .resp
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<usize>().ok())
+            .is_some_and(|n| n <= MAX_LEARN_BODY);
+        if !small {
+            return out;
+        }
     }
     let (parts, body) =
         std::mem::replace(&mut out.resp, Response::new(respond::full(Bytes::new()))).into_parts();
