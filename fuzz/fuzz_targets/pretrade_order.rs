@@ -1,6 +1,7 @@
 //! Order bodies from the input through `pretrade::parse_order`, then
 //! `Engine::check` against every kind of limit; the body also goes through
-//! the TOTP code check and the `Rampart-MFA` value parse. None may panic;
+//! the TOTP code check, base32 and recovery codes, and the WebAuthn
+//! registration and assertion parsers (CBOR, authenticator data). None may panic;
 //! an accepted order must satisfy the configured quantity limit.
 #![no_main]
 
@@ -50,4 +51,19 @@ fuzz_target!(|data: &[u8]| {
         let _ = rampart_auth::totp::base32_decode(text);
         let _ = rampart_auth::totp::recovery::find(text, &[rampart_auth::totp::recovery::hash("x")]);
     }
+    // The same bytes as WebAuthn attestation objects, client data and
+    // authenticator data.
+    let e = rampart_auth::webauthn::Expect {
+        rp_id: "admin.example",
+        origin: "https://admin.example",
+        challenge: &[1; 32],
+        require_uv: true,
+    };
+    let _ = rampart_auth::webauthn::register(&e, data, data);
+    let cred = rampart_auth::webauthn::Credential {
+        id: vec![1],
+        key: rampart_auth::webauthn::CredentialKey::Ed25519([0; 32]),
+        sign_count: 0,
+    };
+    let _ = rampart_auth::webauthn::authenticate(&e, &cred, data, data, data);
 });

@@ -24,6 +24,7 @@ pub mod replay;
 pub mod rfc9421;
 pub mod totp;
 mod types;
+pub mod webauthn;
 
 pub use directory::{
     AccountDirectory, AccountRecord, DirectoryError, KeyDirectory, KeyOrderLimits, KeyRecord,
