@@ -160,6 +160,20 @@ fn json(body: &str) -> serde_json::Value {
     serde_json::from_str(body).unwrap_or(serde_json::Value::Null)
 }
 
+/// Places an order signed by `key_id`.
+async fn place_order(
+    e: &Env,
+    key_id: &str,
+    sk: &SigningKey,
+    body: &str,
+) -> (u16, serde_json::Value) {
+    call(
+        e,
+        signed_with(Method::POST, "/v1/orders", body, key_id, sk, &[]),
+    )
+    .await
+}
+
 async fn call(e: &Env, req: Request<Full<Bytes>>) -> (u16, serde_json::Value) {
     let r = send(&e.pki, e.addr, false, req).await;
     (r.status.as_u16(), r.json())
@@ -179,29 +193,19 @@ async fn kyc_tiers_gate_products_and_the_exchange_never_sees_a_denied_order() {
     let k2 = keyed(&e, "k-tier2", "demo", &["read", "trade"]);
 
     // Tier 1: spot yes, perpetuals no.
-    let (st, b) = call(
+    let (st, b) = place_order(
         &e,
-        signed_with(
-            Method::POST,
-            "/v1/orders",
-            &order_body("BTC-USD", "0.01", "100.00", "s1"),
-            "k-tier1",
-            &k1,
-            &[],
-        ),
+        "k-tier1",
+        &k1,
+        &order_body("BTC-USD", "0.01", "100.00", "s1"),
     )
     .await;
     assert_eq!(st, 201, "{b}");
-    let (st, b) = call(
+    let (st, b) = place_order(
         &e,
-        signed_with(
-            Method::POST,
-            "/v1/orders",
-            &order_body("BTC-PERP", "0.01", "100.00", "p1"),
-            "k-tier1",
-            &k1,
-            &[],
-        ),
+        "k-tier1",
+        &k1,
+        &order_body("BTC-PERP", "0.01", "100.00", "p1"),
     )
     .await;
     assert_eq!(st, 403, "{b}");
@@ -213,16 +217,11 @@ async fn kyc_tiers_gate_products_and_the_exchange_never_sees_a_denied_order() {
     );
 
     // Tier 0: market data only — no trading, no account reads.
-    let (st, b) = call(
+    let (st, b) = place_order(
         &e,
-        signed_with(
-            Method::POST,
-            "/v1/orders",
-            &order_body("BTC-USD", "0.01", "100.00", "z1"),
-            "k-tier0",
-            &k0,
-            &[],
-        ),
+        "k-tier0",
+        &k0,
+        &order_body("BTC-USD", "0.01", "100.00", "z1"),
     )
     .await;
     assert_eq!(
@@ -233,31 +232,21 @@ async fn kyc_tiers_gate_products_and_the_exchange_never_sees_a_denied_order() {
     assert_eq!(e.orders("tier0"), 0);
 
     // Tier 2: derivatives.
-    let (st, b) = call(
+    let (st, b) = place_order(
         &e,
-        signed_with(
-            Method::POST,
-            "/v1/orders",
-            &order_body("BTC-PERP", "0.01", "100.00", "d1"),
-            "k-tier2",
-            &k2,
-            &[],
-        ),
+        "k-tier2",
+        &k2,
+        &order_body("BTC-PERP", "0.01", "100.00", "d1"),
     )
     .await;
     assert_eq!(st, 201, "{b}");
 
     // An instrument outside the catalogue is refused, never forwarded.
-    let (st, b) = call(
+    let (st, b) = place_order(
         &e,
-        signed_with(
-            Method::POST,
-            "/v1/orders",
-            &order_body("DOGE-USD", "1", "1.00", "u1"),
-            "k-tier2",
-            &k2,
-            &[],
-        ),
+        "k-tier2",
+        &k2,
+        &order_body("DOGE-USD", "1", "1.00", "u1"),
     )
     .await;
     assert_eq!(st, 403, "{b}");
@@ -270,29 +259,19 @@ async fn key_settings_restrict_instruments_products_and_read_only_keys() {
     let mut r = record("k-eth-only", "demo", Scheme::Rfc9421HmacSha256, km);
     r.instruments = vec!["ETH-USD".into()];
     e.add(r);
-    let (st, b) = call(
+    let (st, b) = place_order(
         &e,
-        signed_with(
-            Method::POST,
-            "/v1/orders",
-            &order_body("ETH-USD", "0.1", "100.00", "e1"),
-            "k-eth-only",
-            &sk,
-            &[],
-        ),
+        "k-eth-only",
+        &sk,
+        &order_body("ETH-USD", "0.1", "100.00", "e1"),
     )
     .await;
     assert_eq!(st, 201, "{b}");
-    let (st, b) = call(
+    let (st, b) = place_order(
         &e,
-        signed_with(
-            Method::POST,
-            "/v1/orders",
-            &order_body("BTC-USD", "0.01", "100.00", "e2"),
-            "k-eth-only",
-            &sk,
-            &[],
-        ),
+        "k-eth-only",
+        &sk,
+        &order_body("BTC-USD", "0.01", "100.00", "e2"),
     )
     .await;
     assert_eq!(
@@ -311,16 +290,11 @@ async fn key_settings_restrict_instruments_products_and_read_only_keys() {
     )
     .await;
     assert_eq!(st, 200);
-    let (st, b) = call(
+    let (st, b) = place_order(
         &e,
-        signed_with(
-            Method::POST,
-            "/v1/orders",
-            &order_body("BTC-USD", "0.01", "100.00", "r1"),
-            "k-ro",
-            &sk2,
-            &[],
-        ),
+        "k-ro",
+        &sk2,
+        &order_body("BTC-USD", "0.01", "100.00", "r1"),
     )
     .await;
     assert_eq!(st, 403, "{b}");
@@ -335,16 +309,11 @@ async fn bola_another_accounts_order_or_account_is_refused_before_the_exchange()
     let kb = keyed(&e, "k-b", "demo2", &["read", "trade"]);
     let ks = keyed(&e, "k-sub", "demo-sub", &["read", "trade"]);
 
-    let (st, b) = call(
+    let (st, b) = place_order(
         &e,
-        signed_with(
-            Method::POST,
-            "/v1/orders",
-            &order_body("BTC-USD", "0.01", "100.00", "a1"),
-            "k-a",
-            &ka,
-            &[],
-        ),
+        "k-a",
+        &ka,
+        &order_body("BTC-USD", "0.01", "100.00", "a1"),
     )
     .await;
     assert_eq!(st, 201, "{b}");
@@ -716,31 +685,21 @@ async fn kill_switch_cancels_open_orders_upstream_when_configured() {
     let e = env_routes(ROUTES, &extra, None).await;
     let k = keyed(&e, "k-ks", "demo", &["read", "trade"]);
     for cid in ["ks1", "ks2"] {
-        let (st, b) = call(
+        let (st, b) = place_order(
             &e,
-            signed_with(
-                Method::POST,
-                "/v1/orders",
-                &order_body("BTC-USD", "0.01", "64000.00", cid),
-                "k-ks",
-                &k,
-                &[],
-            ),
+            "k-ks",
+            &k,
+            &order_body("BTC-USD", "0.01", "64000.00", cid),
         )
         .await;
         assert_eq!(st, 201, "{b}");
     }
     let k2 = keyed(&e, "k-ks2", "demo2", &["read", "trade"]);
-    let (st, _) = call(
+    let (st, _) = place_order(
         &e,
-        signed_with(
-            Method::POST,
-            "/v1/orders",
-            &order_body("BTC-USD", "0.01", "64000.00", "other"),
-            "k-ks2",
-            &k2,
-            &[],
-        ),
+        "k-ks2",
+        &k2,
+        &order_body("BTC-USD", "0.01", "64000.00", "other"),
     )
     .await;
     assert_eq!(st, 201);
@@ -760,16 +719,11 @@ async fn kill_switch_cancels_open_orders_upstream_when_configured() {
         "cancel-all reached the exchange: {body}"
     );
     assert_eq!(e.orders("demo2"), 1, "other accounts keep their orders");
-    let (st, b) = call(
+    let (st, b) = place_order(
         &e,
-        signed_with(
-            Method::POST,
-            "/v1/orders",
-            &order_body("BTC-USD", "0.01", "64000.00", "ks3"),
-            "k-ks",
-            &k,
-            &[],
-        ),
+        "k-ks",
+        &k,
+        &order_body("BTC-USD", "0.01", "64000.00", "ks3"),
     )
     .await;
     assert_eq!((st, b["code"].as_str()), (403, Some("KILL_SWITCH")), "{b}");
@@ -814,32 +768,22 @@ async fn cancel_on_disconnect_cancels_the_sessions_orders_when_the_websocket_dro
         .unwrap();
     assert_eq!(resp.status(), 101);
     for cid in ["c1", "c2"] {
-        let (st, b) = call(
+        let (st, b) = place_order(
             &e,
-            signed_with(
-                Method::POST,
-                "/v1/orders",
-                &order_body("BTC-USD", "0.01", "64000.00", cid),
-                "k-cod",
-                &k,
-                &[],
-            ),
+            "k-cod",
+            &k,
+            &order_body("BTC-USD", "0.01", "64000.00", cid),
         )
         .await;
         assert_eq!(st, 201, "{b}");
     }
     // Another key's order of the same account is not the session's.
     let other = keyed(&e, "k-cod-2", "demo", &["read", "trade"]);
-    let (st, _) = call(
+    let (st, _) = place_order(
         &e,
-        signed_with(
-            Method::POST,
-            "/v1/orders",
-            &order_body("BTC-USD", "0.01", "64000.00", "c3"),
-            "k-cod-2",
-            &other,
-            &[],
-        ),
+        "k-cod-2",
+        &other,
+        &order_body("BTC-USD", "0.01", "64000.00", "c3"),
     )
     .await;
     assert_eq!(st, 201);
@@ -1000,16 +944,11 @@ async fn every_authorization_refusal_is_audited_with_its_code_and_cause() {
     e.accts.put("demo", None, 2, &[ADDRESS]);
     let ka = keyed(&e, "k-aud-a", "demo", &["read", "trade", "withdraw"]);
     let kb = keyed(&e, "k-aud-b", "demo2", &["read", "trade"]);
-    let (st, b) = call(
+    let (st, b) = place_order(
         &e,
-        signed_with(
-            Method::POST,
-            "/v1/orders",
-            &order_body("BTC-USD", "0.01", "64000.00", "au1"),
-            "k-aud-a",
-            &ka,
-            &[],
-        ),
+        "k-aud-a",
+        &ka,
+        &order_body("BTC-USD", "0.01", "64000.00", "au1"),
     )
     .await;
     assert_eq!(st, 201, "{b}");
@@ -1041,29 +980,19 @@ async fn every_authorization_refusal_is_audited_with_its_code_and_cause() {
     )
     .await;
     assert_eq!(st, 401);
-    let (st, _) = call(
+    let (st, _) = place_order(
         &e,
-        signed_with(
-            Method::POST,
-            "/v1/orders",
-            &order_body("DOGE-USD", "1", "1.00", "au2"),
-            "k-aud-a",
-            &ka,
-            &[],
-        ),
+        "k-aud-a",
+        &ka,
+        &order_body("DOGE-USD", "1", "1.00", "au2"),
     )
     .await;
     assert_eq!(st, 403);
-    let (st, _) = call(
+    let (st, _) = place_order(
         &e,
-        signed_with(
-            Method::POST,
-            "/v1/orders",
-            &order_body("BTC-USD", "50", "64000.00", "au3"),
-            "k-aud-a",
-            &ka,
-            &[],
-        ),
+        "k-aud-a",
+        &ka,
+        &order_body("BTC-USD", "50", "64000.00", "au3"),
     )
     .await;
     assert_eq!(st, 422);

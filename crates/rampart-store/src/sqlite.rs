@@ -1434,6 +1434,31 @@ mod tests {
         }
     }
 
+    /// A new database file at `path` with the embedded migrations up to
+    /// and including `version` applied (an earlier schema to upgrade from).
+    async fn migrated_to(path: &Path, version: i64) -> SqlitePool {
+        let options = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true)
+            .foreign_keys(true);
+        let pool = SqlitePool::connect_with(options).await.unwrap();
+        let mut m = sqlx::migrate::Migrator::new(Path::new(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/migrations"
+        )))
+        .await
+        .unwrap();
+        m.migrations = std::borrow::Cow::Owned(
+            m.migrations
+                .iter()
+                .filter(|x| x.version <= version)
+                .cloned()
+                .collect(),
+        );
+        m.run(&pool).await.unwrap();
+        pool
+    }
+
     #[tokio::test]
     async fn migrations_are_recorded_and_rerun_is_a_no_op() {
         let dir = tempfile::tempdir().unwrap();
@@ -1474,25 +1499,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("db.sqlite3");
         {
-            let options = SqliteConnectOptions::new()
-                .filename(&path)
-                .create_if_missing(true);
-            let pool = SqlitePool::connect_with(options).await.unwrap();
-            let mut first = sqlx::migrate::Migrator::new(Path::new(concat!(
-                env!("CARGO_MANIFEST_DIR"),
-                "/migrations"
-            )))
-            .await
-            .unwrap();
-            first.migrations = std::borrow::Cow::Owned(
-                first
-                    .migrations
-                    .iter()
-                    .filter(|m| m.version == 1)
-                    .cloned()
-                    .collect(),
-            );
-            first.run(&pool).await.unwrap();
+            let pool = migrated_to(&path, 1).await;
             sqlx::query("INSERT INTO key_metadata VALUES ('old', 1, x'00', 0, 'active', 0)")
                 .execute(&pool)
                 .await
@@ -1705,25 +1712,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("db.sqlite3");
         {
-            let options = SqliteConnectOptions::new()
-                .filename(&path)
-                .create_if_missing(true);
-            let pool = SqlitePool::connect_with(options).await.unwrap();
-            let mut first = sqlx::migrate::Migrator::new(Path::new(concat!(
-                env!("CARGO_MANIFEST_DIR"),
-                "/migrations"
-            )))
-            .await
-            .unwrap();
-            first.migrations = std::borrow::Cow::Owned(
-                first
-                    .migrations
-                    .iter()
-                    .filter(|m| m.version <= 2)
-                    .cloned()
-                    .collect(),
-            );
-            first.run(&pool).await.unwrap();
+            let pool = migrated_to(&path, 2).await;
             sqlx::query("INSERT INTO accounts VALUES ('a', 'a', NULL, 0)")
                 .execute(&pool)
                 .await
@@ -1757,26 +1746,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("db.sqlite3");
         {
-            let options = SqliteConnectOptions::new()
-                .filename(&path)
-                .create_if_missing(true)
-                .foreign_keys(true);
-            let pool = SqlitePool::connect_with(options).await.unwrap();
-            let mut first = sqlx::migrate::Migrator::new(Path::new(concat!(
-                env!("CARGO_MANIFEST_DIR"),
-                "/migrations"
-            )))
-            .await
-            .unwrap();
-            first.migrations = std::borrow::Cow::Owned(
-                first
-                    .migrations
-                    .iter()
-                    .filter(|m| m.version <= 4)
-                    .cloned()
-                    .collect(),
-            );
-            first.run(&pool).await.unwrap();
+            let pool = migrated_to(&path, 4).await;
             for sql in [
                 "INSERT INTO accounts VALUES ('a', 'Desk', NULL, 7)",
                 "INSERT INTO accounts VALUES ('a-sub', 'Sub', 'a', 8)",
