@@ -16,6 +16,8 @@
 #
 #   bench/authz.sh                 # 2 rounds, 10 s per measurement
 #   BENCH_DURATION=5 BENCH_ROUNDS=3 bench/authz.sh
+#   BENCH_ROUNDS=1 BENCH_PERF=post-on-1 bench/authz.sh   # + perf profile of one run
+#   BENCH_ON=policy bench/authz.sh   # ON = [policy] only (BENCH_ON=pretrade: [pretrade] only)
 # Writes bench/out/authz.md. Needs wrk and openssl (apt-installed when missing).
 set -euo pipefail
 SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -27,6 +29,9 @@ mkdir -p "$TMP/bin"
 cp "$BIN/rampart" "$BIN/presign" "$BIN/bench-upstream" "$TMP/bin/"
 BIN="$TMP/bin"
 ROUNDS="${BENCH_ROUNDS:-2}"
+# Enough unique requests for the whole run at ~60k requests/s: a replayed
+# (exhausted) request file shows up as non-2xx and spoils the row.
+COUNT="${BENCH_REQUESTS:-$((DURATION * 60000 > 400000 ? DURATION * 60000 : 400000))}"
 UP_PORT="${BENCH_UP_PORT:-18092}"
 GW_PORT="${BENCH_GW_PORT:-18455}"
 OUT="${BENCH_OUT:-$ROOT/bench/out/authz.md}"
@@ -66,12 +71,18 @@ group = "orders"
 max_body_bytes = 4096
 CFG
   [[ "$1" == "on" ]] || return 0
+  # BENCH_ON=policy|pretrade: ON with only one of the two (to split the cost).
+  if [[ "${BENCH_ON:-full}" != pretrade ]]; then
   cat <<CFG
 [policy]
 defaults = true
 [policy.instruments]
 "BTC-USD" = "spot"
 "BTC-PERP" = "perp"
+CFG
+  fi
+  if [[ "${BENCH_ON:-full}" != policy ]]; then
+  cat <<CFG
 [pretrade]
 reference_refresh = "off"
 [pretrade.defaults]
@@ -83,6 +94,7 @@ duplicate_window = "10m"
 [pretrade.fixed_prices]
 "BTC-USD" = "65000"
 CFG
+  fi
 }
 config off >"$TMP/off.toml"
 config on >"$TMP/on.toml"
@@ -151,8 +163,16 @@ measure() {
   # CPU ticks (user + system) used while loaded, startup excluded.
   local t0 ticks
   t0="$(awk '{print $14 + $15}' "/proc/$GW_PID/stat")"
+  # BENCH_PERF=<label> (e.g. post-on-1): profile that measurement's gateway
+  # with perf (its figures then include perf's own overhead).
+  local perf_pid=""
+  if [[ -n "${BENCH_PERF:-}" && "$label" == "$BENCH_PERF" ]] && command -v perf >/dev/null; then
+    perf record -F 999 -g -p "$GW_PID" -o "$ROOT/bench/out/perf-$label.data" -- sleep "$((DURATION > 2 ? DURATION - 1 : 1))" >/dev/null 2>&1 &
+    perf_pid=$!
+  fi
   wrk -t"$THREADS" -c"$CONNS" -d"${DURATION}s" --latency -s "$SCRIPT_DIR/presigned.lua" \
     "$url" -- "$file" "$THREADS" >"$TMP/$label.txt" 2>&1
+  [[ -z "$perf_pid" ]] || wait "$perf_pid" || true
   ticks="$(($(awk '{print $14 + $15}' "/proc/$GW_PID/stat") - t0))"
   stop_gw
   local rps p50 p99 non2xx reqs us_per_req sockerr

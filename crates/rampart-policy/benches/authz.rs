@@ -308,6 +308,16 @@ fn percentiles(w: &World) {
         slow.push(t.elapsed());
     }
     report("authorize_unindexed PlaceOrder", &mut slow);
+    // Where a PlaceOrder's time goes: building the Cedar request alone.
+    let mut build = Vec::with_capacity(20_000);
+    for _ in 0..20_000 {
+        let k = &w.keys[&w.key_ids[rng.next(w.key_ids.len())]];
+        let o = &w.orders[rng.next(INSTRUMENTS)];
+        let t = Instant::now();
+        black_box(w.authz.cedar_request(k, &place_order(o, IP)).is_ok());
+        build.push(t.elapsed());
+    }
+    report("cedar_request PlaceOrder (build)", &mut build);
 }
 
 fn benches(c: &mut Criterion, w: &World) {

@@ -92,8 +92,10 @@
 //! size. Exact limits belong to `[pretrade]`. A value out of range, or not a
 //! decimal, denies the request with an explanatory error.
 
+mod compiled;
 mod index;
 mod load;
+mod native;
 mod prepare;
 mod render;
 
@@ -410,6 +412,10 @@ struct ActionInfo {
     index: usize,
     uid: EntityUid,
     entity: Arc<prepare::CoreEntity>,
+    /// The built-in groups it is in, for the native shipped policies.
+    groups: native::Groups,
+    /// Every group it is in (transitively), by id.
+    group_ids: Vec<String>,
 }
 
 /// The authorization engine: schema, validated policies, their index, and
@@ -421,11 +427,13 @@ pub struct Authorizer {
     all: PolicySet,
     meta: HashMap<PolicyId, PolicyMeta>,
     actions: HashMap<String, ActionInfo>,
-    instruments: HashMap<String, (EntityUid, Arc<prepare::CoreEntity>)>,
+    instruments: HashMap<String, load::CatalogueEntry>,
     index: index::Index,
     types: load::Types,
     accounts: prepare::AccountCache,
     cedar: cedar_policy::Authorizer,
+    /// `defaults.cedar` is loaded (evaluated natively, like `keys.cedar`).
+    defaults: bool,
 }
 
 /// What the evaluated buckets said, before the deny rules.
@@ -435,6 +443,10 @@ struct Outcome {
     forbids: Vec<PolicyId>,
     errored: BTreeSet<String>,
     errors: Vec<String>,
+    /// Satisfied shipped forbids, evaluated natively, with their codes.
+    native_forbids: Vec<(&'static str, DenyCode)>,
+    /// Satisfied shipped permits, evaluated natively.
+    native_permits: Vec<&'static str>,
 }
 
 impl Authorizer {
@@ -444,7 +456,15 @@ impl Authorizer {
     /// each with its source name, line and column.
     pub fn new(cfg: &AuthzConfig) -> Result<Self, PolicyError> {
         let loaded = load::load(cfg)?;
-        let index = index::Index::build(&loaded.policies, &loaded.action_order)
+        // The shipped policies are evaluated natively (`native.rs`); the
+        // index holds the operator's.
+        let operator: Vec<load::LoadedPolicy> = loaded
+            .policies
+            .iter()
+            .filter(|p| !is_shipped(&p.source))
+            .cloned()
+            .collect();
+        let index = index::Index::build(&operator, &loaded.action_order)
             .map_err(|e| PolicyError::single("policies", e))?;
         let mut meta = HashMap::with_capacity(loaded.policies.len());
         let mut all = PolicySet::new();
@@ -473,6 +493,7 @@ impl Authorizer {
             types: loaded.types,
             accounts: prepare::AccountCache::default(),
             cedar: cedar_policy::Authorizer::new(),
+            defaults: cfg.defaults,
         })
     }
 
@@ -492,32 +513,196 @@ impl Authorizer {
 
     /// Decides one request. Never panics; anything that cannot be evaluated
     /// denies.
+    ///
+    /// The shipped policies are evaluated natively; Cedar evaluates only the
+    /// operator's policy sets the index finds for the request, and the Cedar
+    /// request is built only when there is at least one.
     pub fn authorize(&self, key: &PreparedKey, req: &RequestFacts<'_>) -> Decision {
-        let (request, entities, action_index) = match self.request(key, req) {
-            Ok(v) => v,
-            Err(e) => return Decision::refused(e),
+        self.decide_request(key, req, true)
+            .unwrap_or_else(|| Decision::refused("no evaluation".into()))
+    }
+
+    /// [`Self::authorize`] without Cedar: `None` when the decision needs
+    /// Cedar (an operator policy that does not compile, or a compiled
+    /// evaluation that cannot decide). For tests that check the compiled
+    /// evaluation itself against Cedar.
+    #[doc(hidden)]
+    pub fn authorize_without_cedar(
+        &self,
+        key: &PreparedKey,
+        req: &RequestFacts<'_>,
+    ) -> Option<Decision> {
+        self.decide_request(key, req, false)
+    }
+
+    fn decide_request(
+        &self,
+        key: &PreparedKey,
+        req: &RequestFacts<'_>,
+        cedar: bool,
+    ) -> Option<Decision> {
+        // The same checks, in the same order and with the same messages,
+        // as `request` (the reference path).
+        let Some(action) = self.actions.get(req.action) else {
+            return Some(Decision::refused(format!(
+                "unknown action `{}`",
+                req.action
+            )));
         };
-        let mut out = Outcome::default();
-        let (Some(principal), Some(resource)) = (request.principal(), request.resource()) else {
-            return Decision::refused("request without principal or resource".into());
+        let instrument = match self.instrument(req) {
+            Ok(i) => i,
+            Err(e) => return Some(Decision::refused(e)),
         };
-        let principals = buckets(principal, &entities);
-        let resources = buckets(resource, &entities);
+        if let Err(e) = key.check() {
+            return Some(Decision::refused(e));
+        }
+        let (target, target_ancestors) = match key.target(req) {
+            Ok(t) => t,
+            Err(e) => return Some(Decision::refused(e)),
+        };
+        // Order decimals as Cedar sees them (10⁻⁴ units).
+        let (mut qty, mut notional) = (None, None);
+        if let Some(o) = req.order {
+            let units = |what: &str, v: &str| {
+                prepare::cedar_decimal(what, v).map(|d| compiled::parse_decimal(&d))
+            };
+            match units("qty", &o.qty) {
+                Ok(q) => qty = q,
+                Err(e) => return Some(Decision::refused(e)),
+            }
+            if let Some(n) = &o.notional {
+                match units("notional", n) {
+                    Ok(n) => notional = n,
+                    Err(e) => return Some(Decision::refused(e)),
+                }
+            }
+        }
+
+        // Operator policy sets that can apply.
+        let (key_uid, key_ancestors) = key.principal_chain();
+        let mut principals: Vec<index::Key<'_>> = Vec::with_capacity(3 + key_ancestors.len());
+        principals.push(index::Key::Any);
+        principals.push(index::Key::Type(key_uid.type_name()));
+        principals.push(index::Key::Uid(key_uid));
+        principals.extend(key_ancestors.iter().map(index::Key::Uid));
+        let mut resources: Vec<index::Key<'_>> = Vec::with_capacity(7);
+        resources.push(index::Key::Any);
+        let resource_ty = match instrument {
+            Some((_, e)) => {
+                resources.push(index::Key::Type(e.uid.type_name()));
+                resources.push(index::Key::Uid(&e.uid));
+                e.uid.type_name()
+            }
+            None => {
+                resources.push(index::Key::Type(target.type_name()));
+                resources.push(index::Key::Uid(&target));
+                resources.extend(target_ancestors.iter().map(index::Key::Uid));
+                target.type_name()
+            }
+        };
+        let mut sets: Vec<&index::Bucket> = Vec::new();
         let applies = self.index.for_each(
-            action_index,
-            (principal.type_name(), &principals),
-            (resource.type_name(), &resources),
-            |set| self.evaluate(set, &request, &entities, &mut out),
+            action.index,
+            (key_uid.type_name(), &principals),
+            (resource_ty, &resources),
+            |set| sets.push(set),
         );
         if !applies {
-            return Decision::refused(format!(
+            return Some(Decision::refused(format!(
                 "action `{}` does not apply to `{}` and `{}`",
                 req.action,
-                principal.type_name(),
-                resource.type_name()
-            ));
+                key_uid.type_name(),
+                resource_ty
+            )));
         }
-        self.decide(out)
+
+        let mut out = Outcome::default();
+        let own = key.principal_chain().1.first();
+        let resolved = native::Resolved {
+            groups: action.groups,
+            instrument: instrument.map(|(symbol, e)| (symbol, e.product)),
+            target_in_own: own.is_some_and(|o| *target == *o || target_ancestors.contains(o)),
+        };
+        native::evaluate(&key.facts, req, &resolved, self.defaults, &mut out);
+        if sets.is_empty() {
+            return Some(self.decide(out));
+        }
+        // Operator sets: compiled where every policy compiled, else (or when
+        // the compiled evaluation cannot decide) by Cedar.
+        let own_chain = &key.facts.chain;
+        let target_id = target.id().unescaped();
+        let foreign_ancestors: Vec<String> = if own_chain.iter().any(|c| c == target_id) {
+            Vec::new()
+        } else {
+            target_ancestors
+                .iter()
+                .map(|u| u.id().unescaped().to_string())
+                .collect()
+        };
+        let ip = req.source_ip.to_canonical();
+        let env = compiled::Env {
+            req,
+            key_id: key.key_id(),
+            key: &key.facts,
+            chain: own_chain,
+            action: req.action,
+            action_groups: &action.group_ids,
+            instrument: resolved.instrument,
+            target: target_id,
+            target_ancestors: &foreign_ancestors,
+            source_net: key
+                .facts
+                .nets
+                .iter()
+                .find(|n| n.contains(&ip))
+                .map(compiled::Ip::net),
+            source_ip: compiled::Ip::addr(ip),
+            qty,
+            notional,
+        };
+        let mut cedar_request = None;
+        for bucket in sets {
+            if let Some(policies) = &bucket.compiled {
+                if let Ok(satisfied) = policies
+                    .iter()
+                    .filter_map(|p| match env.satisfied(p) {
+                        Ok(true) => Some(Ok(p)),
+                        Ok(false) => None,
+                        Err(f) => Some(Err(f)),
+                    })
+                    .collect::<Result<Vec<_>, compiled::Fallback>>()
+                {
+                    for p in satisfied {
+                        match p.effect {
+                            Effect::Permit => {
+                                out.permits.insert(p.id.to_string());
+                            }
+                            Effect::Forbid => out.forbids.push(p.id.clone()),
+                        }
+                    }
+                    continue;
+                }
+            }
+            if !cedar {
+                return None;
+            }
+            if cedar_request.is_none() {
+                match key.request(
+                    &self.types,
+                    req,
+                    &action.uid,
+                    &action.entity,
+                    instrument.map(|(_, e)| (&e.uid, &e.entity)),
+                ) {
+                    Ok(v) => cedar_request = Some(v),
+                    Err(e) => return Some(Decision::refused(e)),
+                }
+            }
+            if let Some((request, entities)) = &cedar_request {
+                self.evaluate(&bucket.set, request, entities, &mut out);
+            }
+        }
+        Some(self.decide(out))
     }
 
     /// Decides one request against the whole policy set, without the index
@@ -619,27 +804,34 @@ impl Authorizer {
             .actions
             .get(req.action)
             .ok_or_else(|| format!("unknown action `{}`", req.action))?;
-        let instrument = match (req.instrument, req.order.map(|o| o.instrument.as_str())) {
-            (Some(a), Some(b)) if a != b => {
-                return Err(format!(
-                    "the request names instrument `{a}` but its order is for `{b}`"
-                ))
-            }
-            (Some(a), _) | (None, Some(a)) => Some(
-                self.instruments
-                    .get(a)
-                    .ok_or_else(|| format!("unknown instrument `{a}`"))?,
-            ),
-            (None, None) => None,
-        };
+        let instrument = self.instrument(req)?;
         let (request, entities) = key.request(
             &self.types,
             req,
             &action.uid,
             &action.entity,
-            instrument.map(|(uid, e)| (uid, e)),
+            instrument.map(|(_, e)| (&e.uid, &e.entity)),
         )?;
         Ok((request, entities, action.index))
+    }
+
+    /// The catalogue entry of the instrument the request names (or its
+    /// order's), or why it cannot be evaluated.
+    fn instrument(
+        &self,
+        req: &RequestFacts<'_>,
+    ) -> Result<Option<(&str, &load::CatalogueEntry)>, String> {
+        match (req.instrument, req.order.map(|o| o.instrument.as_str())) {
+            (Some(a), Some(b)) if a != b => Err(format!(
+                "the request names instrument `{a}` but its order is for `{b}`"
+            )),
+            (Some(a), _) | (None, Some(a)) => self
+                .instruments
+                .get_key_value(a)
+                .map(|(k, v)| Some((k.as_str(), v)))
+                .ok_or_else(|| format!("unknown instrument `{a}`")),
+            (None, None) => Ok(None),
+        }
     }
 
     fn evaluate(&self, set: &PolicySet, request: &Request, entities: &Entities, out: &mut Outcome) {
@@ -660,7 +852,7 @@ impl Authorizer {
 
     fn decide(&self, mut out: Outcome) -> Decision {
         out.errors.sort();
-        if !out.forbids.is_empty() {
+        if !out.forbids.is_empty() || !out.native_forbids.is_empty() {
             let code = out
                 .forbids
                 .iter()
@@ -670,9 +862,15 @@ impl Authorizer {
                         .and_then(|m| m.code)
                         .unwrap_or(DenyCode::ForbiddenByPolicy)
                 })
+                .chain(out.native_forbids.iter().map(|(_, c)| *c))
                 .min_by_key(|c| c.priority())
                 .unwrap_or(DenyCode::ForbiddenByPolicy);
-            let mut policies: Vec<String> = out.forbids.iter().map(ToString::to_string).collect();
+            let mut policies: Vec<String> = out
+                .forbids
+                .iter()
+                .map(ToString::to_string)
+                .chain(out.native_forbids.iter().map(|(id, _)| (*id).to_string()))
+                .collect();
             policies.sort();
             policies.dedup();
             return Decision {
@@ -690,6 +888,8 @@ impl Authorizer {
                 errors: out.errors,
             };
         }
+        out.permits
+            .extend(out.native_permits.iter().map(|id| (*id).to_string()));
         if out.permits.is_empty() {
             return Decision {
                 allowed: false,
@@ -707,17 +907,10 @@ impl Authorizer {
     }
 }
 
-/// The buckets an entity can match: any, its type, itself, its ancestors
-/// (in the request's entities, transitively closed, so without repeats).
-fn buckets<'a>(uid: &'a EntityUid, entities: &'a Entities) -> Vec<index::Key<'a>> {
-    let mut v = Vec::with_capacity(7);
-    v.push(index::Key::Any);
-    v.push(index::Key::Type(uid.type_name()));
-    v.push(index::Key::Uid(uid));
-    if let Some(anc) = entities.ancestors(uid) {
-        v.extend(anc.map(index::Key::Uid));
-    }
-    v
+/// Whether a policy source is one of the shipped files (evaluated
+/// natively; operator sources may not take these names).
+fn is_shipped(source: &str) -> bool {
+    source == KEY_POLICIES_SOURCE || source == DEFAULT_POLICIES_SOURCE
 }
 
 /// Parses, validates and counts the policies `cfg` would load (for

@@ -22,7 +22,27 @@ use cedar_policy::{
     ActionConstraint, EntityTypeName, EntityUid, PolicySet, PrincipalConstraint, ResourceConstraint,
 };
 
+use std::sync::Arc;
+
+use super::compiled::CompiledPolicy;
 use super::load::{ActionScope, LoadedPolicy};
+
+/// The policies of one bucket: as a Cedar set, and compiled when every one
+/// of them compiles (`compiled.rs`).
+#[derive(Debug, Clone)]
+pub(crate) struct Bucket {
+    pub(crate) set: PolicySet,
+    pub(crate) compiled: Option<Vec<Arc<CompiledPolicy>>>,
+}
+
+impl Default for Bucket {
+    fn default() -> Self {
+        Self {
+            set: PolicySet::new(),
+            compiled: Some(Vec::new()),
+        }
+    }
+}
 
 /// A bucket key: what a scope constraint pins down.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -79,10 +99,10 @@ struct ActionIndex {
     /// Policies whose principal and resource constraints name no entity,
     /// merged per (principal type, resource type) of a request: one
     /// evaluation covers them all.
-    by_types: HashMap<(EntityTypeName, EntityTypeName), PolicySet>,
+    by_types: HashMap<(EntityTypeName, EntityTypeName), Bucket>,
     /// Policies naming an entity as principal or resource: principal bucket,
     /// then resource bucket.
-    by_entity: Buckets<Buckets<PolicySet>>,
+    by_entity: Buckets<Buckets<Bucket>>,
 }
 
 /// Policy sets by action index.
@@ -110,10 +130,21 @@ fn admits(key: Key<'_>, t: &EntityTypeName) -> bool {
     }
 }
 
-fn add(set: &mut PolicySet, p: &LoadedPolicy) -> Result<(), String> {
+fn add(
+    bucket: &mut Bucket,
+    p: &LoadedPolicy,
+    compiled: Option<&Arc<CompiledPolicy>>,
+) -> Result<(), String> {
+    match (compiled, &mut bucket.compiled) {
+        (Some(c), Some(v)) => v.push(c.clone()),
+        _ => bucket.compiled = None,
+    }
     // Ids are unique across the load, so `add` cannot fail; if it did,
     // dropping the policy could fail open.
-    set.add(p.policy.clone()).map_err(|e| format!("index: {e}"))
+    bucket
+        .set
+        .add(p.policy.clone())
+        .map_err(|e| format!("index: {e}"))
 }
 
 impl Index {
@@ -133,7 +164,7 @@ impl Index {
                     for pt in &scope.principals {
                         for rt in &scope.resources {
                             slot.by_types
-                                .insert((pt.clone(), rt.clone()), PolicySet::new());
+                                .insert((pt.clone(), rt.clone()), Bucket::default());
                         }
                     }
                     slot
@@ -141,6 +172,8 @@ impl Index {
                 .collect(),
         };
         for p in policies {
+            let compiled = CompiledPolicy::new(&p.policy).map(Arc::new);
+            let compiled = compiled.as_ref();
             let principal = p.policy.principal_constraint();
             let principal = match &principal {
                 PrincipalConstraint::Any => Key::Any,
@@ -164,14 +197,13 @@ impl Index {
                 }
                 match (principal, resource) {
                     (Key::Uid(_), _) | (_, Key::Uid(_)) => {
-                        add(slot.by_entity.entry(principal).entry(resource), p)?;
+                        add(slot.by_entity.entry(principal).entry(resource), p, compiled)?;
                     }
                     _ => {
                         for pt in scope.principals.iter().filter(|t| admits(principal, t)) {
                             for rt in scope.resources.iter().filter(|t| admits(resource, t)) {
-                                if let Some(set) = slot.by_types.get_mut(&(pt.clone(), rt.clone()))
-                                {
-                                    add(set, p)?;
+                                if let Some(b) = slot.by_types.get_mut(&(pt.clone(), rt.clone())) {
+                                    add(b, p, compiled)?;
                                 }
                             }
                         }
@@ -189,29 +221,29 @@ impl Index {
     /// `resources` (likewise). False, and no call, when the schema does not
     /// let `action` apply to these types.
     #[must_use]
-    pub(crate) fn for_each(
-        &self,
+    pub(crate) fn for_each<'s>(
+        &'s self,
         action: usize,
         (pt, principals): (&EntityTypeName, &[Key<'_>]),
         (rt, resources): (&EntityTypeName, &[Key<'_>]),
-        mut f: impl FnMut(&PolicySet),
+        mut f: impl FnMut(&'s Bucket),
     ) -> bool {
         let Some(slot) = self.actions.get(action) else {
             return false;
         };
-        let Some(set) = slot.by_types.get(&(pt.clone(), rt.clone())) else {
+        let Some(bucket) = slot.by_types.get(&(pt.clone(), rt.clone())) else {
             return false;
         };
-        if !set.is_empty() {
-            f(set);
+        if !bucket.set.is_empty() {
+            f(bucket);
         }
         for p in principals {
             let Some(by_resource) = slot.by_entity.get(*p) else {
                 continue;
             };
             for r in resources {
-                if let Some(set) = by_resource.get(*r) {
-                    f(set);
+                if let Some(b) = by_resource.get(*r) {
+                    f(b);
                 }
             }
         }

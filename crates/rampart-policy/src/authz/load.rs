@@ -93,6 +93,15 @@ pub(crate) struct LoadedPolicy {
     pub(crate) text: String,
 }
 
+/// An instrument of the catalogue: its entity and product.
+#[derive(Debug, Clone)]
+pub(crate) struct CatalogueEntry {
+    pub(crate) uid: EntityUid,
+    pub(crate) entity: Arc<CoreEntity>,
+    /// One of [`PRODUCTS`].
+    pub(crate) product: &'static str,
+}
+
 /// The result of a successful load.
 #[derive(Debug)]
 pub(crate) struct Loaded {
@@ -101,7 +110,7 @@ pub(crate) struct Loaded {
     pub(crate) actions: HashMap<String, ActionInfo>,
     /// Concrete actions by index, with their ancestor groups.
     pub(crate) action_order: Vec<ActionScope>,
-    pub(crate) instruments: HashMap<String, (EntityUid, Arc<CoreEntity>)>,
+    pub(crate) instruments: HashMap<String, CatalogueEntry>,
     pub(crate) types: Types,
 }
 
@@ -412,6 +421,12 @@ fn build_actions(schema: &Schema) -> (HashMap<String, ActionInfo>, Vec<ActionSco
             .map(|it| it.cloned().collect())
             .unwrap_or_default();
         let index = order.len();
+        let groups = super::native::Groups::of(&ancestors);
+        let mut group_ids: Vec<String> = ancestors
+            .iter()
+            .map(|g| g.id().unescaped().to_string())
+            .collect();
+        group_ids.sort();
         order.push(ActionScope {
             uid: a.clone(),
             groups: ancestors,
@@ -430,6 +445,8 @@ fn build_actions(schema: &Schema) -> (HashMap<String, ActionInfo>, Vec<ActionSco
                 index,
                 uid: a.clone(),
                 entity: share(entity),
+                groups,
+                group_ids,
             },
         );
     }
@@ -440,14 +457,14 @@ fn build_instruments(
     cfg: &AuthzConfig,
     ty: &EntityTypeName,
     issues: &mut Issues,
-) -> HashMap<String, (EntityUid, Arc<CoreEntity>)> {
+) -> HashMap<String, CatalogueEntry> {
     let mut out = HashMap::new();
     for i in &cfg.instruments {
         if i.symbol.is_empty() {
             issues.plain(CATALOGUE_SOURCE, "an instrument symbol is empty".into());
             continue;
         }
-        if !PRODUCTS.contains(&i.product.as_str()) {
+        let Some(product) = PRODUCTS.iter().copied().find(|p| *p == i.product) else {
             issues.plain(
                 CATALOGUE_SOURCE,
                 format!(
@@ -456,7 +473,7 @@ fn build_instruments(
                 ),
             );
             continue;
-        }
+        };
         if out.contains_key(&i.symbol) {
             issues.plain(
                 CATALOGUE_SOURCE,
@@ -477,7 +494,14 @@ fn build_instruments(
         ]);
         match Entity::new(u.clone(), attrs, HashSet::new()) {
             Ok(e) => {
-                out.insert(i.symbol.clone(), (u, share(&e)));
+                out.insert(
+                    i.symbol.clone(),
+                    CatalogueEntry {
+                        uid: u,
+                        entity: share(&e),
+                        product,
+                    },
+                );
             }
             Err(e) => issues.plain(CATALOGUE_SOURCE, format!("instrument `{}`: {e}", i.symbol)),
         }

@@ -15,6 +15,7 @@ use ipnet::IpNet;
 use rust_decimal::Decimal;
 
 use super::load::{uid, Types};
+use super::native::{AccountAttrs, KeyFacts};
 use super::{AccountFacts, KeySettings, RequestFacts};
 
 /// Cedar's internal entity type: the per-request entity store is assembled
@@ -45,6 +46,8 @@ pub struct PreparedKey {
     /// The key's ranges, truncated to their network address, with their
     /// Cedar values (the `source_net` witness).
     nets: Vec<(IpNet, RestrictedExpression)>,
+    /// What the shipped policies read, for their native evaluation.
+    pub(crate) facts: KeyFacts,
     /// Why requests of this key cannot be evaluated.
     error: Option<String>,
 }
@@ -68,6 +71,62 @@ impl PreparedKey {
     /// Why every request of this key is denied, for an inconsistent key.
     pub fn error(&self) -> Option<&str> {
         self.error.as_deref()
+    }
+
+    /// The key's entity and its ancestors (account, parent, grandparent):
+    /// the principal's index buckets.
+    pub(crate) fn principal_chain(&self) -> (&EntityUid, &[EntityUid]) {
+        (&self.key_uid, &self.ancestors)
+    }
+
+    /// Whether requests of this key can be evaluated at all (else why not).
+    pub(crate) fn check(&self) -> Result<(), String> {
+        match &self.error {
+            Some(e) => Err(e.clone()),
+            None => Ok(()),
+        }
+    }
+
+    /// The account a request acts on and its ancestors, exactly as the
+    /// request's entities will have them (see [`Self::target_entity`]): the
+    /// key's own account or one of its ancestors keeps its prepared
+    /// ancestry; any other account is a new leaf under the claimed parent.
+    /// Errors as `request` would.
+    pub(crate) fn target(
+        &self,
+        req: &RequestFacts<'_>,
+    ) -> Result<(std::borrow::Cow<'_, EntityUid>, Vec<EntityUid>), String> {
+        use std::borrow::Cow;
+        let target = match req.target_account {
+            None => Cow::Borrowed(&self.account_uid),
+            Some(t) if t == self.account_id => Cow::Borrowed(&self.account_uid),
+            Some(t) => Cow::Owned(uid(&self.account_ty, t)),
+        };
+        let ancestors_in_base = |u: &EntityUid| -> Vec<EntityUid> {
+            let core: cedar_policy_core::ast::EntityUID = u.clone().into();
+            match self.base.entity(&core) {
+                Dereference::Data(e) => e.ancestors().cloned().map(EntityUid::from).collect(),
+                _ => Vec::new(),
+            }
+        };
+        if *target == self.account_uid || self.ancestors.contains(&target) {
+            let anc = ancestors_in_base(&target);
+            return Ok((target, anc));
+        }
+        let mut anc = Vec::new();
+        if let Some(p) = req.target_account_parent {
+            let p = uid(&self.account_ty, p);
+            if p == *target {
+                return Err(format!("account `{p}` cannot be its own parent"));
+            }
+            for a in ancestors_in_base(&p) {
+                if a != p && !anc.contains(&a) {
+                    anc.push(a);
+                }
+            }
+            anc.insert(0, p);
+        }
+        Ok((target, anc))
     }
 
     /// The Cedar request and entities for `req`.
@@ -461,6 +520,10 @@ pub(crate) fn prepare(
             ancestors.push(uid(account_ty, gp));
         }
     }
+    let chain: Vec<String> = ancestors
+        .iter()
+        .map(|u| u.id().unescaped().to_string())
+        .collect();
     let mut out = PreparedKey {
         settings: key.clone(),
         account_id: key.account_id.clone(),
@@ -469,6 +532,17 @@ pub(crate) fn prepare(
         account_uid: account_uid.clone(),
         ancestors,
         base: CoreEntities::new(),
+        facts: KeyFacts {
+            expires_at_s: key.expires_at_ms.map(|ms| ms.div_euclid(1000)),
+            nets: nets.iter().map(|(n, _)| *n).collect(),
+            scopes: key.scopes.clone(),
+            instruments: key.instruments.clone(),
+            products: key.products.clone(),
+            read_only: key.read_only,
+            account: AccountAttrs::of(account),
+            parent: parent.map(AccountAttrs::of),
+            chain,
+        },
         nets,
         error: None,
     };
