@@ -25,6 +25,8 @@ pub mod rfc9421;
 pub mod totp;
 mod types;
 pub mod webauthn;
+#[cfg(feature = "test-util")]
+pub mod webauthn_soft;
 
 pub use directory::{
     AccountDirectory, AccountRecord, DirectoryError, KeyDirectory, KeyOrderLimits, KeyRecord,

@@ -9,145 +9,21 @@
     reason = "test code"
 )]
 
-use aws_lc_rs::rand::SystemRandom;
-use aws_lc_rs::signature::{EcdsaKeyPair, Ed25519KeyPair, KeyPair, ECDSA_P256_SHA256_ASN1_SIGNING};
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine as _;
 use proptest::prelude::*;
 use rampart_auth::webauthn::{authenticate, register, CredentialKey, Expect, WebauthnError};
+#[allow(unused_imports, reason = "the CBOR writer is used by some tests only")]
+use rampart_auth::webauthn_soft::cbor::{bytes, head, int, map, text};
+use rampart_auth::webauthn_soft::{attestation, client_data, SoftAuthenticator};
 
 const RP: &str = "admin.venue.example";
 const ORIGIN: &str = "https://admin.venue.example";
 
-// A minimal CBOR writer for the test authenticator.
-fn head(major: u8, n: u64) -> Vec<u8> {
-    let m = major << 5;
-    match n {
-        0..=23 => vec![m | n as u8],
-        24..=0xff => vec![m | 24, n as u8],
-        0x100..=0xffff => {
-            let mut v = vec![m | 25];
-            v.extend_from_slice(&(n as u16).to_be_bytes());
-            v
-        }
-        _ => {
-            let mut v = vec![m | 26];
-            v.extend_from_slice(&(n as u32).to_be_bytes());
-            v
-        }
-    }
-}
-fn int(i: i64) -> Vec<u8> {
-    if i >= 0 {
-        head(0, i as u64)
-    } else {
-        head(1, (-1 - i) as u64)
-    }
-}
-fn bytes(b: &[u8]) -> Vec<u8> {
-    let mut v = head(2, b.len() as u64);
-    v.extend_from_slice(b);
-    v
-}
-fn text(s: &str) -> Vec<u8> {
-    let mut v = head(3, s.len() as u64);
-    v.extend_from_slice(s.as_bytes());
-    v
-}
-fn map(entries: &[(Vec<u8>, Vec<u8>)]) -> Vec<u8> {
-    let mut v = head(5, entries.len() as u64);
-    for (k, val) in entries {
-        v.extend_from_slice(k);
-        v.extend_from_slice(val);
-    }
-    v
+fn p256() -> SoftAuthenticator {
+    SoftAuthenticator::p256(vec![7; 16], RP, ORIGIN)
 }
 
-enum Key {
-    P256(EcdsaKeyPair),
-    Ed(Ed25519KeyPair),
-}
-
-struct Authenticator {
-    key: Key,
-    id: Vec<u8>,
-    count: u32,
-}
-
-impl Authenticator {
-    fn p256() -> Self {
-        let rng = SystemRandom::new();
-        let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, &rng).unwrap();
-        let k = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, pkcs8.as_ref()).unwrap();
-        Self {
-            key: Key::P256(k),
-            id: vec![7; 16],
-            count: 0,
-        }
-    }
-    fn ed25519() -> Self {
-        Self {
-            key: Key::Ed(Ed25519KeyPair::generate().unwrap()),
-            id: vec![9; 32],
-            count: 0,
-        }
-    }
-    fn cose(&self) -> Vec<u8> {
-        match &self.key {
-            Key::P256(k) => {
-                let p = k.public_key().as_ref();
-                map(&[
-                    (int(1), int(2)),
-                    (int(3), int(-7)),
-                    (int(-1), int(1)),
-                    (int(-2), bytes(&p[1..33])),
-                    (int(-3), bytes(&p[33..65])),
-                ])
-            }
-            Key::Ed(k) => map(&[
-                (int(1), int(1)),
-                (int(3), int(-8)),
-                (int(-1), int(6)),
-                (int(-2), bytes(k.public_key().as_ref())),
-            ]),
-        }
-    }
-    fn auth_data(&self, rp: &str, flags: u8, with_cred: bool) -> Vec<u8> {
-        let mut ad = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, rp.as_bytes())
-            .as_ref()
-            .to_vec();
-        ad.push(flags | if with_cred { 0x40 } else { 0 });
-        ad.extend_from_slice(&self.count.to_be_bytes());
-        if with_cred {
-            ad.extend_from_slice(&[0u8; 16]);
-            ad.extend_from_slice(&(self.id.len() as u16).to_be_bytes());
-            ad.extend_from_slice(&self.id);
-            ad.extend_from_slice(&self.cose());
-        }
-        ad
-    }
-    fn sign(&self, msg: &[u8]) -> Vec<u8> {
-        match &self.key {
-            Key::P256(k) => k.sign(&SystemRandom::new(), msg).unwrap().as_ref().to_vec(),
-            Key::Ed(k) => k.sign(msg).as_ref().to_vec(),
-        }
-    }
-}
-
-fn client_data(ty: &str, challenge: &[u8], origin: &str) -> Vec<u8> {
-    format!(
-        r#"{{"type":"{ty}","challenge":"{}","origin":"{origin}","crossOrigin":false}}"#,
-        URL_SAFE_NO_PAD.encode(challenge)
-    )
-    .into_bytes()
-}
-
-fn attestation(ad: &[u8], fmt: &str) -> Vec<u8> {
-    map(&[
-        (text("fmt"), text(fmt)),
-        (text("attStmt"), map(&[])),
-        (text("authData"), bytes(ad)),
-    ])
+fn ed25519() -> SoftAuthenticator {
+    SoftAuthenticator::ed25519(vec![9; 32], RP, ORIGIN)
 }
 
 fn expect(challenge: &[u8]) -> Expect<'_> {
@@ -159,7 +35,7 @@ fn expect(challenge: &[u8]) -> Expect<'_> {
     }
 }
 
-fn assertion(a: &Authenticator, challenge: &[u8], flags: u8) -> (Vec<u8>, Vec<u8>, Vec<u8>) {
+fn assertion(a: &SoftAuthenticator, challenge: &[u8], flags: u8) -> (Vec<u8>, Vec<u8>, Vec<u8>) {
     let cd = client_data("webauthn.get", challenge, ORIGIN);
     let ad = a.auth_data(RP, flags, false);
     let mut msg = ad.clone();
@@ -170,7 +46,7 @@ fn assertion(a: &Authenticator, challenge: &[u8], flags: u8) -> (Vec<u8>, Vec<u8
 
 #[test]
 fn register_then_sign_in_with_p256_and_ed25519() {
-    for mut a in [Authenticator::p256(), Authenticator::ed25519()] {
+    for mut a in [p256(), ed25519()] {
         let ch = [1u8; 32];
         let cred = register(
             &expect(&ch),
@@ -180,8 +56,8 @@ fn register_then_sign_in_with_p256_and_ed25519() {
         .unwrap();
         assert_eq!(cred.id, a.id);
         assert!(matches!(
-            (&a.key, &cred.key),
-            (Key::P256(_), CredentialKey::Es256(_)) | (Key::Ed(_), CredentialKey::Ed25519(_))
+            (a.algorithm(), &cred.key),
+            (-7, CredentialKey::Es256(_)) | (-8, CredentialKey::Ed25519(_))
         ));
         a.count = 5;
         let ch2 = [2u8; 32];
@@ -192,7 +68,7 @@ fn register_then_sign_in_with_p256_and_ed25519() {
 
 #[test]
 fn every_relying_party_check_refuses() {
-    let mut a = Authenticator::p256();
+    let mut a = p256();
     let ch = [3u8; 32];
     let e = expect(&ch);
     let att = attestation(&a.auth_data(RP, 0x05, true), "none");

@@ -390,6 +390,50 @@ pub struct AdminConfig {
     pub listen: SocketAddr,
     /// TLS; defaults to the server's certificate.
     pub tls: Option<TlsConfig>,
+    /// Operator sign-in with WebAuthn (`[admin.operators]`).
+    pub operators: OperatorsConfig,
+}
+
+/// Operator sign-in on the admin listener (`[admin.operators]`): the
+/// WebAuthn relying party and the sessions it issues.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OperatorsConfig {
+    /// WebAuthn RP id: the domain credentials are bound to (`localhost`).
+    pub rp_id: String,
+    /// RP name shown by authenticators (`Rampart admin`).
+    pub rp_name: String,
+    /// Origins a ceremony may come from (`https://…`); empty means
+    /// `https://<rp_id>:<admin port>`, resolved when the listener binds.
+    pub origins: Vec<String>,
+    /// Require the user-verified flag (PIN or biometric); `true` unless
+    /// `user_verification = "preferred"`.
+    pub require_uv: bool,
+    /// A session ends after this long without use (15 min).
+    pub session_idle: Duration,
+    /// A session ends this long after sign-in, used or not (8 h).
+    pub session_ttl: Duration,
+    /// A ceremony (challenge) must finish within this (5 min).
+    pub ceremony_ttl: Duration,
+    /// Most ceremonies pending at once (256); more are refused with 503.
+    pub max_ceremonies: usize,
+    /// Most sessions held at once (1024); more are refused with 503.
+    pub max_sessions: usize,
+}
+
+impl Default for OperatorsConfig {
+    fn default() -> Self {
+        Self {
+            rp_id: "localhost".to_owned(),
+            rp_name: "Rampart admin".to_owned(),
+            origins: Vec::new(),
+            require_uv: true,
+            session_idle: Duration::from_secs(15 * 60),
+            session_ttl: Duration::from_secs(8 * 3600),
+            ceremony_ttl: Duration::from_secs(5 * 60),
+            max_ceremonies: 256,
+            max_sessions: 1024,
+        }
+    }
 }
 
 /// Logging settings.
@@ -612,6 +656,155 @@ struct RawTls {
 struct RawAdmin {
     listen: String,
     tls: Option<RawTls>,
+    operators: Option<RawOperators>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawOperators {
+    #[serde(default = "d_rp_id")]
+    rp_id: String,
+    #[serde(default = "d_rp_name")]
+    rp_name: String,
+    #[serde(default)]
+    origins: Vec<String>,
+    #[serde(default = "d_user_verification")]
+    user_verification: String,
+    #[serde(default = "d_session_idle")]
+    session_idle: String,
+    #[serde(default = "d_session_ttl")]
+    session_ttl: String,
+    #[serde(default = "d_ceremony_ttl")]
+    ceremony_ttl: String,
+    #[serde(default = "d_max_ceremonies")]
+    max_ceremonies: usize,
+    #[serde(default = "d_max_sessions")]
+    max_sessions: usize,
+}
+
+fn d_rp_id() -> String {
+    "localhost".into()
+}
+fn d_rp_name() -> String {
+    "Rampart admin".into()
+}
+fn d_user_verification() -> String {
+    "required".into()
+}
+fn d_session_idle() -> String {
+    "15m".into()
+}
+fn d_session_ttl() -> String {
+    "8h".into()
+}
+fn d_ceremony_ttl() -> String {
+    "5m".into()
+}
+fn d_max_ceremonies() -> usize {
+    256
+}
+fn d_max_sessions() -> usize {
+    1024
+}
+
+/// Whether `host` is a plain DNS name (lowercase labels of letters, digits
+/// and hyphens), the form an RP id must take.
+fn is_dns_name(host: &str) -> bool {
+    !host.is_empty()
+        && host.len() <= 253
+        && host.split('.').all(|l| {
+            !l.is_empty()
+                && l.len() <= 63
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+                && l.bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        })
+}
+
+/// Compiles `[admin.operators]`.
+fn compile_operators(c: &mut Compiler<'_>, raw: RawOperators, base: &[Seg]) -> OperatorsConfig {
+    let p = |n: &str| {
+        let mut v = base.to_vec();
+        v.push(k(n));
+        v
+    };
+    if !is_dns_name(&raw.rp_id) {
+        c.err(
+            &p("rp_id"),
+            format!(
+                "`{}` is not a lowercase domain name (no scheme, port or path)",
+                raw.rp_id
+            ),
+        );
+    }
+    if raw.rp_name.is_empty() || raw.rp_name.len() > 64 || raw.rp_name.chars().any(char::is_control)
+    {
+        c.err(
+            &p("rp_name"),
+            "must be 1 to 64 characters without control characters",
+        );
+    }
+    for o in &raw.origins {
+        // An origin is `https://host[:port]`, and the RP id must be the
+        // host or a parent domain of it (WebAuthn §5.1.3).
+        let host = o
+            .strip_prefix("https://")
+            .filter(|rest| !rest.contains('/') && !rest.is_empty())
+            .map(|rest| {
+                rest.rsplit_once(':').map_or(rest, |(h, port)| {
+                    if port.parse::<u16>().is_ok() {
+                        h
+                    } else {
+                        rest
+                    }
+                })
+            });
+        match host {
+            None => c.err(
+                &p("origins"),
+                format!("`{o}` is not an `https://host[:port]` origin"),
+            ),
+            Some(h) if h != raw.rp_id && !h.ends_with(&format!(".{}", raw.rp_id)) => c.err(
+                &p("origins"),
+                format!(
+                    "the host of `{o}` is not `{}` or a subdomain of it",
+                    raw.rp_id
+                ),
+            ),
+            Some(_) => {}
+        }
+    }
+    let require_uv = match raw.user_verification.as_str() {
+        "required" => true,
+        "preferred" => false,
+        other => {
+            c.err(
+                &p("user_verification"),
+                format!("`{other}` is not `required` or `preferred`"),
+            );
+            true
+        }
+    };
+    let session_idle = c.duration(&raw.session_idle, &p("session_idle"));
+    let session_ttl = c.duration(&raw.session_ttl, &p("session_ttl"));
+    let ceremony_ttl = c.duration(&raw.ceremony_ttl, &p("ceremony_ttl"));
+    if session_idle > session_ttl {
+        c.err(&p("session_idle"), "must not be longer than `session_ttl`");
+    }
+    c.positive(raw.max_ceremonies, &p("max_ceremonies"));
+    c.positive(raw.max_sessions, &p("max_sessions"));
+    OperatorsConfig {
+        rp_id: raw.rp_id,
+        rp_name: raw.rp_name,
+        origins: raw.origins,
+        require_uv,
+        session_idle,
+        session_ttl,
+        ceremony_ttl,
+        max_ceremonies: raw.max_ceremonies,
+        max_sessions: raw.max_sessions,
+    }
 }
 
 #[derive(Deserialize, Default)]
@@ -1611,7 +1804,14 @@ pub fn parse(text: &str, base_dir: &Path) -> Result<Config, ConfigErrors> {
         let raw = c.de::<RawAdmin>(v.clone(), &[k("admin")])?;
         let listen = c.addr(&raw.listen, &[k("admin"), k("listen")]);
         let tls = raw.tls.map(|t| c.tls(t, &[k("admin"), k("tls")]));
-        Some(AdminConfig { listen, tls })
+        let operators = raw.operators.map_or_else(OperatorsConfig::default, |o| {
+            compile_operators(&mut c, o, &[k("admin"), k("operators")])
+        });
+        Some(AdminConfig {
+            listen,
+            tls,
+            operators,
+        })
     });
 
     // [upstreams.NAME]
@@ -1989,6 +2189,62 @@ action = "GetBook"
 scope = "public"
 rewrite = "/internal/{symbol}"
 "#;
+
+    #[test]
+    fn admin_operators_default_and_validate() {
+        let d = dir_with_certs();
+        let cfg = parse(
+            &format!("{GOOD}\n[admin]\nlisten = \"127.0.0.1:9443\"\n"),
+            d.path(),
+        )
+        .unwrap();
+        let ops = cfg.admin.unwrap().operators;
+        assert_eq!(ops, OperatorsConfig::default());
+        assert_eq!(ops.rp_id, "localhost");
+        assert!(ops.require_uv && ops.origins.is_empty());
+        assert_eq!(ops.session_idle, Duration::from_secs(900));
+        assert_eq!(ops.session_ttl, Duration::from_secs(8 * 3600));
+
+        let text = format!(
+            "{GOOD}\n[admin]\nlisten = \"127.0.0.1:9443\"\n[admin.operators]\nrp_id = \"admin.venue.example\"\norigins = [\"https://admin.venue.example\", \"https://ops.admin.venue.example:9443\"]\nuser_verification = \"preferred\"\nsession_idle = \"1m\"\n"
+        );
+        let ops = parse(&text, d.path()).unwrap().admin.unwrap().operators;
+        assert_eq!(ops.origins.len(), 2);
+        assert!(!ops.require_uv);
+        assert_eq!(ops.session_idle, Duration::from_secs(60));
+
+        let bad = format!(
+            "{GOOD}\n[admin]\nlisten = \"127.0.0.1:9443\"\n[admin.operators]\nrp_id = \"https://Admin\"\norigins = [\"http://localhost:9443\", \"https://evil.example\"]\nuser_verification = \"maybe\"\nsession_idle = \"9h\"\nmax_sessions = 0\nbogus = 1\n"
+        );
+        let errs = parse(&bad, d.path()).unwrap_err().0;
+        let text: Vec<String> = errs.iter().map(ToString::to_string).collect();
+        assert!(text.iter().any(|e| e.contains("bogus")), "{text:?}");
+        let bad = bad.replace("bogus = 1\n", "");
+        let errs = parse(&bad, d.path()).unwrap_err().0;
+        let text: Vec<String> = errs.iter().map(ToString::to_string).collect();
+        for needle in [
+            "admin.operators.rp_id",
+            "`http://localhost:9443` is not an `https://host[:port]` origin",
+            "user_verification",
+            "admin.operators.session_idle",
+            "admin.operators.max_sessions",
+        ] {
+            assert!(
+                text.iter().any(|e| e.contains(needle)),
+                "{needle}: {text:?}"
+            );
+        }
+        let bad = format!(
+            "{GOOD}\n[admin]\nlisten = \"127.0.0.1:9443\"\n[admin.operators]\norigins = [\"https://evil.example\"]\n"
+        );
+        let errs = parse(&bad, d.path()).unwrap_err().0;
+        assert!(
+            errs[0]
+                .to_string()
+                .contains("not `localhost` or a subdomain"),
+            "{errs:?}"
+        );
+    }
 
     #[test]
     fn good_config_compiles() {

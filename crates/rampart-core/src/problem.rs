@@ -44,6 +44,15 @@ pub enum ProblemCode {
     MfaRequired,
     /// 401: the MFA proof is wrong or reused.
     MfaInvalid,
+    /// 401: an admin action needs an operator session (none was presented,
+    /// or it expired, was revoked or is unknown).
+    OperatorAuthRequired,
+    /// 401: an operator WebAuthn ceremony failed (unknown, expired or
+    /// replayed challenge, wrong origin or RP id, bad signature, counter
+    /// regression, unknown or disabled operator, unusable enrolment
+    /// token). The detail says which step, never whether an operator
+    /// exists.
+    OperatorAuthFailed,
     /// 403: the key lacks the route's scope.
     ScopeMissing,
     /// 403: the source IP is not allowed for the key.
@@ -104,6 +113,8 @@ impl ProblemCode {
         Self::CertRequired,
         Self::MfaRequired,
         Self::MfaInvalid,
+        Self::OperatorAuthRequired,
+        Self::OperatorAuthFailed,
         Self::ScopeMissing,
         Self::IpNotAllowed,
         Self::ForbiddenByPolicy,
@@ -142,6 +153,8 @@ impl ProblemCode {
             Self::CertRequired => "CERT_REQUIRED",
             Self::MfaRequired => "MFA_REQUIRED",
             Self::MfaInvalid => "MFA_INVALID",
+            Self::OperatorAuthRequired => "OPERATOR_AUTH_REQUIRED",
+            Self::OperatorAuthFailed => "OPERATOR_AUTH_FAILED",
             Self::ScopeMissing => "SCOPE_MISSING",
             Self::IpNotAllowed => "IP_NOT_ALLOWED",
             Self::ForbiddenByPolicy => "FORBIDDEN_BY_POLICY",
@@ -179,7 +192,9 @@ impl ProblemCode {
             | Self::ReplayedNonce
             | Self::CertRequired
             | Self::MfaRequired
-            | Self::MfaInvalid => StatusCode::UNAUTHORIZED,
+            | Self::MfaInvalid
+            | Self::OperatorAuthRequired
+            | Self::OperatorAuthFailed => StatusCode::UNAUTHORIZED,
             Self::ScopeMissing
             | Self::IpNotAllowed
             | Self::ForbiddenByPolicy
@@ -218,6 +233,8 @@ impl ProblemCode {
             Self::CertRequired => "client certificate required",
             Self::MfaRequired => "mfa required",
             Self::MfaInvalid => "mfa invalid",
+            Self::OperatorAuthRequired => "operator session required",
+            Self::OperatorAuthFailed => "operator sign-in failed",
             Self::ScopeMissing => "scope missing",
             Self::IpNotAllowed => "ip not allowed",
             Self::ForbiddenByPolicy => "forbidden by policy",
@@ -367,6 +384,11 @@ mod tests {
         assert_eq!(ProblemCode::UpstreamTimeout.status().as_u16(), 504);
         assert_eq!(ProblemCode::NotFound.status().as_u16(), 404);
         assert_eq!(ProblemCode::MethodNotAllowed.status().as_u16(), 405);
+        assert_eq!(ProblemCode::OperatorAuthRequired.status().as_u16(), 401);
+        assert_eq!(
+            ProblemCode::OperatorAuthFailed.type_uri(),
+            "urn:rampart:problem:operator-auth-failed"
+        );
     }
 
     #[test]

@@ -1,5 +1,16 @@
 //! The admin listener: Prometheus metrics, liveness/readiness and upstream
-//! status. Served over TLS on its own socket, never on the public one.
+//! status, the kill switch, unlocks and trusted sources, and operator
+//! sign-in ([`operators`]). Served over TLS on its own socket, never on
+//! the public one.
+//!
+//! Read-only endpoints (`/metrics`, `/healthz`, `/readyz`,
+//! `/v1/upstreams`, `/v1/abuse`, `GET /v1/kill-switch`) are open. The
+//! mutating ones (`POST /v1/kill-switch`, `/v1/kill-switch/release`,
+//! `/v1/abuse/unlock`, `/v1/risk/trust`) need an operator session once
+//! any operator has a WebAuthn credential; before that they are open and
+//! the gateway says so at start.
+
+pub mod operators;
 
 use std::convert::Infallible;
 use std::sync::{Arc, OnceLock};
@@ -16,6 +27,7 @@ use tokio_rustls::TlsAcceptor;
 
 use crate::respond::{self, Body};
 use crate::runtime::Gateway;
+use operators::{Ctx, Operators};
 
 /// Installs the process-wide Prometheus recorder once and returns its handle.
 /// `None` if another recorder was installed first (then `/metrics` is empty).
@@ -56,6 +68,56 @@ fn text(status: StatusCode, ctype: &'static str, body: String) -> Response<Body>
         .insert(CONTENT_TYPE, HeaderValue::from_static(ctype));
     respond::stamp(&mut r, None);
     r
+}
+
+/// Dispatches one admin request: operator endpoints, then the guarded
+/// mutating endpoints, then the read-only ones.
+async fn dispatch(
+    gw: &Gateway,
+    ops: Option<&Operators>,
+    peer: Option<std::net::IpAddr>,
+    req: Request<Incoming>,
+) -> Response<Body> {
+    let ctx = Ctx { gw, peer };
+    let req = match operators::handle(ops, ctx, req).await {
+        Ok(r) => return r,
+        Err(req) => *req,
+    };
+    let path = req.uri().path();
+    let action = match path {
+        "/v1/kill-switch" | "/v1/kill-switch/release" | "/v1/abuse/unlock" | "/v1/risk/trust"
+            if req.method() == http::Method::POST =>
+        {
+            match path {
+                "/v1/kill-switch" => "KillSwitchEngage",
+                "/v1/kill-switch/release" => "KillSwitchRelease",
+                "/v1/abuse/unlock" => "Unlock",
+                _ => "RiskTrust",
+            }
+        }
+        _ => return route(gw, &req),
+    };
+    let operator =
+        match operators::authorize(ops, ctx, req.method(), req.headers(), action, path).await {
+            Ok(op) => op,
+            Err(resp) => return *resp,
+        };
+    match path {
+        "/v1/kill-switch" | "/v1/kill-switch/release" => {
+            kill_switch(gw, &req, operator.as_deref()).await
+        }
+        "/v1/abuse/unlock" => unlock(gw, &req, operator.as_deref()),
+        _ => trust(gw, &req, operator.as_deref()),
+    }
+}
+
+/// Who changed something: the signed-in operator, or the gateway itself
+/// while the admin side is unauthenticated.
+fn actor(operator: Option<&str>) -> rampart_audit::event::Actor {
+    operator.map_or_else(
+        rampart_audit::event::Actor::system,
+        rampart_audit::event::Actor::user,
+    )
 }
 
 fn route(gw: &Gateway, req: &Request<Incoming>) -> Response<Body> {
@@ -111,8 +173,6 @@ fn route(gw: &Gateway, req: &Request<Incoming>) -> Response<Body> {
             });
             text(StatusCode::OK, "application/json", body.to_string())
         }
-        "/v1/abuse/unlock" if req.method() == http::Method::POST => unlock(gw, req),
-        "/v1/risk/trust" if req.method() == http::Method::POST => trust(gw, req),
         "/v1/kill-switch" if req.method() == http::Method::GET => {
             let list: Vec<serde_json::Value> = gw
                 .kill
@@ -125,14 +185,6 @@ fn route(gw: &Gateway, req: &Request<Incoming>) -> Response<Body> {
                 "application/json",
                 serde_json::json!({ "engaged": list }).to_string(),
             )
-        }
-        "/v1/kill-switch/release" if req.method() == http::Method::POST => {
-            futures_util::FutureExt::now_or_never(kill_switch(gw, req)).unwrap_or_else(|| {
-                respond::problem(
-                    &rampart_core::Problem::new(rampart_core::ProblemCode::InternalError),
-                    None,
-                )
-            })
         }
         "/v1/abuse/unlock" => respond::problem(
             &rampart_core::Problem::new(rampart_core::ProblemCode::MethodNotAllowed)
@@ -149,7 +201,11 @@ fn route(gw: &Gateway, req: &Request<Incoming>) -> Response<Body> {
 /// `POST /v1/kill-switch?target=global|account:ID|key:ID&reason=TEXT`
 /// engages a kill switch; `POST /v1/kill-switch/release?target=…` releases
 /// it. Audited; persisted in the data dir.
-async fn kill_switch(gw: &Gateway, req: &Request<Incoming>) -> Response<Body> {
+async fn kill_switch(
+    gw: &Gateway,
+    req: &Request<Incoming>,
+    operator: Option<&str>,
+) -> Response<Body> {
     use crate::kill::Target;
     let mut target = None;
     let mut reason = String::from("operator");
@@ -201,7 +257,7 @@ async fn kill_switch(gw: &Gateway, req: &Request<Incoming>) -> Response<Body> {
             (true, Some(e))
         }
     };
-    tracing::warn!(target: "rampart::kill", target = ?target, release, reason = %reason, "kill switch changed by an operator");
+    tracing::warn!(target: "rampart::kill", target = ?target, release, reason = %reason, operator = ?operator, "kill switch changed by an operator");
     // Cancel-all upstream on engage, when configured.
     let rt = gw.runtime();
     let cancelled = if !release && rt.cfg.kill_switch.cancel_all {
@@ -229,7 +285,7 @@ async fn kill_switch(gw: &Gateway, req: &Request<Incoming>) -> Response<Body> {
         let ev = rampart_audit::event::AuditEvent::new(
             a.now(),
             rampart_audit::event::types::PERMISSION_CHANGED,
-            rampart_audit::event::Actor::system(),
+            actor(operator),
             if release {
                 "KillSwitchRelease"
             } else {
@@ -263,7 +319,7 @@ async fn kill_switch(gw: &Gateway, req: &Request<Incoming>) -> Response<Body> {
 /// `POST /v1/risk/trust?prefix=CIDR[&remove=1]`: an operator marks a
 /// source network trusted for adaptive risk (no location signals from it)
 /// until restart, or removes the mark. Audited.
-fn trust(gw: &Gateway, req: &Request<Incoming>) -> Response<Body> {
+fn trust(gw: &Gateway, req: &Request<Incoming>, operator: Option<&str>) -> Response<Body> {
     let mut prefix = None;
     let mut remove = false;
     for kv in req
@@ -303,7 +359,7 @@ fn trust(gw: &Gateway, req: &Request<Incoming>) -> Response<Body> {
         let ev = rampart_audit::event::AuditEvent::new(
             a.now(),
             rampart_audit::event::types::PERMISSION_CHANGED,
-            rampart_audit::event::Actor::system(),
+            actor(operator),
             if remove { "RiskUntrust" } else { "RiskTrust" },
             "/v1/risk/trust",
             rampart_audit::event::Decision::Info,
@@ -320,7 +376,7 @@ fn trust(gw: &Gateway, req: &Request<Incoming>) -> Response<Body> {
 /// `POST /v1/abuse/unlock?ip=IP[&key=KEY] | ?prefix=CIDR | ?key=KEY | ?all=1`:
 /// an operator lifts failed-authentication lockouts (PCI DSS 8.3.4's "until
 /// an administrator unlocks"); `all=1` also lifts rate-limit bans. Audited.
-fn unlock(gw: &Gateway, req: &Request<Incoming>) -> Response<Body> {
+fn unlock(gw: &Gateway, req: &Request<Incoming>, operator: Option<&str>) -> Response<Body> {
     use rampart_shield::abuse::Unlock;
     let bad = |d: &str| {
         respond::problem(
@@ -375,7 +431,7 @@ fn unlock(gw: &Gateway, req: &Request<Incoming>) -> Response<Body> {
         let ev = rampart_audit::event::AuditEvent::new(
             a.now(),
             rampart_audit::event::types::ABUSE_UNLOCK,
-            rampart_audit::event::Actor::system(),
+            actor(operator),
             "Unlock",
             "/v1/abuse/unlock",
             rampart_audit::event::Decision::Info,
@@ -390,28 +446,28 @@ fn unlock(gw: &Gateway, req: &Request<Incoming>) -> Response<Body> {
 }
 
 /// Serves the admin endpoints until the gateway shuts down.
-pub async fn serve(gw: Arc<Gateway>, listener: TcpListener, tls: Option<TlsAcceptor>) {
+pub async fn serve(
+    gw: Arc<Gateway>,
+    listener: TcpListener,
+    tls: Option<TlsAcceptor>,
+    operators: Option<Arc<Operators>>,
+) {
     let _ = metrics_handle();
     loop {
-        let (tcp, _) = tokio::select! {
+        let (tcp, peer) = tokio::select! {
             () = gw.shutdown.cancelled() => break,
             a = listener.accept() => match a { Ok(x) => x, Err(_) => { tokio::time::sleep(Duration::from_millis(50)).await; continue } },
         };
         let gw2 = gw.clone();
         let gw2_stop = gw.shutdown.clone();
         let tls = tls.clone();
+        let ops = operators.clone();
         gw.tracker.spawn(async move {
             let svc = service_fn(move |req: Request<Incoming>| {
                 let gw3 = gw2.clone();
+                let ops = ops.clone();
                 async move {
-                    let engage = req.uri().path() == "/v1/kill-switch"
-                        && req.method() == http::Method::POST;
-                    let r = if engage {
-                        kill_switch(&gw3, &req).await
-                    } else {
-                        route(&gw3, &req)
-                    };
-                    Ok::<_, Infallible>(r)
+                    Ok::<_, Infallible>(dispatch(&gw3, ops.as_deref(), Some(peer.ip()), req).await)
                 }
             });
             let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());

@@ -53,6 +53,17 @@ pub async fn start_with(
     cfg: rampart_core::config::Config,
     auth: Option<Arc<auth::AuthServices>>,
 ) -> Result<Running, GatewayError> {
+    start_full(cfg, auth, None).await
+}
+
+/// [`start_with`], with the store that holds operator accounts (without
+/// one, operator sign-in is unavailable and the admin listener's mutating
+/// endpoints are unauthenticated).
+pub async fn start_full(
+    cfg: rampart_core::config::Config,
+    auth: Option<Arc<auth::AuthServices>>,
+    operators: Option<rampart_store::AnyStore>,
+) -> Result<Running, GatewayError> {
     let listen = cfg.server.listen;
     let admin = prepare_admin(&cfg)?;
     let gateway = Gateway::with_auth(cfg, auth)?;
@@ -66,7 +77,7 @@ pub async fn start_with(
         addr: listen,
         source,
     })?;
-    let admin_addr = serve_admin(&gateway, admin).await?;
+    let admin_addr = serve_admin(&gateway, admin, operators).await?;
     tokio::spawn(trading::refresh_prices(
         gateway.clone(),
         gateway.shutdown.child_token(),
@@ -84,10 +95,12 @@ pub async fn start_with(
 /// single-threaded runtime, its own `SO_REUSEPORT` listener on the public
 /// address and its own upstream clients, like nginx's worker processes. The
 /// admin listener, health checks and reloads run on the calling runtime.
+/// `operators` is the store of operator accounts, as for [`start_full`].
 pub async fn start_sharded(
     cfg: rampart_core::config::Config,
     workers: usize,
     auth: Option<Arc<auth::AuthServices>>,
+    operators: Option<rampart_store::AnyStore>,
 ) -> Result<Running, GatewayError> {
     let workers = workers.clamp(1, 256);
     upstream::set_max_workers(workers);
@@ -133,7 +146,7 @@ pub async fn start_sharded(
             })
             .map_err(bind_err)?;
     }
-    let admin_addr = serve_admin(&gateway, admin).await?;
+    let admin_addr = serve_admin(&gateway, admin, operators).await?;
     tracing::info!(%addr, admin = ?admin_addr, workers, "rampart listening");
     Ok(Running {
         gateway,
@@ -176,13 +189,17 @@ fn prepare_admin(
     Ok(Some((a, acceptor)))
 }
 
-/// Binds the admin listener (if configured) and serves it on the current runtime.
+/// Binds the admin listener (if configured) and serves it on the current
+/// runtime, with operator sign-in when a store is given. Warns when its
+/// mutating endpoints are unauthenticated (no store, or no operator has a
+/// credential yet).
 async fn serve_admin(
     gateway: &Arc<Gateway>,
     admin: Option<(
         rampart_core::config::AdminConfig,
         Option<tokio_rustls::TlsAcceptor>,
     )>,
+    store: Option<rampart_store::AnyStore>,
 ) -> Result<Option<SocketAddr>, GatewayError> {
     let Some((a, acceptor)) = admin else {
         return Ok(None);
@@ -194,6 +211,37 @@ async fn serve_admin(
             source,
         })?;
     let addr = l.local_addr().ok();
-    tokio::spawn(admin::serve(gateway.clone(), l, acceptor));
+    let port = addr.map_or(a.listen.port(), |x| x.port());
+    let ops = match store {
+        Some(store) => Some(Arc::new(
+            admin::operators::Operators::new(
+                store,
+                a.operators.clone(),
+                port,
+                Arc::new(auth::now_ms),
+            )
+            .map_err(GatewayError::Limits)?,
+        )),
+        None => None,
+    };
+    let unauthenticated = match &ops {
+        None => Some("no operator store"),
+        Some(o) => match o.enforced().await {
+            Ok(true) => None,
+            Ok(false) => {
+                Some("no operator has a WebAuthn credential yet (`rampart operators add NAME`)")
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot read operator accounts: mutating admin endpoints refuse until the store answers");
+                None
+            }
+        },
+    };
+    if let Some(why) = unauthenticated {
+        tracing::warn!(admin = ?addr, reason = why, "the admin listener's mutating endpoints (kill switch, unlock, risk trust) are UNAUTHENTICATED");
+    } else if let Some(o) = &ops {
+        tracing::info!(admin = ?addr, origins = ?o.origins(), "admin changes need an operator session (WebAuthn)");
+    }
+    tokio::spawn(admin::serve(gateway.clone(), l, acceptor, ops));
     Ok(addr)
 }

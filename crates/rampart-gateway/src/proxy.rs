@@ -168,6 +168,20 @@ struct Denial {
 }
 
 impl Outcome {
+    /// `405 METHOD_NOT_ALLOWED` naming the methods the path accepts, with
+    /// the `Allow` header.
+    fn method_not_allowed(allow: &str, rid: &str, route: Option<Arc<Route>>) -> Self {
+        let mut o = Self::reject(
+            Problem::new(ProblemCode::MethodNotAllowed).detail(format!("the path accepts {allow}")),
+            rid,
+            route,
+        );
+        if let Ok(v) = HeaderValue::from_str(allow) {
+            o.resp.headers_mut().insert(header::ALLOW, v);
+        }
+        o
+    }
+
     fn reject(p: Problem, rid: &str, route: Option<Arc<Route>>) -> Self {
         Self {
             resp: respond::problem(&p, Some(rid)),
@@ -389,16 +403,7 @@ async fn pipeline(
                 .map(|m| m.as_str())
                 .collect::<Vec<_>>()
                 .join(", ");
-            let mut o = Outcome::reject(
-                Problem::new(ProblemCode::MethodNotAllowed)
-                    .detail(format!("the path accepts {allow}")),
-                rid,
-                None,
-            );
-            if let Ok(v) = HeaderValue::from_str(&allow) {
-                o.resp.headers_mut().insert(header::ALLOW, v);
-            }
-            return o;
+            return Outcome::method_not_allowed(&allow, rid, None);
         }
     };
     // Phase: edge rate limits (before any signature is verified).
@@ -810,15 +815,7 @@ async fn limits_endpoint(
 ) -> Outcome {
     let route = rt.limits_route.clone();
     if req.method() != Method::GET {
-        let mut o = Outcome::reject(
-            Problem::new(ProblemCode::MethodNotAllowed).detail("the path accepts GET"),
-            rid,
-            Some(route),
-        );
-        o.resp
-            .headers_mut()
-            .insert(header::ALLOW, HeaderValue::from_static("GET"));
-        return o;
+        return Outcome::method_not_allowed("GET", rid, Some(route));
     }
     let path_and_query = req
         .uri()
@@ -1257,11 +1254,7 @@ async fn token_endpoints(
         return Some(json_response(StatusCode::OK, tokens.jwks()));
     }
     if req.method() != Method::POST {
-        return Some(Outcome::reject(
-            Problem::new(ProblemCode::MethodNotAllowed).detail("the path accepts POST"),
-            rid,
-            None,
-        ));
+        return Some(Outcome::method_not_allowed("POST", rid, None));
     }
     let pq = req
         .uri()

@@ -15,9 +15,10 @@ use zeroize::Zeroizing;
 
 use crate::error::StoreError;
 use crate::model::{
-    Account, AccountKey, ApiKey, CipherRef, CipherSwap, DekState, KeyMetadata, KeyPermissions,
-    KeyState, MfaEnrolment, StoredCiphertext, WithdrawalAddress, DEFAULT_MFA_ALGORITHM,
-    DEFAULT_MFA_DIGITS, DEFAULT_MFA_PERIOD_SECS,
+    Account, AccountKey, ApiKey, CipherRef, CipherSwap, DekState, EnrolmentToken, KeyMetadata,
+    KeyPermissions, KeyState, MfaEnrolment, Operator, OperatorCredential, StoredCiphertext,
+    WithdrawalAddress, COSE_EDDSA, COSE_ES256, DEFAULT_MFA_ALGORITHM, DEFAULT_MFA_DIGITS,
+    DEFAULT_MFA_PERIOD_SECS,
 };
 use crate::store::Store;
 
@@ -2935,6 +2936,430 @@ where
     );
     Ok(())
 }
+/// A sample operator.
+pub fn operator(name: &str) -> Operator {
+    Operator {
+        name: name.to_owned(),
+        user_handle: name
+            .as_bytes()
+            .iter()
+            .rev()
+            .copied()
+            .chain([0xa5])
+            .collect(),
+        created_ms: 1_000,
+        disabled: false,
+        disabled_ms: None,
+    }
+}
+
+/// A sample enrolment token hash (the token itself is never stored).
+pub fn token_hash(n: u8) -> [u8; 32] {
+    [n; 32]
+}
+
+/// A sample enrolment token of `operator`, valid until `expires_ms`.
+pub fn enrolment_token(operator: &str, n: u8, expires_ms: i64) -> EnrolmentToken {
+    EnrolmentToken {
+        token_hash: token_hash(n),
+        operator: operator.to_owned(),
+        created_ms: 1_000,
+        expires_ms,
+    }
+}
+
+/// A sample ES256 credential of `operator`.
+pub fn operator_credential(operator: &str, id: &[u8], sign_count: u32) -> OperatorCredential {
+    let mut point = vec![4u8];
+    point.extend(std::iter::repeat_n(id.first().copied().unwrap_or(1), 64));
+    OperatorCredential {
+        credential_id: id.to_vec(),
+        operator: operator.to_owned(),
+        algorithm: COSE_ES256,
+        public_key: point,
+        sign_count,
+        created_ms: 2_000,
+        last_used_ms: None,
+        revoked_ms: None,
+    }
+}
+
+/// Operators round-trip and list by name; a duplicate name conflicts; an
+/// empty or oversized user handle is refused.
+pub async fn operators_round_trip(store: &impl Store) -> Outcome {
+    let b = operator("op-rt-b");
+    let a = operator("op-rt-a");
+    store.create_operator(&b).await?;
+    store.create_operator(&a).await?;
+    check_eq!(
+        store.get_operator("op-rt-a").await?,
+        a,
+        "operator read back"
+    );
+    check_eq!(
+        store.create_operator(&operator("op-rt-a")).await,
+        Err(StoreError::Conflict("operator")),
+        "duplicate operator"
+    );
+    check_eq!(
+        store.get_operator("op-rt-missing").await,
+        Err(StoreError::NotFound("operator")),
+        "unknown operator"
+    );
+    for handle in [Vec::new(), vec![1u8; 65]] {
+        check_eq!(
+            store
+                .create_operator(&Operator {
+                    user_handle: handle,
+                    ..operator("op-rt-handle")
+                })
+                .await,
+            Err(StoreError::Conflict("operator user handle")),
+            "bad user handle"
+        );
+    }
+    let names: Vec<String> = store
+        .list_operators()
+        .await?
+        .into_iter()
+        .map(|o| o.name)
+        .filter(|n| n.starts_with("op-rt-"))
+        .collect();
+    check_eq!(
+        names,
+        vec!["op-rt-a".to_owned(), "op-rt-b".to_owned()],
+        "listed by name"
+    );
+    Ok(())
+}
+
+/// Enrolment tokens: checked without being spent, spent once together with
+/// the credential they register, never after expiry, never for another
+/// operator; concurrent uses of one token register one credential.
+pub async fn operator_enrolment_tokens(store: &impl Store) -> Outcome {
+    store.create_operator(&operator("op-tok")).await?;
+    store.create_operator(&operator("op-tok-other")).await?;
+    check_eq!(
+        store
+            .put_enrolment_token(&enrolment_token("op-tok-missing", 40, 10_000))
+            .await,
+        Err(StoreError::MissingReference("enrolment token")),
+        "token of an unknown operator"
+    );
+    store
+        .put_enrolment_token(&enrolment_token("op-tok", 41, 10_000))
+        .await?;
+    check_eq!(
+        store
+            .put_enrolment_token(&enrolment_token("op-tok", 41, 10_000))
+            .await,
+        Err(StoreError::Conflict("enrolment token")),
+        "duplicate token hash"
+    );
+    check_eq!(
+        store
+            .enrolment_token_operator(&token_hash(41), 9_999)
+            .await?,
+        Some("op-tok".to_owned()),
+        "usable token"
+    );
+    check_eq!(
+        store
+            .enrolment_token_operator(&token_hash(41), 10_000)
+            .await?,
+        None,
+        "expired token"
+    );
+    check_eq!(
+        store.enrolment_token_operator(&token_hash(42), 0).await?,
+        None,
+        "unknown token"
+    );
+    // Expired, or issued for another operator: not spent, nothing stored.
+    let cred = operator_credential("op-tok", b"op-tok-cred-1", 0);
+    check_eq!(
+        store
+            .enrol_operator_credential(&token_hash(41), &cred, 10_000)
+            .await?,
+        false,
+        "expired token spent"
+    );
+    let other = operator_credential("op-tok-other", b"op-tok-cred-x", 0);
+    check_eq!(
+        store
+            .enrol_operator_credential(&token_hash(41), &other, 5_000)
+            .await?,
+        false,
+        "token of another operator spent"
+    );
+    check_eq!(
+        store.list_operator_credentials("op-tok-other").await?,
+        vec![],
+        "nothing stored for a refused token"
+    );
+    check_eq!(
+        store
+            .enrol_operator_credential(
+                &token_hash(41),
+                &OperatorCredential {
+                    algorithm: -257,
+                    ..cred.clone()
+                },
+                5_000
+            )
+            .await,
+        Err(StoreError::Conflict("operator credential key")),
+        "unsupported algorithm"
+    );
+    check_eq!(
+        store
+            .enrol_operator_credential(&token_hash(41), &cred, 5_000)
+            .await?,
+        true,
+        "token spent once"
+    );
+    check_eq!(
+        store
+            .enrol_operator_credential(
+                &token_hash(41),
+                &operator_credential("op-tok", b"op-tok-cred-2", 0),
+                5_000
+            )
+            .await?,
+        false,
+        "token spent twice"
+    );
+    check_eq!(
+        store
+            .enrolment_token_operator(&token_hash(41), 5_000)
+            .await?,
+        None,
+        "a spent token is not usable"
+    );
+    check_eq!(
+        store.list_operator_credentials("op-tok").await?,
+        vec![cred.clone()],
+        "credential read back"
+    );
+    // A credential id that exists: conflict, and the token stays unspent.
+    store
+        .put_enrolment_token(&enrolment_token("op-tok", 43, 10_000))
+        .await?;
+    check_eq!(
+        store
+            .enrol_operator_credential(&token_hash(43), &cred, 5_000)
+            .await,
+        Err(StoreError::Conflict("operator credential")),
+        "duplicate credential id"
+    );
+    check_eq!(
+        store
+            .enrolment_token_operator(&token_hash(43), 5_000)
+            .await?,
+        Some("op-tok".to_owned()),
+        "token kept after a conflict"
+    );
+    // Concurrent uses of one token: exactly one registers.
+    let creds: Vec<OperatorCredential> = (0u8..8)
+        .map(|i| {
+            let mut c = operator_credential("op-tok", &[b'c', b'o', b'n', i], 0);
+            c.algorithm = COSE_EDDSA;
+            c.public_key = vec![i; 32];
+            c
+        })
+        .collect();
+    let hash = token_hash(43);
+    let outcomes = join_all(
+        creds
+            .iter()
+            .map(|c| store.enrol_operator_credential(&hash, c, 5_000))
+            .collect(),
+    )
+    .await;
+    let mut won = 0;
+    for o in outcomes {
+        if o? {
+            won += 1;
+        }
+    }
+    check_eq!(won, 1, "concurrent uses of one token");
+    check_eq!(
+        store.list_operator_credentials("op-tok").await?.len(),
+        2,
+        "one credential per token"
+    );
+    Ok(())
+}
+
+/// The signature counter only grows (a cloned authenticator's lower or
+/// equal counter is refused), except that 0 stays acceptable for an
+/// authenticator that keeps no counter; concurrent sign-ins with one
+/// counter are accepted once.
+pub async fn operator_credential_counter(store: &impl Store) -> Outcome {
+    store.create_operator(&operator("op-ctr")).await?;
+    for (n, id, count) in [(50u8, &b"op-ctr-1"[..], 5u32), (51, &b"op-ctr-0"[..], 0)] {
+        store
+            .put_enrolment_token(&enrolment_token("op-ctr", n, 10_000))
+            .await?;
+        check_eq!(
+            store
+                .enrol_operator_credential(
+                    &token_hash(n),
+                    &operator_credential("op-ctr", id, count),
+                    1
+                )
+                .await?,
+            true,
+            "enrolled"
+        );
+    }
+    check_eq!(
+        store.operator_credentials_exist().await?,
+        true,
+        "credentials exist"
+    );
+    let id = b"op-ctr-1";
+    check_eq!(
+        store.advance_operator_credential(id, 5, 3_000).await?,
+        false,
+        "equal counter"
+    );
+    check_eq!(
+        store.advance_operator_credential(id, 4, 3_000).await?,
+        false,
+        "lower counter"
+    );
+    check_eq!(
+        store.advance_operator_credential(id, 0, 3_000).await?,
+        false,
+        "counter back to 0"
+    );
+    check_eq!(
+        store.advance_operator_credential(id, 6, 3_000).await?,
+        true,
+        "counter grew"
+    );
+    let stored = store.list_operator_credentials("op-ctr").await?;
+    let c = stored
+        .iter()
+        .find(|c| c.credential_id == id)
+        .ok_or_else(|| Failure("credential missing".into()))?;
+    check_eq!(
+        (c.sign_count, c.last_used_ms),
+        (6, Some(3_000)),
+        "counter and last use stored"
+    );
+    // No counter on either side: accepted every time.
+    for at in [4_000, 5_000] {
+        check_eq!(
+            store
+                .advance_operator_credential(b"op-ctr-0", 0, at)
+                .await?,
+            true,
+            "counter-less authenticator"
+        );
+    }
+    check_eq!(
+        store
+            .advance_operator_credential(b"op-ctr-missing", 1, 1)
+            .await,
+        Err(StoreError::NotFound("operator credential")),
+        "unknown credential"
+    );
+    let outcomes = join_all(
+        (0..8)
+            .map(|_| store.advance_operator_credential(id, 9, 6_000))
+            .collect(),
+    )
+    .await;
+    let mut won = 0;
+    for o in outcomes {
+        if o? {
+            won += 1;
+        }
+    }
+    check_eq!(won, 1, "concurrent sign-ins with one counter");
+    Ok(())
+}
+
+/// Disabling an operator revokes its credentials (they never sign in
+/// again) and its unused tokens, keeps the first time, and refuses new
+/// tokens; the credentials still count as "ever registered".
+pub async fn operator_disable(store: &impl Store) -> Outcome {
+    store.create_operator(&operator("op-dis")).await?;
+    store
+        .put_enrolment_token(&enrolment_token("op-dis", 60, 10_000))
+        .await?;
+    store
+        .put_enrolment_token(&enrolment_token("op-dis", 61, 10_000))
+        .await?;
+    check_eq!(
+        store
+            .enrol_operator_credential(
+                &token_hash(60),
+                &operator_credential("op-dis", b"op-dis-1", 1),
+                1
+            )
+            .await?,
+        true,
+        "enrolled"
+    );
+    check_eq!(store.disable_operator("op-dis", 7_000).await?, 1, "revoked");
+    check_eq!(store.disable_operator("op-dis", 8_000).await?, 0, "again");
+    let op = store.get_operator("op-dis").await?;
+    check_eq!(
+        (op.disabled, op.disabled_ms),
+        (true, Some(7_000)),
+        "first time kept"
+    );
+    check_eq!(
+        store.disable_operator("op-dis-missing", 1).await,
+        Err(StoreError::NotFound("operator")),
+        "unknown operator"
+    );
+    let creds = store.list_operator_credentials("op-dis").await?;
+    check_eq!(
+        creds.iter().map(|c| c.revoked_ms).collect::<Vec<_>>(),
+        vec![Some(7_000)],
+        "credential revoked"
+    );
+    check_eq!(
+        store
+            .advance_operator_credential(b"op-dis-1", 2, 9_000)
+            .await?,
+        false,
+        "a revoked credential does not sign in"
+    );
+    check_eq!(
+        store.enrolment_token_operator(&token_hash(61), 1).await?,
+        None,
+        "unused token of a disabled operator"
+    );
+    check_eq!(
+        store
+            .enrol_operator_credential(
+                &token_hash(61),
+                &operator_credential("op-dis", b"op-dis-2", 1),
+                1
+            )
+            .await?,
+        false,
+        "a disabled operator does not enrol"
+    );
+    check_eq!(
+        store
+            .put_enrolment_token(&enrolment_token("op-dis", 62, 10_000))
+            .await,
+        Err(StoreError::Conflict("operator disabled")),
+        "no new token for a disabled operator"
+    );
+    check_eq!(
+        store.operator_credentials_exist().await?,
+        true,
+        "revoked credentials still count"
+    );
+    Ok(())
+}
 
 /// Runs every single-store case on one store, stopping at the first
 /// failure (named in the message).
@@ -2978,5 +3403,9 @@ pub async fn run_all(store: &impl Store) -> Outcome {
     case!(mfa_recovery_codes);
     case!(mfa_delete);
     case!(withdrawal_address_book);
+    case!(operators_round_trip);
+    case!(operator_enrolment_tokens);
+    case!(operator_credential_counter);
+    case!(operator_disable);
     Ok(())
 }

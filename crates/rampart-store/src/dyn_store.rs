@@ -11,8 +11,9 @@ use std::sync::Arc;
 
 use crate::error::Result;
 use crate::model::{
-    Account, AccountKey, ApiKey, CipherRef, CipherSwap, DekState, KeyMetadata, KeyPermissions,
-    MfaEnrolment, StoredCiphertext, WithdrawalAddress,
+    Account, AccountKey, ApiKey, CipherRef, CipherSwap, DekState, EnrolmentToken, KeyMetadata,
+    KeyPermissions, MfaEnrolment, Operator, OperatorCredential, StoredCiphertext,
+    WithdrawalAddress,
 };
 use crate::store::Store;
 
@@ -201,6 +202,43 @@ pub trait DynStore: Send + Sync {
     ) -> BoxFuture<'a, Result<Vec<StoredCiphertext>>>;
     /// See [`Store::swap_ciphertexts`].
     fn swap_ciphertexts<'a>(&'a self, swaps: &'a [CipherSwap]) -> BoxFuture<'a, Result<Vec<bool>>>;
+    /// See [`Store::create_operator`].
+    fn create_operator<'a>(&'a self, operator: &'a Operator) -> BoxFuture<'a, Result<()>>;
+    /// See [`Store::get_operator`].
+    fn get_operator<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<Operator>>;
+    /// See [`Store::list_operators`].
+    fn list_operators(&self) -> BoxFuture<'_, Result<Vec<Operator>>>;
+    /// See [`Store::disable_operator`].
+    fn disable_operator<'a>(&'a self, name: &'a str, at_ms: i64) -> BoxFuture<'a, Result<u64>>;
+    /// See [`Store::put_enrolment_token`].
+    fn put_enrolment_token<'a>(&'a self, token: &'a EnrolmentToken) -> BoxFuture<'a, Result<()>>;
+    /// See [`Store::enrolment_token_operator`].
+    fn enrolment_token_operator<'a>(
+        &'a self,
+        token_hash: &'a [u8; 32],
+        now_ms: i64,
+    ) -> BoxFuture<'a, Result<Option<String>>>;
+    /// See [`Store::enrol_operator_credential`].
+    fn enrol_operator_credential<'a>(
+        &'a self,
+        token_hash: &'a [u8; 32],
+        credential: &'a OperatorCredential,
+        now_ms: i64,
+    ) -> BoxFuture<'a, Result<bool>>;
+    /// See [`Store::list_operator_credentials`].
+    fn list_operator_credentials<'a>(
+        &'a self,
+        operator: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<OperatorCredential>>>;
+    /// See [`Store::advance_operator_credential`].
+    fn advance_operator_credential<'a>(
+        &'a self,
+        credential_id: &'a [u8],
+        sign_count: u32,
+        used_ms: i64,
+    ) -> BoxFuture<'a, Result<bool>>;
+    /// See [`Store::operator_credentials_exist`].
+    fn operator_credentials_exist(&self) -> BoxFuture<'_, Result<bool>>;
 }
 
 impl<S: Store> DynStore for S {
@@ -434,6 +472,60 @@ impl<S: Store> DynStore for S {
     fn swap_ciphertexts<'a>(&'a self, swaps: &'a [CipherSwap]) -> BoxFuture<'a, Result<Vec<bool>>> {
         Box::pin(Store::swap_ciphertexts(self, swaps))
     }
+    fn create_operator<'a>(&'a self, operator: &'a Operator) -> BoxFuture<'a, Result<()>> {
+        Box::pin(Store::create_operator(self, operator))
+    }
+    fn get_operator<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<Operator>> {
+        Box::pin(Store::get_operator(self, name))
+    }
+    fn list_operators(&self) -> BoxFuture<'_, Result<Vec<Operator>>> {
+        Box::pin(Store::list_operators(self))
+    }
+    fn disable_operator<'a>(&'a self, name: &'a str, at_ms: i64) -> BoxFuture<'a, Result<u64>> {
+        Box::pin(Store::disable_operator(self, name, at_ms))
+    }
+    fn put_enrolment_token<'a>(&'a self, token: &'a EnrolmentToken) -> BoxFuture<'a, Result<()>> {
+        Box::pin(Store::put_enrolment_token(self, token))
+    }
+    fn enrolment_token_operator<'a>(
+        &'a self,
+        token_hash: &'a [u8; 32],
+        now_ms: i64,
+    ) -> BoxFuture<'a, Result<Option<String>>> {
+        Box::pin(Store::enrolment_token_operator(self, token_hash, now_ms))
+    }
+    fn enrol_operator_credential<'a>(
+        &'a self,
+        token_hash: &'a [u8; 32],
+        credential: &'a OperatorCredential,
+        now_ms: i64,
+    ) -> BoxFuture<'a, Result<bool>> {
+        Box::pin(Store::enrol_operator_credential(
+            self, token_hash, credential, now_ms,
+        ))
+    }
+    fn list_operator_credentials<'a>(
+        &'a self,
+        operator: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<OperatorCredential>>> {
+        Box::pin(Store::list_operator_credentials(self, operator))
+    }
+    fn advance_operator_credential<'a>(
+        &'a self,
+        credential_id: &'a [u8],
+        sign_count: u32,
+        used_ms: i64,
+    ) -> BoxFuture<'a, Result<bool>> {
+        Box::pin(Store::advance_operator_credential(
+            self,
+            credential_id,
+            sign_count,
+            used_ms,
+        ))
+    }
+    fn operator_credentials_exist(&self) -> BoxFuture<'_, Result<bool>> {
+        Box::pin(Store::operator_credentials_exist(self))
+    }
 }
 
 /// A shared handle on any backend, chosen at run time. Cloning is cheap.
@@ -613,5 +705,49 @@ impl Store for AnyStore {
     }
     async fn swap_ciphertexts(&self, swaps: &[CipherSwap]) -> Result<Vec<bool>> {
         DynStore::swap_ciphertexts(&*self.0, swaps).await
+    }
+    async fn create_operator(&self, operator: &Operator) -> Result<()> {
+        DynStore::create_operator(&*self.0, operator).await
+    }
+    async fn get_operator(&self, name: &str) -> Result<Operator> {
+        DynStore::get_operator(&*self.0, name).await
+    }
+    async fn list_operators(&self) -> Result<Vec<Operator>> {
+        DynStore::list_operators(&*self.0).await
+    }
+    async fn disable_operator(&self, name: &str, at_ms: i64) -> Result<u64> {
+        DynStore::disable_operator(&*self.0, name, at_ms).await
+    }
+    async fn put_enrolment_token(&self, token: &EnrolmentToken) -> Result<()> {
+        DynStore::put_enrolment_token(&*self.0, token).await
+    }
+    async fn enrolment_token_operator(
+        &self,
+        token_hash: &[u8; 32],
+        now_ms: i64,
+    ) -> Result<Option<String>> {
+        DynStore::enrolment_token_operator(&*self.0, token_hash, now_ms).await
+    }
+    async fn enrol_operator_credential(
+        &self,
+        token_hash: &[u8; 32],
+        credential: &OperatorCredential,
+        now_ms: i64,
+    ) -> Result<bool> {
+        DynStore::enrol_operator_credential(&*self.0, token_hash, credential, now_ms).await
+    }
+    async fn list_operator_credentials(&self, operator: &str) -> Result<Vec<OperatorCredential>> {
+        DynStore::list_operator_credentials(&*self.0, operator).await
+    }
+    async fn advance_operator_credential(
+        &self,
+        credential_id: &[u8],
+        sign_count: u32,
+        used_ms: i64,
+    ) -> Result<bool> {
+        DynStore::advance_operator_credential(&*self.0, credential_id, sign_count, used_ms).await
+    }
+    async fn operator_credentials_exist(&self) -> Result<bool> {
+        DynStore::operator_credentials_exist(&*self.0).await
     }
 }

@@ -44,6 +44,12 @@
 //!   recovery codes ([`Store::consume_recovery_code`]); and a withdrawal
 //!   address book whose entries take effect after a delay
 //!   ([`Store::add_withdrawal_address`]).
+//! - **Operator accounts** for the admin listener: operators, their
+//!   WebAuthn credentials (public keys and signature counters, advanced
+//!   by one conditional write that refuses a counter that did not grow:
+//!   [`Store::advance_operator_credential`]) and one-time enrolment
+//!   tokens, stored as SHA-256 hashes and spent atomically with the
+//!   credential they register ([`Store::enrol_operator_credential`]).
 //! - **Crypto-shredding**: an [`AccountKey`] is a per-account secret mixed
 //!   into the account's field keys; [`Store::shred_account_key`] deletes it
 //!   (leaving a tombstone), making the account's fields unrecoverable. With
@@ -90,9 +96,10 @@ pub mod store;
 pub use dyn_store::{AnyStore, DynStore};
 pub use error::{Result, StoreError};
 pub use model::{
-    Account, AccountKey, ApiKey, CipherRef, CipherSwap, DekState, KeyMetadata, KeyPermissions,
-    KeyState, MfaEnrolment, StoredCiphertext, WithdrawalAddress, DEFAULT_MFA_ALGORITHM,
-    DEFAULT_MFA_DIGITS, DEFAULT_MFA_PERIOD_SECS, MAX_KYC_TIER, MFA_ALGORITHMS,
+    Account, AccountKey, ApiKey, CipherRef, CipherSwap, DekState, EnrolmentToken, KeyMetadata,
+    KeyPermissions, KeyState, MfaEnrolment, Operator, OperatorCredential, StoredCiphertext,
+    WithdrawalAddress, COSE_EDDSA, COSE_ES256, DEFAULT_MFA_ALGORITHM, DEFAULT_MFA_DIGITS,
+    DEFAULT_MFA_PERIOD_SECS, MAX_KYC_TIER, MFA_ALGORITHMS,
 };
 pub use sqlite::SqliteStore;
 pub use store::Store;

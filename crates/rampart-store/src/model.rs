@@ -461,3 +461,77 @@ impl fmt::Debug for Redacted {
         write!(f, "<{} bytes>", self.0)
     }
 }
+
+/// An operator: a human who may change the gateway on the admin listener
+/// (kill switch, unlocks, trusted sources), signing in with WebAuthn.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Operator {
+    /// The operator's name, unique across the store.
+    pub name: String,
+    /// The WebAuthn user handle (random bytes chosen at creation, not the
+    /// name), 1 to 64 bytes.
+    pub user_handle: Vec<u8>,
+    /// Creation time, Unix milliseconds.
+    pub created_ms: i64,
+    /// A disabled operator can neither sign in nor enrol.
+    pub disabled: bool,
+    /// When the operator was disabled, Unix milliseconds.
+    pub disabled_ms: Option<i64>,
+}
+
+/// The COSE algorithm of an ES256 (P-256) operator credential.
+pub const COSE_ES256: i32 = -7;
+/// The COSE algorithm of an EdDSA (Ed25519) operator credential.
+pub const COSE_EDDSA: i32 = -8;
+
+/// A WebAuthn credential of an operator, as the relying-party verifier
+/// keeps it: the credential id, its public key with the COSE algorithm
+/// ([`COSE_ES256`]: the uncompressed P-256 point; [`COSE_EDDSA`]: the
+/// 32-byte Ed25519 key) and the last signature counter seen.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OperatorCredential {
+    /// Credential id (from the authenticator), unique across the store.
+    pub credential_id: Vec<u8>,
+    /// Owning operator.
+    pub operator: String,
+    /// COSE algorithm: [`COSE_ES256`] or [`COSE_EDDSA`].
+    pub algorithm: i32,
+    /// The public key (not secret).
+    pub public_key: Vec<u8>,
+    /// The last signature counter accepted (0: the authenticator keeps
+    /// none). Advanced only through
+    /// [`Store::advance_operator_credential`](crate::Store::advance_operator_credential).
+    pub sign_count: u32,
+    /// Registration time, Unix milliseconds.
+    pub created_ms: i64,
+    /// Last successful sign-in, Unix milliseconds.
+    pub last_used_ms: Option<i64>,
+    /// Revocation time (the operator was disabled); a revoked credential
+    /// never signs in again.
+    pub revoked_ms: Option<i64>,
+}
+
+/// A one-time enrolment token of an operator: only the SHA-256 of the
+/// token is stored. `Debug` prints the hash's length only.
+#[derive(Clone, PartialEq, Eq)]
+pub struct EnrolmentToken {
+    /// SHA-256 of the token (32 bytes).
+    pub token_hash: [u8; 32],
+    /// The operator it enrols a credential for.
+    pub operator: String,
+    /// Creation time, Unix milliseconds.
+    pub created_ms: i64,
+    /// Expiry, Unix milliseconds: usable while `now < expires_ms`.
+    pub expires_ms: i64,
+}
+
+impl fmt::Debug for EnrolmentToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EnrolmentToken")
+            .field("token_hash", &Redacted(self.token_hash.len()))
+            .field("operator", &self.operator)
+            .field("created_ms", &self.created_ms)
+            .field("expires_ms", &self.expires_ms)
+            .finish()
+    }
+}

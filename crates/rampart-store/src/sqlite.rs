@@ -17,8 +17,9 @@ use zeroize::Zeroizing;
 
 use crate::error::{Result, StoreError};
 use crate::model::{
-    Account, AccountKey, ApiKey, CipherRef, CipherSwap, DekState, KeyMetadata, KeyPermissions,
-    KeyState, MfaEnrolment, StoredCiphertext, WithdrawalAddress, MAX_KYC_TIER, MFA_ALGORITHMS,
+    Account, AccountKey, ApiKey, CipherRef, CipherSwap, DekState, EnrolmentToken, KeyMetadata,
+    KeyPermissions, KeyState, MfaEnrolment, Operator, OperatorCredential, StoredCiphertext,
+    WithdrawalAddress, COSE_EDDSA, COSE_ES256, MAX_KYC_TIER, MFA_ALGORITHMS,
 };
 use crate::store::Store;
 
@@ -44,6 +45,9 @@ const WITHDRAWAL_COLUMNS: &str = "account_id, address, asset, label, added_at_ms
 const KEY_META_COLUMNS: &str =
     "purpose, version, wrapped_dek, encryptions, state, created_at_ms, root_key_version";
 const ACCOUNT_KEY_COLUMNS: &str = "account_id, secret, created_at_ms, shredded_at_ms";
+const OPERATOR_COLUMNS: &str = "name, user_handle, created_ms, disabled, disabled_ms";
+const OPERATOR_CREDENTIAL_COLUMNS: &str = "credential_id, operator, algorithm, public_key, \
+     sign_count, created_ms, last_used_ms, revoked_ms";
 
 /// Pages of [`Store::scan_ciphertexts`]: API-key secrets by key id, then
 /// previous API-key secrets by key id (with their key's account), then MFA
@@ -527,6 +531,38 @@ fn insert_api_key<'q>(
 
 fn json_list(list: &[String]) -> Result<String> {
     serde_json::to_string(list).map_err(|_| StoreError::Backend("cannot encode list".into()))
+}
+
+fn operator_from(row: &SqliteRow) -> Result<Operator> {
+    let e = |e: sqlx::Error| map_err("operator", &e);
+    let disabled: i64 = row.try_get("disabled").map_err(e)?;
+    Ok(Operator {
+        name: row.try_get("name").map_err(e)?,
+        user_handle: row.try_get("user_handle").map_err(e)?,
+        created_ms: row.try_get("created_ms").map_err(e)?,
+        disabled: match disabled {
+            0 => false,
+            1 => true,
+            _ => return Err(corrupt("operator state")),
+        },
+        disabled_ms: row.try_get("disabled_ms").map_err(e)?,
+    })
+}
+
+fn operator_credential_from(row: &SqliteRow) -> Result<OperatorCredential> {
+    let e = |e: sqlx::Error| map_err("operator credential", &e);
+    let algorithm: i64 = row.try_get("algorithm").map_err(e)?;
+    let sign_count: i64 = row.try_get("sign_count").map_err(e)?;
+    Ok(OperatorCredential {
+        credential_id: row.try_get("credential_id").map_err(e)?,
+        operator: row.try_get("operator").map_err(e)?,
+        algorithm: i32::try_from(algorithm).map_err(|_| corrupt("credential algorithm"))?,
+        public_key: row.try_get("public_key").map_err(e)?,
+        sign_count: u32::try_from(sign_count).map_err(|_| corrupt("signature counter"))?,
+        created_ms: row.try_get("created_ms").map_err(e)?,
+        last_used_ms: row.try_get("last_used_ms").map_err(e)?,
+        revoked_ms: row.try_get("revoked_ms").map_err(e)?,
+    })
 }
 
 impl Store for SqliteStore {
@@ -1374,6 +1410,237 @@ impl Store for SqliteStore {
             .map_err(|e| backend("swap ciphertexts", &e))?;
         Ok(applied)
     }
+
+    async fn create_operator(&self, operator: &Operator) -> Result<()> {
+        if operator.user_handle.is_empty() || operator.user_handle.len() > 64 {
+            return Err(StoreError::Conflict("operator user handle"));
+        }
+        let sql = format!("INSERT INTO operators ({OPERATOR_COLUMNS}) VALUES (?, ?, ?, ?, ?)");
+        sqlx::query(&sql)
+            .bind(&operator.name)
+            .bind(&operator.user_handle)
+            .bind(operator.created_ms)
+            .bind(i64::from(operator.disabled))
+            .bind(operator.disabled_ms)
+            .execute(&self.pool)
+            .await
+            .map_err(|e| map_err("operator", &e))?;
+        Ok(())
+    }
+
+    async fn get_operator(&self, name: &str) -> Result<Operator> {
+        let sql = format!("SELECT {OPERATOR_COLUMNS} FROM operators WHERE name = ?");
+        let row = sqlx::query(&sql)
+            .bind(name)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(|e| map_err("operator", &e))?;
+        operator_from(&row)
+    }
+
+    async fn list_operators(&self) -> Result<Vec<Operator>> {
+        let sql = format!("SELECT {OPERATOR_COLUMNS} FROM operators ORDER BY name");
+        let rows = sqlx::query(&sql)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(|e| map_err("operator", &e))?;
+        rows.iter().map(operator_from).collect()
+    }
+
+    async fn disable_operator(&self, name: &str, at_ms: i64) -> Result<u64> {
+        let mut tx = self
+            .pool
+            .begin_with(BEGIN_WRITE)
+            .await
+            .map_err(|e| map_err("operator", &e))?;
+        let found = sqlx::query(
+            "UPDATE operators SET disabled = 1, disabled_ms = COALESCE(disabled_ms, ?1) \
+             WHERE name = ?2",
+        )
+        .bind(at_ms)
+        .bind(name)
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| map_err("operator", &e))?;
+        if found.rows_affected() == 0 {
+            return Err(StoreError::NotFound("operator"));
+        }
+        let revoked = sqlx::query(
+            "UPDATE operator_credentials SET revoked_ms = ?1 \
+             WHERE operator = ?2 AND revoked_ms IS NULL",
+        )
+        .bind(at_ms)
+        .bind(name)
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| map_err("operator credential", &e))?;
+        sqlx::query(
+            "UPDATE operator_enrolment_tokens SET used = 1 WHERE operator = ? AND used = 0",
+        )
+        .bind(name)
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| map_err("enrolment token", &e))?;
+        tx.commit().await.map_err(|e| map_err("operator", &e))?;
+        Ok(revoked.rows_affected())
+    }
+
+    async fn put_enrolment_token(&self, token: &EnrolmentToken) -> Result<()> {
+        // One statement: the token is stored only for an operator that
+        // exists and is not disabled at this moment.
+        let done = sqlx::query(
+            "INSERT INTO operator_enrolment_tokens \
+             (token_hash, operator, created_ms, expires_ms, used) \
+             SELECT ?1, name, ?2, ?3, 0 FROM operators WHERE name = ?4 AND disabled = 0",
+        )
+        .bind(token.token_hash.as_slice())
+        .bind(token.created_ms)
+        .bind(token.expires_ms)
+        .bind(&token.operator)
+        .execute(&self.pool)
+        .await
+        .map_err(|e| map_err("enrolment token", &e))?;
+        if done.rows_affected() > 0 {
+            return Ok(());
+        }
+        match self.get_operator(&token.operator).await {
+            Ok(_) => Err(StoreError::Conflict("operator disabled")),
+            Err(StoreError::NotFound(_)) => Err(StoreError::MissingReference("enrolment token")),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn enrolment_token_operator(
+        &self,
+        token_hash: &[u8; 32],
+        now_ms: i64,
+    ) -> Result<Option<String>> {
+        let row = sqlx::query(
+            "SELECT t.operator AS operator FROM operator_enrolment_tokens t \
+             JOIN operators o ON o.name = t.operator \
+             WHERE t.token_hash = ? AND t.used = 0 AND t.expires_ms > ? AND o.disabled = 0",
+        )
+        .bind(token_hash.as_slice())
+        .bind(now_ms)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(|e| map_err("enrolment token", &e))?;
+        row.map(|r| {
+            r.try_get("operator")
+                .map_err(|e| map_err("enrolment token", &e))
+        })
+        .transpose()
+    }
+
+    async fn enrol_operator_credential(
+        &self,
+        token_hash: &[u8; 32],
+        credential: &OperatorCredential,
+        now_ms: i64,
+    ) -> Result<bool> {
+        if !matches!(credential.algorithm, COSE_ES256 | COSE_EDDSA)
+            || credential.credential_id.is_empty()
+            || credential.public_key.is_empty()
+        {
+            return Err(StoreError::Conflict("operator credential key"));
+        }
+        let mut tx = self
+            .pool
+            .begin_with(BEGIN_WRITE)
+            .await
+            .map_err(|e| map_err("enrolment token", &e))?;
+        // One conditional write spends the token: of concurrent uses,
+        // exactly one changes a row.
+        let spent = sqlx::query(
+            "UPDATE operator_enrolment_tokens SET used = 1 \
+             WHERE token_hash = ?1 AND operator = ?2 AND used = 0 AND expires_ms > ?3 \
+             AND EXISTS (SELECT 1 FROM operators WHERE name = ?2 AND disabled = 0)",
+        )
+        .bind(token_hash.as_slice())
+        .bind(&credential.operator)
+        .bind(now_ms)
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| map_err("enrolment token", &e))?;
+        if spent.rows_affected() == 0 {
+            return Ok(false);
+        }
+        let sql = format!(
+            "INSERT INTO operator_credentials ({OPERATOR_CREDENTIAL_COLUMNS}) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+        );
+        sqlx::query(&sql)
+            .bind(&credential.credential_id)
+            .bind(&credential.operator)
+            .bind(i64::from(credential.algorithm))
+            .bind(&credential.public_key)
+            .bind(i64::from(credential.sign_count))
+            .bind(credential.created_ms)
+            .bind(credential.last_used_ms)
+            .bind(credential.revoked_ms)
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| map_err("operator credential", &e))?;
+        tx.commit()
+            .await
+            .map_err(|e| map_err("operator credential", &e))?;
+        Ok(true)
+    }
+
+    async fn list_operator_credentials(&self, operator: &str) -> Result<Vec<OperatorCredential>> {
+        let sql = format!(
+            "SELECT {OPERATOR_CREDENTIAL_COLUMNS} FROM operator_credentials \
+             WHERE operator = ? ORDER BY created_ms, credential_id"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(operator)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(|e| map_err("operator credential", &e))?;
+        rows.iter().map(operator_credential_from).collect()
+    }
+
+    async fn advance_operator_credential(
+        &self,
+        credential_id: &[u8],
+        sign_count: u32,
+        used_ms: i64,
+    ) -> Result<bool> {
+        // One conditional statement: a counter that did not grow (unless
+        // both are 0) or a revoked credential changes no row.
+        let done = sqlx::query(
+            "UPDATE operator_credentials SET sign_count = ?1, last_used_ms = ?2 \
+             WHERE credential_id = ?3 AND revoked_ms IS NULL \
+             AND (sign_count < ?1 OR (sign_count = 0 AND ?1 = 0))",
+        )
+        .bind(i64::from(sign_count))
+        .bind(used_ms)
+        .bind(credential_id)
+        .execute(&self.pool)
+        .await
+        .map_err(|e| map_err("operator credential", &e))?;
+        if done.rows_affected() > 0 {
+            return Ok(true);
+        }
+        sqlx::query("SELECT 1 FROM operator_credentials WHERE credential_id = ?")
+            .bind(credential_id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(|e| map_err("operator credential", &e))?
+            .map(|_| false)
+            .ok_or(StoreError::NotFound("operator credential"))
+    }
+
+    async fn operator_credentials_exist(&self) -> Result<bool> {
+        let row = sqlx::query("SELECT EXISTS (SELECT 1 FROM operator_credentials)")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(|e| map_err("operator credential", &e))?;
+        let n: i64 = row
+            .try_get(0)
+            .map_err(|e| map_err("operator credential", &e))?;
+        Ok(n != 0)
+    }
 }
 
 #[cfg(test)]
@@ -1470,7 +1737,7 @@ mod tests {
             .fetch_one(&store.pool)
             .await
             .unwrap();
-        assert_eq!(row.try_get::<i64, _>(0).unwrap(), 5);
+        assert_eq!(row.try_get::<i64, _>(0).unwrap(), 6);
     }
 
     #[tokio::test]
@@ -1973,5 +2240,76 @@ mod tests {
                 assert_eq!(mode(&companion), 0o600, "{}", companion.display());
             }
         }
+    }
+
+    /// A database migrated up to 0005 with accounts and keys upgrades to
+    /// 0006: the rows stay, no operator exists, so the admin listener
+    /// stays open until one enrols.
+    #[tokio::test]
+    async fn migration_0006_adds_empty_operator_tables() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db.sqlite3");
+        {
+            let pool = migrated_to(&path, 5).await;
+            sqlx::query("INSERT INTO accounts (id, name, parent_id, created_at_ms) VALUES ('a', 'A', NULL, 1)")
+                .execute(&pool)
+                .await
+                .unwrap();
+            pool.close().await;
+        }
+        let store = SqliteStore::open(&path).await.unwrap();
+        assert_eq!(store.get_account("a").await.unwrap().name, "A");
+        assert!(!store.operator_credentials_exist().await.unwrap());
+        assert_eq!(store.list_operators().await.unwrap(), vec![]);
+    }
+
+    /// Malformed operator rows read back as errors, never panics.
+    #[tokio::test]
+    async fn malformed_operator_rows_are_backend_errors() {
+        let store = SqliteStore::open_in_memory().await.unwrap();
+        sqlx::query("PRAGMA ignore_check_constraints = ON")
+            .execute(&store.pool)
+            .await
+            .unwrap();
+        sqlx::query("INSERT INTO operators VALUES ('x', x'01', 0, 7, NULL)")
+            .execute(&store.pool)
+            .await
+            .unwrap();
+        assert_eq!(
+            store.get_operator("x").await,
+            Err(StoreError::Backend(
+                "stored operator state is malformed".into()
+            ))
+        );
+        sqlx::query(
+            "INSERT INTO operator_credentials VALUES (x'01', 'x', -7, x'04', -1, 0, NULL, NULL)",
+        )
+        .execute(&store.pool)
+        .await
+        .unwrap();
+        assert_eq!(
+            store.list_operator_credentials("x").await,
+            Err(StoreError::Backend(
+                "stored signature counter is malformed".into()
+            ))
+        );
+    }
+
+    /// Only hashes are stored as tokens.
+    #[tokio::test]
+    async fn enrolment_token_hash_must_be_32_bytes() {
+        let store = SqliteStore::open_in_memory().await.unwrap();
+        sqlx::query("INSERT INTO operators VALUES ('x', x'01', 0, 0, NULL)")
+            .execute(&store.pool)
+            .await
+            .unwrap();
+        let err = sqlx::query("INSERT INTO operator_enrolment_tokens VALUES (x'01', 'x', 0, 1, 0)")
+            .execute(&store.pool)
+            .await
+            .unwrap_err();
+        assert!(
+            err.as_database_error().unwrap().is_check_violation(),
+            "{err}"
+        );
     }
 }

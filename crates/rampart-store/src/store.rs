@@ -4,8 +4,9 @@ use std::future::Future;
 
 use crate::error::Result;
 use crate::model::{
-    Account, AccountKey, ApiKey, CipherRef, CipherSwap, DekState, KeyMetadata, KeyPermissions,
-    MfaEnrolment, StoredCiphertext, WithdrawalAddress,
+    Account, AccountKey, ApiKey, CipherRef, CipherSwap, DekState, EnrolmentToken, KeyMetadata,
+    KeyPermissions, MfaEnrolment, Operator, OperatorCredential, StoredCiphertext,
+    WithdrawalAddress,
 };
 
 /// The durable store every backend (SQLite now, PostgreSQL later) implements.
@@ -383,4 +384,87 @@ pub trait Store: Send + Sync {
         &self,
         swaps: &[CipherSwap],
     ) -> impl Future<Output = Result<Vec<bool>>> + Send;
+
+    /// Creates an operator; `Conflict("operator")` if the name exists,
+    /// `Conflict("operator user handle")` (checked first) unless the user
+    /// handle is 1 to 64 bytes.
+    fn create_operator(&self, operator: &Operator) -> impl Future<Output = Result<()>> + Send;
+
+    /// Fetches one operator; `NotFound("operator")` if absent.
+    fn get_operator(&self, name: &str) -> impl Future<Output = Result<Operator>> + Send;
+
+    /// Lists every operator (disabled ones included), ordered by name
+    /// compared byte-wise.
+    fn list_operators(&self) -> impl Future<Output = Result<Vec<Operator>>> + Send;
+
+    /// Disables an operator at `at_ms`, in one transaction: the operator is
+    /// marked disabled (a disabled operator keeps its first time), every
+    /// credential of it not yet revoked is revoked at `at_ms`, and every
+    /// unused enrolment token of it is marked used. Returns how many
+    /// credentials were revoked. `NotFound("operator")` if absent.
+    fn disable_operator(&self, name: &str, at_ms: i64) -> impl Future<Output = Result<u64>> + Send;
+
+    /// Stores a one-time enrolment token (its hash).
+    /// `MissingReference("enrolment token")` if the operator does not
+    /// exist, `Conflict("operator disabled")` if it is disabled,
+    /// `Conflict("enrolment token")` if the hash exists.
+    fn put_enrolment_token(
+        &self,
+        token: &EnrolmentToken,
+    ) -> impl Future<Output = Result<()>> + Send;
+
+    /// The operator a usable token enrols, without spending it: `Some`
+    /// only if the token is unused, `now_ms < expires_ms` and its operator
+    /// is not disabled; `None` otherwise (unknown hash included).
+    fn enrolment_token_operator(
+        &self,
+        token_hash: &[u8; 32],
+        now_ms: i64,
+    ) -> impl Future<Output = Result<Option<String>>> + Send;
+
+    /// Registers a credential with an enrolment token, in one
+    /// transaction: the token is spent by one conditional write (unused,
+    /// not expired at `now_ms`, issued for `credential.operator`, whose
+    /// operator is not disabled) and the credential is stored. Returns
+    /// `false`, storing nothing, if the token was not usable, so of
+    /// concurrent uses of one token exactly one returns `true`.
+    /// `Conflict("operator credential")` if the credential id exists (the
+    /// token is not spent then); `Conflict("operator credential key")`
+    /// (checked first) for an algorithm other than
+    /// [`COSE_ES256`](crate::COSE_ES256) or
+    /// [`COSE_EDDSA`](crate::COSE_EDDSA), or an empty credential id or key.
+    fn enrol_operator_credential(
+        &self,
+        token_hash: &[u8; 32],
+        credential: &OperatorCredential,
+        now_ms: i64,
+    ) -> impl Future<Output = Result<bool>> + Send;
+
+    /// The credentials of an operator (revoked ones included), ordered by
+    /// registration time, then credential id. Empty for an unknown
+    /// operator.
+    fn list_operator_credentials(
+        &self,
+        operator: &str,
+    ) -> impl Future<Output = Result<Vec<OperatorCredential>>> + Send;
+
+    /// Records a sign-in with a credential: stores `sign_count` and
+    /// `used_ms` if, and only if, the credential is not revoked and the
+    /// counter grew (`sign_count` above the stored one), or both are 0
+    /// (the authenticator keeps no counter). Returns whether it was
+    /// recorded: `false` for a counter that did not grow (a cloned
+    /// authenticator) or a revoked credential, and then nothing changes.
+    /// Atomic (one conditional write): of concurrent sign-ins with the
+    /// same non-zero counter exactly one returns `true`.
+    /// `NotFound("operator credential")` if the credential does not exist.
+    fn advance_operator_credential(
+        &self,
+        credential_id: &[u8],
+        sign_count: u32,
+        used_ms: i64,
+    ) -> impl Future<Output = Result<bool>> + Send;
+
+    /// Whether any operator credential was ever registered (revoked ones
+    /// count): from then on the admin listener requires a session.
+    fn operator_credentials_exist(&self) -> impl Future<Output = Result<bool>> + Send;
 }

@@ -68,6 +68,10 @@ conformance_cases!(
     mfa_recovery_codes,
     mfa_delete,
     withdrawal_address_book,
+    operators_round_trip,
+    operator_enrolment_tokens,
+    operator_credential_counter,
+    operator_disable,
 );
 
 #[tokio::test]

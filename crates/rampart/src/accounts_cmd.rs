@@ -183,9 +183,9 @@ pub enum MfaCmd {
 }
 
 /// An opened vault with the audit target of its changes.
-struct Session {
+pub(crate) struct Session {
     cfg: Config,
-    vault: Arc<Vault>,
+    pub(crate) vault: Arc<Vault>,
     target: AdminTarget,
     clock: Arc<rampart_audit::SystemClock>,
 }
@@ -193,7 +193,7 @@ struct Session {
 impl Session {
     /// Opens the vault; for a changing command also the audit trail (key
     /// events of the vault included).
-    async fn open(cfg: Config, changes: bool) -> Result<Self, String> {
+    pub(crate) async fn open(cfg: Config, changes: bool) -> Result<Self, String> {
         let clock = crate::audit::clock(&cfg);
         let sink = Arc::new(crate::audit::KeyAuditSink::new(
             Arc::clone(&clock) as Arc<dyn rampart_audit::Clock>,
@@ -219,7 +219,13 @@ impl Session {
     }
 
     /// An administrative record by the operator.
-    fn event(&self, event_type: &str, action: &str, resource: String, account: &str) -> AuditEvent {
+    pub(crate) fn event(
+        &self,
+        event_type: &str,
+        action: &str,
+        resource: String,
+        account: &str,
+    ) -> AuditEvent {
         AuditEvent::new(
             self.clock.now(),
             event_type,
@@ -231,13 +237,30 @@ impl Session {
         .account(account)
     }
 
-    fn record(&self, ev: &AuditEvent) -> Result<(), String> {
+    /// An administrative record by the operator, about no account.
+    pub(crate) fn admin_event(
+        &self,
+        event_type: &str,
+        action: &str,
+        resource: String,
+    ) -> AuditEvent {
+        AuditEvent::new(
+            self.clock.now(),
+            event_type,
+            crate::audit::operator(),
+            action,
+            resource,
+            Decision::Info,
+        )
+    }
+
+    pub(crate) fn record(&self, ev: &AuditEvent) -> Result<(), String> {
         self.target
             .record_blocking(ev)
             .map_err(|e| format!("the change was made but not audited: {e}"))
     }
 
-    async fn close(self) -> Result<(), String> {
+    pub(crate) async fn close(self) -> Result<(), String> {
         self.vault
             .flush_counters()
             .await
@@ -253,7 +276,7 @@ fn store_err(what: &str, id: &str, e: StoreError) -> String {
     }
 }
 
-fn run_with<F>(prog: &str, config: &Path, work: F) -> ExitCode
+pub(crate) fn run_with<F>(prog: &str, config: &Path, work: F) -> ExitCode
 where
     F: AsyncFnOnce(Config) -> Result<(), String>,
 {

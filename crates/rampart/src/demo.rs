@@ -511,7 +511,7 @@ async fn run_async(dir: &Path, listen: SocketAddr, admin: SocketAddr) -> Result<
     exchange.require_gateway_signature(
         &crate::keys::upstream_identity_secret(&cfg).map_err(DemoError::Other)?,
     );
-    let running = rampart_gateway::start_with(cfg, Some(auth))
+    let running = rampart_gateway::start_full(cfg, Some(auth), Some(vault.store().clone()))
         .await
         .map_err(|e| DemoError::Other(e.to_string()))?;
     let creds = ensure_credentials(

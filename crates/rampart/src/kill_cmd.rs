@@ -6,7 +6,13 @@
 //! rampart kill-switch release --target global|account:ID|key:ID
 //! rampart kill-switch list
 //!     [--admin-url https://HOST:PORT] [--ca FILE] [--credentials FILE]
+//!     [--session TOKEN]
 //! ```
+//!
+//! Once an operator has a WebAuthn credential, engage and release need an
+//! operator session (sign in on the admin listener's `/operator` page):
+//! `--session`, or the `RAMPART_ADMIN_SESSION` environment variable, sent
+//! as `Authorization: Bearer`.
 //!
 //! The admin URL and the CA that signs its certificate default to the
 //! credentials file's `admin_url` and `ca_cert_path` (what `rampart demo`
@@ -43,6 +49,29 @@ pub struct AdminArgs {
         default_value = "./rampart-data/demo-credentials.json"
     )]
     credentials: PathBuf,
+    /// Operator session token (from signing in on `/operator`); default:
+    /// the `RAMPART_ADMIN_SESSION` environment variable.
+    #[arg(long, value_name = "TOKEN")]
+    session: Option<String>,
+}
+
+/// Environment variable holding the operator session.
+const SESSION_ENV: &str = "RAMPART_ADMIN_SESSION";
+
+/// The `Authorization: Bearer` header of the session, if any.
+fn session_headers(a: &AdminArgs) -> Result<HeaderMap, String> {
+    let mut h = HeaderMap::new();
+    let session = a
+        .session
+        .clone()
+        .or_else(|| std::env::var(SESSION_ENV).ok())
+        .filter(|s| !s.trim().is_empty());
+    if let Some(s) = session {
+        let v = rampart_client::http::HeaderValue::from_str(&format!("Bearer {}", s.trim()))
+            .map_err(|_| "the session token is not a valid header value".to_owned())?;
+        h.insert(rampart_client::http::header::AUTHORIZATION, v);
+    }
+    Ok(h)
 }
 
 /// `rampart kill-switch …`.
@@ -164,9 +193,10 @@ pub fn run(cmd: KillCmd) -> ExitCode {
     };
     let (method, target) = request_of(&cmd);
     let result = endpoint(admin).and_then(|(url, ca)| {
+        let headers = session_headers(admin)?;
         let client = Client::new(&url, &ca).map_err(|e| e.to_string())?;
         let rt = crate::policy_cmd::runtime()?;
-        rt.block_on(client.send(None, method, &target, None, HeaderMap::new()))
+        rt.block_on(client.send(None, method, &target, None, headers))
             .map_err(|e| e.to_string())
     });
     let response = match result {
@@ -261,6 +291,7 @@ mod tests {
             admin_url: None,
             ca: None,
             credentials: d.join("creds.json"),
+            session: None,
         };
         let (url, ca) = endpoint(&args).unwrap();
         assert_eq!(url, "https://127.0.0.1:9443");
@@ -269,16 +300,43 @@ mod tests {
             admin_url: Some("https://10.0.0.1:9443".into()),
             ca: Some(d.join("ca.pem")),
             credentials: d.join("missing.json"),
+            session: None,
         };
         assert_eq!(endpoint(&args).unwrap().0, "https://10.0.0.1:9443");
         let args = AdminArgs {
             admin_url: None,
             ca: None,
             credentials: d.join("missing.json"),
+            session: None,
         };
         assert!(endpoint(&args)
             .unwrap_err()
             .contains("cannot load the credentials"));
         std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn the_session_is_sent_as_a_bearer_token() {
+        let cli = crate::Cli::try_parse_from([
+            "rampart",
+            "kill-switch",
+            "list",
+            "--session",
+            "abc_DEF-1",
+        ])
+        .unwrap();
+        let crate::Cmd::KillSwitch {
+            cmd: KillCmd::List { admin },
+        } = cli.cmd
+        else {
+            panic!("not a list");
+        };
+        let h = session_headers(&admin).unwrap();
+        assert_eq!(h["authorization"], "Bearer abc_DEF-1");
+        let bad = AdminArgs {
+            session: Some("a\nb".into()),
+            ..admin
+        };
+        assert!(session_headers(&bad).is_err());
     }
 }

@@ -14,6 +14,7 @@ mod demo;
 mod keys;
 mod kill_cmd;
 mod logging;
+mod operators_cmd;
 mod policy_cmd;
 mod serve;
 
@@ -100,6 +101,12 @@ enum Cmd {
         #[command(subcommand)]
         cmd: accounts_cmd::MfaCmd,
     },
+    /// Operator accounts of the admin listener (WebAuthn sign-in):
+    /// add, enrolment tokens, list, disable.
+    Operators {
+        #[command(subcommand)]
+        cmd: operators_cmd::OperatorsCmd,
+    },
     /// Engage, release or list kill switches on a running gateway (through
     /// its admin listener).
     KillSwitch {
@@ -135,6 +142,7 @@ fn main() -> ExitCode {
         Cmd::Policy { cmd } => policy_cmd::run(cmd),
         Cmd::Accounts { cmd } => accounts_cmd::run(cmd),
         Cmd::Mfa { cmd } => accounts_cmd::run_mfa(cmd),
+        Cmd::Operators { cmd } => operators_cmd::run(cmd),
         Cmd::KillSwitch { cmd } => kill_cmd::run(cmd),
     }
 }

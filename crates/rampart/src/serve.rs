@@ -104,14 +104,16 @@ pub fn run(path: &Path) -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
-        let running = match rampart_gateway::start_sharded(cfg, workers(), Some(auth)).await {
-            Ok(r) => r,
-            Err(e) => {
-                eprintln!("{e}");
-                tracing::error!(error = %e, "start failed");
-                return ExitCode::FAILURE;
-            }
-        };
+        let store = vault.store().clone();
+        let running =
+            match rampart_gateway::start_sharded(cfg, workers(), Some(auth), Some(store)).await {
+                Ok(r) => r,
+                Err(e) => {
+                    eprintln!("{e}");
+                    tracing::error!(error = %e, "start failed");
+                    return ExitCode::FAILURE;
+                }
+            };
         audit
             .record(
                 audit

@@ -13,11 +13,13 @@
 
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_rampart");
+mod common;
+
+use common::{ok, rampart, text, BIN};
 
 /// A valid configuration: three routes, SQLite in `data`, `[policy]` with
 /// the shipped defaults, one operator file and a small instrument
@@ -46,29 +48,6 @@ fn write_config(dir: &Path) -> PathBuf {
     )
     .unwrap();
     f
-}
-
-fn rampart(args: &[&str]) -> Output {
-    Command::new(BIN)
-        .args(args)
-        .env_remove("RUST_LOG")
-        .output()
-        .unwrap()
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "status {:?}\nstdout:\n{}\nstderr:\n{}",
-        o.status.code(),
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
-fn ok(args: &[&str]) -> String {
-    let o = rampart(args);
-    assert!(o.status.success(), "{args:?}: {}", text(&o));
-    String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
 fn exit_code(args: &[&str]) -> (i32, String) {

@@ -534,11 +534,66 @@ fn order_id(v: &serde_json::Value) -> Option<String> {
     }
 }
 
-fn resting(v: &serde_json::Value) -> bool {
-    matches!(
-        v.get("status").and_then(|s| s.as_str()),
-        Some("new" | "open" | "partially_filled" | "resting")
-    )
+/// The fields of an order-entry answer the gateway learns from. Like
+/// [`order_id`] over a generic tree: `id` (else
+/// `order_id`) as a string or a number, and `status`; other fields are
+/// skipped without being built, and an answer that is not such an object
+/// (or repeats one of these keys) teaches nothing.
+#[derive(serde::Deserialize)]
+struct OrderAnswer<'a> {
+    #[serde(default, borrow)]
+    id: AnswerId<'a>,
+    #[serde(default, borrow)]
+    order_id: AnswerId<'a>,
+    #[serde(default, borrow)]
+    status: Option<AnswerStatus<'a>>,
+}
+
+/// A status field: a string, or anything else (not resting).
+#[derive(serde::Deserialize)]
+#[serde(untagged)]
+enum AnswerStatus<'a> {
+    Str(#[serde(borrow)] std::borrow::Cow<'a, str>),
+    Other(serde::de::IgnoredAny),
+}
+
+/// An id field: absent, a string, a number, or anything else (`null`
+/// included, which — as in a generic tree — hides `order_id`).
+#[derive(serde::Deserialize, Default)]
+#[serde(untagged)]
+enum AnswerId<'a> {
+    #[serde(skip)]
+    #[default]
+    Missing,
+    Str(#[serde(borrow)] std::borrow::Cow<'a, str>),
+    Num(serde_json::Number),
+    Other(serde::de::IgnoredAny),
+}
+
+impl<'a> OrderAnswer<'a> {
+    fn parse(bytes: &'a [u8]) -> Option<Self> {
+        serde_json::from_slice(bytes).ok()
+    }
+
+    fn id(&self) -> Option<String> {
+        // As `order_id`: `id` when present (even if unusable), else `order_id`.
+        let id = match &self.id {
+            AnswerId::Missing => &self.order_id,
+            present => present,
+        };
+        match id {
+            AnswerId::Str(s) => Some(s.to_string()),
+            AnswerId::Num(n) => Some(n.to_string()),
+            AnswerId::Missing | AnswerId::Other(_) => None,
+        }
+    }
+
+    fn resting(&self) -> bool {
+        matches!(
+            &self.status,
+            Some(AnswerStatus::Str(s)) if matches!(&**s, "new" | "open" | "partially_filled" | "resting")
+        )
+    }
 }
 
 /// Learns from the upstream's answer: order owners, pre-trade settlement,
@@ -601,20 +656,28 @@ pub(super) async fn learn(
             .by(Some((p.key_id.as_str(), p.account_id.as_str())));
         }
     };
-    let json: Option<serde_json::Value> = serde_json::from_slice(&bytes).ok();
     let p = &auth.principal;
     if is_order_entry(route) {
-        let id = json.as_ref().and_then(order_id);
+        // Only the id and the status are read: a targeted parse, not a
+        // generic JSON tree (the hot path of every order).
+        let answer = OrderAnswer::parse(&bytes);
+        let id = answer.as_ref().and_then(OrderAnswer::id);
         if let Some(id) = &id {
             rt.trading.orders.record(id, &p.account_id, &p.key_id);
         }
         if let Some(t) = ticket {
-            t.settle(match (&id, json.as_ref().is_some_and(resting)) {
-                (Some(id), true) => Settle::Resting(id.clone()),
-                _ => Settle::Done,
-            });
+            t.settle(
+                match (&id, answer.as_ref().is_some_and(OrderAnswer::resting)) {
+                    (Some(id), true) => Settle::Resting(id.clone()),
+                    _ => Settle::Done,
+                },
+            );
         }
-    } else if route.cfg.action == "ListOrders" {
+        out.resp = Response::from_parts(parts, respond::full(bytes));
+        return out;
+    }
+    let json: Option<serde_json::Value> = serde_json::from_slice(&bytes).ok();
+    if route.cfg.action == "ListOrders" {
         if let (Some(engine), Some(serde_json::Value::Array(list))) =
             (rt.trading.pretrade.as_ref(), json.as_ref())
         {
@@ -692,15 +755,7 @@ pub(super) async fn mfa_endpoint(
 ) -> Outcome {
     let route = rt.mfa_route.clone();
     if req.method() != Method::POST {
-        let mut o = Outcome::reject(
-            Problem::new(ProblemCode::MethodNotAllowed).detail("the path accepts POST"),
-            rid,
-            Some(route),
-        );
-        o.resp
-            .headers_mut()
-            .insert(header::ALLOW, HeaderValue::from_static("POST"));
-        return o;
+        return Outcome::method_not_allowed("POST", rid, Some(route));
     }
     let path_and_query = req
         .uri()
@@ -910,16 +965,11 @@ pub(super) async fn address_book_endpoint(
         Method::GET => false,
         Method::POST | Method::DELETE => true,
         _ => {
-            let mut o = Outcome::reject(
-                Problem::new(ProblemCode::MethodNotAllowed)
-                    .detail("the path accepts GET, POST, DELETE"),
+            return Outcome::method_not_allowed(
+                "GET, POST, DELETE",
                 rid,
                 Some(rt.address_route.clone()),
             );
-            o.resp
-                .headers_mut()
-                .insert(header::ALLOW, HeaderValue::from_static("GET, POST, DELETE"));
-            return o;
         }
     };
     let route = if change {
@@ -1124,5 +1174,46 @@ pub(super) async fn address_book_endpoint(
         upstream: None,
         attempts: 0,
         denial: None,
+    }
+}
+
+#[cfg(test)]
+mod answer_tests {
+    use super::*;
+
+    /// The targeted parse learns what the generic tree did.
+    #[test]
+    fn order_answer_matches_the_generic_reading() {
+        let generic = |b: &str| -> (Option<String>, bool) {
+            let v: Option<serde_json::Value> = serde_json::from_str(b).ok();
+            let resting = v.as_ref().is_some_and(|v| {
+                matches!(
+                    v.get("status").and_then(|s| s.as_str()),
+                    Some("new" | "open" | "partially_filled" | "resting")
+                )
+            });
+            (v.as_ref().and_then(order_id), resting)
+        };
+        for b in [
+            r#"{"id":"o-1","status":"new"}"#,
+            r#"{"order_id":"o-2","status":"filled"}"#,
+            r#"{"id":42,"status":"open","x":[1,{"a":null}]}"#,
+            r#"{"id":1.5,"status":7}"#,
+            r#"{"id":null,"order_id":"o-3","status":"resting"}"#,
+            r#"{"id":{"n":1},"order_id":"o-4"}"#,
+            r#"{"status":"partially_filled"}"#,
+            r#"{"id":"o\"5","status":null}"#,
+            r#"[{"id":"o-6"}]"#,
+            r#""o-7""#,
+            r#"{"id":"o-8","status":"open""#,
+            "",
+        ] {
+            let a = OrderAnswer::parse(b.as_bytes());
+            let got = (
+                a.as_ref().and_then(OrderAnswer::id),
+                a.as_ref().is_some_and(OrderAnswer::resting),
+            );
+            assert_eq!(got, generic(b), "{b}");
+        }
     }
 }

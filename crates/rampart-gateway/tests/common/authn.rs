@@ -286,6 +286,16 @@ pub async fn env_routes(
     auth_section: &str,
     audit: Option<Arc<rampart_gateway::audit::Auditor>>,
 ) -> Env {
+    env_store(routes, auth_section, audit, None).await
+}
+
+/// [`env_routes`] with a store of operator accounts for the admin listener.
+pub async fn env_store(
+    routes: &str,
+    auth_section: &str,
+    audit: Option<Arc<rampart_gateway::audit::Auditor>>,
+    operators: Option<rampart_store::AnyStore>,
+) -> Env {
     let pki = pki();
     let ex = demo_exchange::Exchange::new_seeded();
     ex.require_gateway_signature(&GATEWAY_SECRET);
@@ -308,7 +318,7 @@ pub async fn env_routes(
         audit,
         accounts: Some(Arc::clone(&accts) as Arc<dyn rampart_auth::AccountDirectory>),
     });
-    let g = rampart_gateway::start_with(cfg, Some(services))
+    let g = rampart_gateway::start_full(cfg, Some(services), operators)
         .await
         .unwrap();
     Env {
