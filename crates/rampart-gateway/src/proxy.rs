@@ -677,7 +677,14 @@ async fn pipeline(
 
     // Phase: pre-trade risk (order entry).
     let ticket = match &principal {
-        Some(a) => match trading::pretrade_phase(rt, &route, a, &body, rid) {
+        Some(a) => match trading::pretrade_phase(
+            rt,
+            &route,
+            a,
+            granted.as_ref().and_then(|g| g.order.as_ref()),
+            &body,
+            rid,
+        ) {
             Ok(t) => t,
             Err(o) => return *o,
         },

@@ -563,16 +563,13 @@ impl Authorizer {
         // Order decimals as Cedar sees them (10⁻⁴ units).
         let (mut qty, mut notional) = (None, None);
         if let Some(o) = req.order {
-            let units = |what: &str, v: &str| {
-                prepare::cedar_decimal(what, v).map(|d| compiled::parse_decimal(&d))
-            };
-            match units("qty", &o.qty) {
-                Ok(q) => qty = q,
+            match prepare::cedar_units("qty", &o.qty) {
+                Ok(q) => qty = Some(q),
                 Err(e) => return Some(Decision::refused(e)),
             }
             if let Some(n) = &o.notional {
-                match units("notional", n) {
-                    Ok(n) => notional = n,
+                match prepare::cedar_units("notional", n) {
+                    Ok(n) => notional = Some(n),
                     Err(e) => return Some(Decision::refused(e)),
                 }
             }

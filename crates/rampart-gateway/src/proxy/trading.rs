@@ -18,6 +18,10 @@ pub(super) struct Granted {
     pub target: Option<Arc<rampart_auth::AccountRecord>>,
     /// The request body as JSON, when a phase needed it.
     pub body_json: Option<serde_json::Value>,
+    /// An order-entry body, parsed once by the pre-trade engine's strict
+    /// parser for the policy context and the pre-trade check (`None`: not
+    /// order entry, or neither `[policy]` nor `[pretrade]` is on).
+    pub order: Option<Result<rampart_policy::pretrade::OwnedOrder, String>>,
 }
 
 fn deny(
@@ -60,15 +64,23 @@ pub(super) async fn authz_pre(
     let p = &auth.principal;
     let mut g = Granted::default();
     let accounts = rt.auth.as_ref().and_then(|s| s.accounts.clone());
+    if !body.is_empty()
+        && is_order_entry(route)
+        && (rt.authz.engine.is_some() || rt.trading.pretrade.is_some())
+    {
+        g.order = Some(rampart_policy::pretrade::parse_order(body));
+    }
+    // A JSON tree only where a locator reads the body, or where the policy
+    // context needs body fields the strict order parse did not give.
+    let body_locator = [
+        &route.cfg.account,
+        &route.cfg.order_id,
+        &route.cfg.instrument,
+    ]
+    .iter()
+    .any(|l| matches!(l, Some(rampart_core::config::Locator::Body(_))));
     let needs_json = !body.is_empty()
-        && (rt.authz.engine.is_some()
-            || [
-                &route.cfg.account,
-                &route.cfg.order_id,
-                &route.cfg.instrument,
-            ]
-            .iter()
-            .any(|l| matches!(l, Some(rampart_core::config::Locator::Body(_)))));
+        && (body_locator || (rt.authz.engine.is_some() && !matches!(g.order, Some(Ok(_)))));
     if needs_json {
         g.body_json = serde_json::from_slice(body).ok();
     }
@@ -278,8 +290,21 @@ pub(super) async fn authz_cedar(
         .instrument
         .as_ref()
         .and_then(|l| authz::locate(l, params, query, body));
-    let order = if route.cfg.group.as_deref() == Some("orders") || route.cfg.action == "PlaceOrder"
-    {
+    let order = if !is_order_entry(route) {
+        None
+    } else if let Some(Ok(o)) = &granted.order {
+        // The strict parse's values: the same text the venue will read.
+        let notional = o.price.and_then(|pr| o.qty.checked_mul(pr));
+        Some(rampart_policy::authz::OrderFacts {
+            side: o.side.to_owned(),
+            order_type: o.order_type.to_owned(),
+            qty: o.qty.to_string(),
+            notional: notional.map(|n| n.to_string()),
+            instrument: o.symbol.clone(),
+        })
+    } else {
+        // Not a valid order (`[pretrade]` refuses it later, when on): the
+        // policy still sees the fields as sent.
         body.map(|b| {
             let qty = s(Some(b), "qty").unwrap_or_default();
             let price = s(Some(b), "price");
@@ -296,8 +321,6 @@ pub(super) async fn authz_cedar(
                 instrument: s(Some(b), "symbol").unwrap_or_default(),
             }
         })
-    } else {
-        None
     };
     let instrument = instrument.or_else(|| order.as_ref().map(|o| o.instrument.clone()));
     let withdrawal = if route.cfg.action == "Withdraw" {
@@ -440,6 +463,7 @@ pub(super) fn pretrade_phase(
     rt: &Runtime,
     route: &Arc<Route>,
     auth: &crate::auth::Authenticated,
+    parsed: Option<&Result<rampart_policy::pretrade::OwnedOrder, String>>,
     body: &[u8],
     rid: &str,
 ) -> Result<Option<rampart_policy::pretrade::Ticket>, Box<Outcome>> {
@@ -450,7 +474,15 @@ pub(super) fn pretrade_phase(
         return Ok(None);
     }
     let p = &auth.principal;
-    let order = rampart_policy::pretrade::parse_order(body).map_err(|e| {
+    let fresh;
+    let parsed = match parsed {
+        Some(r) => r,
+        None => {
+            fresh = rampart_policy::pretrade::parse_order(body);
+            &fresh
+        }
+    };
+    let order = parsed.as_ref().map_err(|e| {
         Box::new(
             Outcome::reject(
                 Problem::new(ProblemCode::ValidationFailed).detail(e),

@@ -317,6 +317,15 @@ impl PreparedKey {
 /// policy sees at most 0.0001 more. Exact limits are `[pretrade]`'s job.
 /// A magnitude of 922337203685477.5807 or more is refused.
 pub(crate) fn cedar_decimal(what: &str, s: &str) -> Result<String, String> {
+    let units = cedar_units(what, s)?;
+    let sign = if units < 0 { "-" } else { "" };
+    let a = units.unsigned_abs();
+    Ok(format!("{sign}{}.{:04}", a / 10_000, a % 10_000))
+}
+
+/// [`cedar_decimal`]'s value in 10⁻⁴ units (what the compiled evaluation
+/// compares), without the round trip through text.
+pub(crate) fn cedar_units(what: &str, s: &str) -> Result<i64, String> {
     let d = Decimal::from_str_exact(s.trim())
         .map_err(|e| format!("order {what} `{s}` is not a decimal number: {e}"))?
         .normalize();
@@ -327,15 +336,12 @@ pub(crate) fn cedar_decimal(what: &str, s: &str) -> Result<String, String> {
         d
     };
     let scale = d.scale();
-    let units = 10_i128
+    10_i128
         .checked_pow(4 - scale)
         .and_then(|m| d.mantissa().checked_mul(m))
         .and_then(|u| i64::try_from(u).ok())
         .filter(|u| *u != i64::MIN)
-        .ok_or_else(|| format!("order {what} `{s}` is out of the policy decimal range"))?;
-    let sign = if units < 0 { "-" } else { "" };
-    let a = units.unsigned_abs();
-    Ok(format!("{sign}{}.{:04}", a / 10_000, a % 10_000))
+        .ok_or_else(|| format!("order {what} `{s}` is out of the policy decimal range"))
 }
 
 fn set_of_strings(v: &[String]) -> RestrictedExpression {
@@ -634,5 +640,37 @@ mod tests {
         assert!(cedar_decimal("qty", "").is_err());
         assert!(cedar_decimal("qty", "abc").is_err());
         assert!(cedar_decimal("qty", "99999999999999999999999999999").is_err());
+    }
+
+    /// The units the compiled evaluation compares are the value of the
+    /// text Cedar is given.
+    #[test]
+    fn cedar_units_are_the_decimal_text_value() {
+        for s in [
+            "0.5",
+            "0.50000000",
+            "12",
+            "-0.0001",
+            "-0.5",
+            "-12.34567",
+            "922337203685477.5807",
+            "-922337203685477.5807",
+            "0.00001",
+            "0.00012345",
+            "1.00000001",
+            "-0.00001",
+            "65000.00",
+            "130000000.000000",
+        ] {
+            let text = cedar_decimal("qty", s).unwrap();
+            assert_eq!(
+                Some(cedar_units("qty", s).unwrap()),
+                super::super::compiled::parse_decimal(&text),
+                "{s}"
+            );
+        }
+        for s in ["922337203685477.5808", "1e3", "", "abc"] {
+            assert!(cedar_units("qty", s).is_err(), "{s}");
+        }
     }
 }

@@ -1,5 +1,7 @@
 //! Strict parsing of the order-entry body.
 
+use std::borrow::Cow;
+
 use rust_decimal::Decimal;
 use serde::Deserialize;
 
@@ -19,15 +21,15 @@ pub struct OwnedOrder {
     /// Instrument symbol.
     pub symbol: String,
     /// `buy` or `sell`.
-    pub side: String,
+    pub side: &'static str,
     /// `limit` or `market`.
-    pub order_type: String,
+    pub order_type: &'static str,
     /// Quantity, greater than 0.
     pub qty: Decimal,
     /// Price, greater than 0; present exactly for limit orders.
     pub price: Option<Decimal>,
     /// `gtc`, `ioc` or `fok`, if given.
-    pub time_in_force: Option<String>,
+    pub time_in_force: Option<&'static str>,
     /// Client order id, if given.
     pub client_order_id: Option<String>,
 }
@@ -37,11 +39,11 @@ impl OwnedOrder {
     pub fn as_order(&self) -> Order<'_> {
         Order {
             symbol: &self.symbol,
-            side: &self.side,
-            order_type: &self.order_type,
+            side: self.side,
+            order_type: self.order_type,
             qty: self.qty,
             price: self.price,
-            time_in_force: self.time_in_force.as_deref(),
+            time_in_force: self.time_in_force,
             client_order_id: self.client_order_id.as_deref(),
         }
     }
@@ -49,20 +51,25 @@ impl OwnedOrder {
 
 /// The wire shape. Unknown fields are ignored, as the venue ignores them;
 /// a duplicated field is an error (serde refuses it), so the gateway and the
-/// venue can never read different values from one body.
+/// venue can never read different values from one body. Strings borrow
+/// from the body unless they hold escapes (the hot path allocates only the
+/// symbol and client order id it keeps).
 #[derive(Deserialize)]
-struct Wire {
-    symbol: String,
-    side: String,
-    #[serde(rename = "type")]
-    order_type: String,
-    qty: String,
-    #[serde(default)]
-    price: Option<String>,
-    #[serde(default)]
-    client_order_id: Option<String>,
-    #[serde(default)]
-    time_in_force: Option<String>,
+struct Wire<'a> {
+    #[serde(borrow)]
+    symbol: Cow<'a, str>,
+    #[serde(borrow)]
+    side: Cow<'a, str>,
+    #[serde(rename = "type", borrow)]
+    order_type: Cow<'a, str>,
+    #[serde(borrow)]
+    qty: Cow<'a, str>,
+    #[serde(default, borrow)]
+    price: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    client_order_id: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    time_in_force: Option<Cow<'a, str>>,
 }
 
 /// Parses a `POST /v1/orders` body:
@@ -82,27 +89,40 @@ struct Wire {
 /// 64 characters from `A-Z a-z 0-9 - _ . :`), so the gateway never checks
 /// an order the venue would read differently.
 pub fn parse_order(body: &[u8]) -> Result<OwnedOrder, String> {
-    let w: Wire = serde_json::from_slice(body).map_err(|e| format!("invalid order body: {e}"))?;
-    if !matches!(w.side.as_str(), "buy" | "sell") {
-        return Err(format!(
-            "side: must be `buy` or `sell` (got `{}`)",
-            truncate(&w.side)
-        ));
-    }
-    if !matches!(w.order_type.as_str(), "limit" | "market") {
-        return Err(format!(
-            "type: must be `limit` or `market` (got `{}`)",
-            truncate(&w.order_type)
-        ));
-    }
-    if let Some(tif) = &w.time_in_force {
-        if !matches!(tif.as_str(), "gtc" | "ioc" | "fok") {
+    let w: Wire<'_> =
+        serde_json::from_slice(body).map_err(|e| format!("invalid order body: {e}"))?;
+    let side = match &*w.side {
+        "buy" => "buy",
+        "sell" => "sell",
+        other => {
+            return Err(format!(
+                "side: must be `buy` or `sell` (got `{}`)",
+                truncate(other)
+            ))
+        }
+    };
+    let order_type = match &*w.order_type {
+        "limit" => "limit",
+        "market" => "market",
+        other => {
+            return Err(format!(
+                "type: must be `limit` or `market` (got `{}`)",
+                truncate(other)
+            ))
+        }
+    };
+    let time_in_force = match w.time_in_force.as_deref() {
+        None => None,
+        Some("gtc") => Some("gtc"),
+        Some("ioc") => Some("ioc"),
+        Some("fok") => Some("fok"),
+        Some(other) => {
             return Err(format!(
                 "time_in_force: must be `gtc`, `ioc` or `fok` (got `{}`)",
-                truncate(tif)
-            ));
+                truncate(other)
+            ))
         }
-    }
+    };
     if w.symbol.is_empty() {
         return Err("symbol: must not be empty".to_owned());
     }
@@ -112,7 +132,7 @@ pub fn parse_order(body: &[u8]) -> Result<OwnedOrder, String> {
         .as_deref()
         .map(|p| positive("price", p))
         .transpose()?;
-    match (w.order_type.as_str(), price) {
+    match (order_type, price) {
         ("limit", None) => return Err("price: required for limit orders".to_owned()),
         ("market", Some(_)) => return Err("price: not allowed for market orders".to_owned()),
         _ => {}
@@ -121,13 +141,13 @@ pub fn parse_order(body: &[u8]) -> Result<OwnedOrder, String> {
         validate_client_order_id(cid)?;
     }
     Ok(OwnedOrder {
-        symbol: w.symbol,
-        side: w.side,
-        order_type: w.order_type,
+        symbol: w.symbol.into_owned(),
+        side,
+        order_type,
         qty,
         price,
-        time_in_force: w.time_in_force,
-        client_order_id: w.client_order_id,
+        time_in_force,
+        client_order_id: w.client_order_id.map(Cow::into_owned),
     })
 }
 
