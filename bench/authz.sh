@@ -16,7 +16,7 @@
 #
 #   bench/authz.sh                 # 2 rounds, 10 s per measurement
 #   BENCH_DURATION=5 BENCH_ROUNDS=3 bench/authz.sh
-#   BENCH_ROUNDS=1 BENCH_PERF=post-on-1 bench/authz.sh   # + perf profile of one run
+#   BENCH_ROUNDS=1 BENCH_PERF=post-on-1 bench/authz.sh   # + perf profile of one run (BENCH_PERF_FREQ Hz, default 999)
 #   BENCH_ON=policy bench/authz.sh   # ON = [policy] only (BENCH_ON=pretrade: [pretrade] only)
 # Writes bench/out/authz.md. Needs wrk and openssl (apt-installed when missing).
 set -euo pipefail
@@ -156,6 +156,12 @@ for cfg in off on; do
   stop_gw
 done
 
+# ctx_switches PID: voluntary + involuntary context switches of all its
+# threads (a blocked lock or an idle worker shows up here).
+ctx_switches() {
+  cat /proc/"$1"/task/*/status 2>/dev/null | awk '/ctxt_switches/ {n += $2} END {print n + 0}'
+}
+
 # measure LABEL ROUTE CONFIG ROUND URL FILE: one wrk run on a fresh gateway.
 measure() {
   local label="$1" route="$2" cfg="$3" round="$4" url="$5" file="$6"
@@ -163,24 +169,30 @@ measure() {
   # CPU ticks (user + system) used while loaded, startup excluded.
   local t0 ticks
   t0="$(awk '{print $14 + $15}' "/proc/$GW_PID/stat")"
+  local cs0
+  cs0="$(ctx_switches "$GW_PID")"
   # BENCH_PERF=<label> (e.g. post-on-1): profile that measurement's gateway
   # with perf (its figures then include perf's own overhead).
   local perf_pid=""
   if [[ -n "${BENCH_PERF:-}" && "$label" == "$BENCH_PERF" ]] && command -v perf >/dev/null; then
-    perf record -F 999 -g -p "$GW_PID" -o "$ROOT/bench/out/perf-$label.data" -- sleep "$((DURATION > 2 ? DURATION - 1 : 1))" >/dev/null 2>&1 &
+    perf record -F "${BENCH_PERF_FREQ:-999}" -g -p "$GW_PID" -o "$ROOT/bench/out/perf-$label.data" -- sleep "$((DURATION > 2 ? DURATION - 1 : 1))" >/dev/null 2>&1 &
     perf_pid=$!
   fi
   wrk -t"$THREADS" -c"$CONNS" -d"${DURATION}s" --latency -s "$SCRIPT_DIR/presigned.lua" \
     "$url" -- "$file" "$THREADS" >"$TMP/$label.txt" 2>&1
   [[ -z "$perf_pid" ]] || wait "$perf_pid" || true
   ticks="$(($(awk '{print $14 + $15}' "/proc/$GW_PID/stat") - t0))"
+  local cs1
+  cs1="$(ctx_switches "$GW_PID")"
   stop_gw
   local rps p50 p99 non2xx reqs us_per_req sockerr
   read -r rps p50 p99 non2xx reqs < <(wrk_stats "$TMP/$label.txt")
   sockerr="$(awk '/Socket errors/ {print $0}' "$TMP/$label.txt")"
   [[ -z "$sockerr" ]] || echo "$label: $sockerr" >>"$TMP/notes"
   us_per_req="$(awk -v t="$ticks" -v n="${reqs:-1}" -v hz="$(getconf CLK_TCK)" 'BEGIN {printf "%.1f", t / hz * 1e6 / (n > 0 ? n : 1)}')"
-  echo "| $route | ${cfg^^} | $round | $rps | $p50 | $p99 | $non2xx | $us_per_req |"
+  local cs_per_req
+  cs_per_req="$(awk -v c="$((cs1 - cs0))" -v n="${reqs:-1}" 'BEGIN {printf "%.2f", c / (n > 0 ? n : 1)}')"
+  echo "| $route | ${cfg^^} | $round | $rps | $p50 | $p99 | $non2xx | $us_per_req | $cs_per_req |"
   echo "$route $cfg $rps $us_per_req $non2xx" >>"$TMP/results"
 }
 
@@ -194,8 +206,8 @@ LOAD_BEFORE="$(uptime)"
   echo
   echo "OFF: no \`[policy]\`, no \`[pretrade]\`. ON: \`[policy] defaults = true\` with an instrument catalogue, \`[pretrade]\` limits on BTC-USD (fixed reference price 65000, collar 10 %, max_qty, max_notional, max_open_orders, duplicate_window). The key's account at KYC tier 1 ($KYC_HOW). Each POST is a distinct limit order (client_order_id b-<n>) with a covered Content-Digest. The gateway restarts for every row."
   echo
-  echo "| route | config | round | requests/s | p50 | p99 | non-2xx | gateway CPU µs/req |"
-  echo "|---|---|---:|---:|---:|---:|---:|---:|"
+  echo "| route | config | round | requests/s | p50 | p99 | non-2xx | gateway CPU µs/req | context switches/req |"
+  echo "|---|---|---:|---:|---:|---:|---:|---:|---:|"
   for round in $(seq "$ROUNDS"); do
     # Fresh files per round keep every request within max_age (5 min).
     sign "$TMP/get.reqs" /v1/account

@@ -134,6 +134,47 @@ fn bench(c: &mut Criterion) {
         });
     });
 
+    // As the gateway runs it (`bench/authz.sh`): the order body parsed by
+    // the strict parser, one account and key, a 10-minute duplicate window
+    // and the default `max_tracked`, so the engine holds the full bound of
+    // client order ids (each id new, the oldest evicted per order).
+    {
+        let engine = Engine::new(PretradeConfig {
+            defaults: Limits {
+                duplicate_window_ms: Some(600_000),
+                ..all_limits(4)
+            },
+            fixed_prices: HashMap::from([("BTC-USD".to_owned(), d("65000"))]),
+            ..PretradeConfig::default()
+        });
+        let who = Who {
+            key_id: "key-bench",
+            account_id: "acct-bench",
+            parent_account_id: None,
+        };
+        let bodies: Vec<Vec<u8>> = (0..400_000)
+            .map(|i| {
+                format!(
+                    r#"{{"symbol":"BTC-USD","side":"buy","type":"limit","qty":"0.01","price":"64000.00","client_order_id":"b-{i}","time_in_force":"gtc"}}"#
+                )
+                .into_bytes()
+            })
+            .collect();
+        let n = Cell::new(0usize);
+        g.bench_function("parse_check_settle_one_account_full_window", |b| {
+            b.iter(|| {
+                let i = n.get();
+                n.set(i + 1);
+                // Past the bodies, ids repeat: by then the bound has
+                // evicted them (a refusal would be a bench bug).
+                let parsed =
+                    rampart_policy::pretrade::parse_order(&bodies[i % bodies.len()]).unwrap();
+                let t = engine.check(&who, &parsed.as_order(), 1).unwrap();
+                t.settle(Outcome::Done);
+            });
+        });
+    }
+
     let order_ids: Vec<String> = (0..CIDS).map(|i| format!("ord-{i:06}")).collect();
     g.bench_function("check_settle_resting_then_close_10k_accounts", |b| {
         b.iter(|| {

@@ -601,6 +601,72 @@ fn client_order_id_memory_is_bounded_and_evicts_the_oldest() {
     assert_eq!(e.snapshot_at(0)["tracked"]["client_order_ids"], 1);
 }
 
+/// `max_tracked` bounds the whole engine, not each shard: one busy account
+/// may use all of it (a per-shard bound would forget its ids after
+/// `max_tracked / shards` orders), and many accounts together stay within
+/// it (plus at most one record per shard).
+#[test]
+fn client_order_id_bound_is_engine_wide() {
+    let max_tracked = 65_536; // 64 shards
+    let e = Engine::new(PretradeConfig {
+        defaults: Limits {
+            duplicate_window_ms: Some(1_000_000),
+            ..Limits::default()
+        },
+        max_tracked,
+        ..PretradeConfig::default()
+    });
+    fn order(cid: &str) -> Order<'_> {
+        Order {
+            symbol: "BTC-USD",
+            side: "buy",
+            order_type: "limit",
+            qty: d("1"),
+            price: Some(d("1")),
+            time_in_force: None,
+            client_order_id: Some(cid),
+        }
+    }
+    let ids: Vec<String> = (0..5_000).map(|i| format!("hot-{i}")).collect();
+    for id in &ids {
+        e.check(&WHO, &order(id), 1).unwrap().settle(Outcome::Done);
+    }
+    let snap = e.snapshot_at(1);
+    assert_eq!(snap["tracked"]["shards"], 64);
+    assert_eq!(snap["tracked"]["client_order_id_evictions"], 0);
+    assert_eq!(snap["accounts"]["a1"]["client_order_ids"], 5_000);
+    // The first id of the busy account is still remembered.
+    let v = e.check(&WHO, &order(&ids[0]), 2).unwrap_err();
+    assert_eq!(v.limit, "duplicate_client_order_id");
+
+    // Many accounts past the bound: the total stays within it (+ one per
+    // shard), and the evictions make up the difference.
+    let accounts: Vec<String> = (0..700).map(|i| format!("acct-{i}")).collect();
+    let mut placed = 5_000u64;
+    for round in 0..100 {
+        for a in &accounts {
+            let who = Who {
+                key_id: "k1",
+                account_id: a,
+                parent_account_id: None,
+            };
+            let cid = format!("c-{round}");
+            e.check(&who, &order(&cid), 3)
+                .unwrap()
+                .settle(Outcome::Done);
+            placed += 1;
+        }
+    }
+    let snap = e.snapshot_at(3);
+    let held = snap["tracked"]["client_order_ids"].as_u64().unwrap();
+    let evicted = snap["tracked"]["client_order_id_evictions"]
+        .as_u64()
+        .unwrap();
+    assert!(held <= 65_536 + 64, "held {held}");
+    assert!(held >= 65_536 - 64, "held {held}");
+    assert_eq!(held + evicted, placed);
+}
+
 #[test]
 fn order_ids_beyond_the_bound_keep_their_slot_as_unknown() {
     let e = Engine::new(PretradeConfig {

@@ -41,14 +41,12 @@ pub(crate) struct Compiled {
     pub(crate) reference_max_age_ms: u64,
     pub(crate) max_tracked: usize,
     vocabulary: Vec<Box<str>>,
-    /// Tracked client order ids, and tracked order ids, per shard.
-    pub(crate) per_shard_cap: usize,
     /// The longest duplicate window anywhere (expiry of cid records).
     pub(crate) max_window: Option<u64>,
 }
 
 impl Compiled {
-    pub(crate) fn new(cfg: PretradeConfig, shards: usize) -> Self {
+    pub(crate) fn new(cfg: PretradeConfig) -> Self {
         let mut vocabulary: Vec<Box<str>> = Vec::new();
         let all = std::iter::once(&cfg.defaults)
             .chain(cfg.instruments.values())
@@ -84,7 +82,6 @@ impl Compiled {
             reference_max_age_ms: cfg.reference_max_age_ms,
             max_tracked: cfg.max_tracked,
             vocabulary,
-            per_shard_cap: (cfg.max_tracked / shards.max(1)).max(1),
             max_window,
         };
         c.defaults = c.compile(&cfg.defaults);

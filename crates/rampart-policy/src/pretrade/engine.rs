@@ -1,9 +1,10 @@
 //! The pre-trade engine: limit evaluation and the open-order / client-order-id
 //! state behind it.
 
+use std::collections::hash_map::RandomState;
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::hash::BuildHasher;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::hash::{BuildHasher, BuildHasherDefault};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -12,7 +13,7 @@ use rust_decimal::Decimal;
 use serde_json::{json, Map, Value};
 
 use super::compiled::{CLimits, Compiled, FastMap, Level};
-use super::fasthash::FastState;
+use super::fasthash::{FastState, PassHasher};
 use super::parse::MAX_CLIENT_ORDER_ID_LEN;
 use super::types::{level, limit, Order, PretradeConfig, Violation, Who};
 
@@ -60,7 +61,7 @@ struct TicketParts {
     account: Arc<str>,
     key: Arc<str>,
     /// The recorded client order id and its record's sequence number.
-    cid: Option<(Arc<str>, u64)>,
+    cid: Option<(CidKey, u64)>,
     /// Order ids tracked per shard, at check time.
     cap: usize,
 }
@@ -124,6 +125,12 @@ struct Inner {
     keys: Box<[Mutex<KeyCounts>]>,
     cid_evictions: AtomicU64,
     order_id_overflows: AtomicU64,
+    /// Client order id records held, all shards (bounded by `max_tracked`).
+    cids_tracked: AtomicUsize,
+    /// Known open order ids held, all shards (bounded by `max_tracked`).
+    order_ids_tracked: AtomicUsize,
+    /// The secret key of client order id fingerprints.
+    cid_key: RandomState,
 }
 
 #[derive(Clone, Copy)]
@@ -137,8 +144,6 @@ struct Shard {
     accounts: FastMap<Arc<str>, Account>,
     /// Client order id records in insertion order, for expiry and eviction.
     cid_queue: VecDeque<CidRef>,
-    /// Order ids tracked by this shard's accounts.
-    order_ids: usize,
     next_seq: u64,
 }
 
@@ -151,8 +156,10 @@ struct Account {
     in_flight: u32,
     /// Unknown-outcome slots and open orders whose id could not be tracked.
     unknown: u32,
-    /// Client-chosen keys: keyed SipHash, so no client can flood a bucket.
-    cids: HashMap<Arc<str>, CidEntry>,
+    /// Client order ids by fingerprint (a keyed SipHash of the id: the
+    /// client cannot choose fingerprints, so cannot flood a bucket, and a
+    /// record costs no allocation).
+    cids: HashMap<CidKey, CidEntry, BuildHasherDefault<PassHasher>>,
 }
 
 impl Account {
@@ -163,7 +170,7 @@ impl Account {
             per_key: FastMap::default(),
             in_flight: 0,
             unknown: 0,
-            cids: HashMap::new(),
+            cids: HashMap::default(),
         }
     }
 
@@ -191,9 +198,15 @@ struct CidEntry {
     seq: u64,
 }
 
+/// A client order id's fingerprint: its SipHash-1-3 under the engine's
+/// random key. Two ids of one account within a window share one with
+/// probability about n²/2⁶⁵ (n = ids in the window: ~3·10⁻⁸ for a
+/// million), which would refuse the second as a duplicate.
+type CidKey = u64;
+
 struct CidRef {
     account: Arc<str>,
-    cid: Arc<str>,
+    cid: CidKey,
     at_ms: i64,
     seq: u64,
 }
@@ -270,7 +283,7 @@ impl Engine {
             .clamp(1, MAX_SHARDS)
             .next_power_of_two()
             .min(MAX_SHARDS);
-        let compiled = Compiled::new(cfg, shards);
+        let compiled = Compiled::new(cfg);
         Self {
             inner: Arc::new(Inner {
                 cfg: RwLock::new(Arc::new(compiled)),
@@ -281,20 +294,24 @@ impl Engine {
                     .collect(),
                 cid_evictions: AtomicU64::new(0),
                 order_id_overflows: AtomicU64::new(0),
+                cid_key: RandomState::new(),
+                cids_tracked: AtomicUsize::new(0),
+                order_ids_tracked: AtomicUsize::new(0),
             }),
         }
     }
 
     /// Replaces the configuration. Open-order counts, known order ids,
     /// client-order-id memory and fetched reference prices are kept; a
-    /// smaller `max_tracked` evicts the oldest client order ids at once.
+    /// smaller `max_tracked` evicts client order ids at once (each shard's
+    /// oldest first) and keeps known order ids beyond it until they close.
     pub fn reload(&self, cfg: PretradeConfig) {
-        let compiled = Arc::new(Compiled::new(cfg, self.inner.shards.len()));
-        let cap = compiled.per_shard_cap;
+        let compiled = Arc::new(Compiled::new(cfg));
+        let cap = compiled.max_tracked;
         *self.inner.cfg.write() = compiled;
         for shard in self.inner.shards.iter() {
             let mut shard = shard.lock();
-            trim_cids(&mut shard, cap, None, &self.inner.cid_evictions);
+            trim_cids(&mut shard, cap, None, &self.inner, 0);
         }
     }
 
@@ -335,7 +352,7 @@ impl Engine {
             return;
         };
         if let Some(key) = acct.orders.remove(order_id) {
-            shard.order_ids = shard.order_ids.saturating_sub(1);
+            inner.release_order_ids(1);
             if let Some(key) = key {
                 inner.key_add(&key, -1);
             }
@@ -356,7 +373,7 @@ impl Engine {
         open_order_ids: &[(String, Option<String>)],
     ) {
         let inner = &*self.inner;
-        let cap = inner.cfg.read().per_shard_cap;
+        let cap = inner.cfg.read().max_tracked;
         let mut guard = inner.shard_of(account_id).lock();
         let shard = &mut *guard;
         let acct = match shard.accounts.get_mut(account_id) {
@@ -382,8 +399,7 @@ impl Engine {
         acct.per_key.retain(|_, p| p.in_flight > 0);
         acct.unknown = 0;
         let old = std::mem::take(&mut acct.orders);
-        shard.order_ids = shard.order_ids.saturating_sub(old.len());
-        let room = cap.saturating_sub(shard.order_ids);
+        inner.release_order_ids(old.len());
         let mut seen: HashSet<&str, FastState> = HashSet::default();
         for (id, key) in open_order_ids {
             if !seen.insert(id.as_str()) {
@@ -396,7 +412,7 @@ impl Engine {
                 }),
                 None => old.get(id.as_str()).cloned().flatten(),
             };
-            if acct.orders.len() < room {
+            if inner.take_order_id(cap) {
                 acct.orders.insert(id.as_str().into(), key.clone());
             } else {
                 acct.unknown = acct.unknown.saturating_add(1);
@@ -410,7 +426,6 @@ impl Engine {
                 *delta.entry(k).or_default() += 1;
             }
         }
-        shard.order_ids = shard.order_ids.saturating_add(acct.orders.len());
         for (key, d) in &delta {
             if *d != 0 {
                 inner.key_add(key, *d);
@@ -496,11 +511,10 @@ impl Engine {
         let inner = &*self.inner;
         let compiled = inner.cfg.read().clone();
         let mut accounts = Map::new();
-        let (mut cids, mut order_ids) = (0usize, 0usize);
+        let mut cids = 0usize;
         for shard in inner.shards.iter() {
             let shard = shard.lock();
             cids = cids.saturating_add(shard.cid_queue.len());
-            order_ids = order_ids.saturating_add(shard.order_ids);
             for (name, a) in &shard.accounts {
                 accounts.insert(
                     name.to_string(),
@@ -548,7 +562,7 @@ impl Engine {
                 "max_tracked": compiled.max_tracked,
                 "shards": inner.shards.len(),
                 "client_order_ids": cids,
-                "order_ids": order_ids,
+                "order_ids": inner.order_ids_tracked.load(Ordering::Relaxed),
                 "client_order_id_evictions": inner.cid_evictions.load(Ordering::Relaxed),
                 "order_id_overflows": inner.order_id_overflows.load(Ordering::Relaxed),
             },
@@ -685,9 +699,14 @@ impl Engine {
         let mut guard = inner.shard_of(who.account_id).lock();
         let shard = &mut *guard;
         let existing = shard.accounts.get_mut(who.account_id);
-        if let (Some((lvl, w)), Some(cid), Some(acct)) = (window, order.client_order_id, &existing)
+        let fingerprint = match (window, order.client_order_id) {
+            (Some(_), Some(cid)) => Some(inner.cid_key.hash_one(cid)),
+            _ => None,
+        };
+        if let (Some((lvl, w)), Some(cid), Some(fp), Some(acct)) =
+            (window, order.client_order_id, fingerprint, &existing)
         {
-            if let Some(seen) = acct.cids.get(cid) {
+            if let Some(seen) = acct.cids.get(&fp) {
                 if within(now_ms, seen.at_ms, w) {
                     return Err(violation(
                         limit::DUPLICATE_CLIENT_ORDER_ID,
@@ -769,28 +788,30 @@ impl Engine {
                 );
             }
         }
-        let cid = match (window, order.client_order_id) {
-            (Some(_), Some(cid)) => {
-                let cid: Arc<str> = Arc::from(cid);
+        let cid = match fingerprint {
+            Some(cid) => {
                 let seq = shard.next_seq;
                 shard.next_seq = shard.next_seq.wrapping_add(1);
-                acct.cids
-                    .insert(cid.clone(), CidEntry { at_ms: now_ms, seq });
+                acct.cids.insert(cid, CidEntry { at_ms: now_ms, seq });
                 shard.cid_queue.push_back(CidRef {
                     account: account.clone(),
-                    cid: cid.clone(),
+                    cid,
                     at_ms: now_ms,
                     seq,
                 });
+                inner.cids_tracked.fetch_add(1, Ordering::Relaxed);
+                // Keeps the record just made: at most one per shard over
+                // the bound.
                 trim_cids(
                     shard,
-                    compiled.per_shard_cap,
+                    compiled.max_tracked,
                     Some((now_ms, compiled.max_window)),
-                    &inner.cid_evictions,
+                    inner,
+                    1,
                 );
                 Some((cid, seq))
             }
-            _ => None,
+            None => None,
         };
         Ok(Ticket {
             inner: Some(self.inner.clone()),
@@ -798,7 +819,7 @@ impl Engine {
                 account,
                 key,
                 cid,
-                cap: compiled.per_shard_cap,
+                cap: compiled.max_tracked,
             },
         })
     }
@@ -902,14 +923,16 @@ fn check_lists(
     Ok(())
 }
 
-/// Pops client-order-id records from the front of the queue while over
-/// `cap` or expired (older than the longest window; all records when no
-/// window is configured). `now` is `None` for a cap-only trim.
+/// Pops client-order-id records from the front of the shard's queue while
+/// expired (older than the longest window; all records when no window is
+/// configured) or, leaving at least `keep` records, while the engine holds
+/// more than `cap`. `now` is `None` for a cap-only trim.
 fn trim_cids(
     shard: &mut Shard,
     cap: usize,
     now: Option<(i64, Option<u64>)>,
-    evictions: &AtomicU64,
+    inner: &Inner,
+    keep: usize,
 ) {
     while let Some(front) = shard.cid_queue.front() {
         let expired = match now {
@@ -917,21 +940,23 @@ fn trim_cids(
             Some((_, None)) => true,
             None => false,
         };
-        if !expired && shard.cid_queue.len() <= cap {
+        let over = shard.cid_queue.len() > keep && inner.cids_tracked.load(Ordering::Relaxed) > cap;
+        if !expired && !over {
             break;
         }
         let Some(front) = shard.cid_queue.pop_front() else {
             break;
         };
+        inner.cids_tracked.fetch_sub(1, Ordering::Relaxed);
         if let Some(acct) = shard.accounts.get_mut(&*front.account) {
             if acct
                 .cids
-                .get(&*front.cid)
+                .get(&front.cid)
                 .is_some_and(|e| e.seq == front.seq)
             {
-                acct.cids.remove(&*front.cid);
+                acct.cids.remove(&front.cid);
                 if !expired {
-                    evictions.fetch_add(1, Ordering::Relaxed);
+                    inner.cid_evictions.fetch_add(1, Ordering::Relaxed);
                 }
             }
             if acct.is_idle() {
@@ -942,6 +967,27 @@ fn trim_cids(
 }
 
 impl Inner {
+    /// Takes one of the `cap` known-order-id places; `false` when all are
+    /// taken (the order's slot is then kept as unknown).
+    fn take_order_id(&self, cap: usize) -> bool {
+        self.order_ids_tracked
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+                (n < cap).then(|| n.saturating_add(1))
+            })
+            .is_ok()
+    }
+
+    /// Gives back `n` known-order-id places.
+    fn release_order_ids(&self, n: usize) {
+        if n > 0 {
+            let _ =
+                self.order_ids_tracked
+                    .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |m| {
+                        Some(m.saturating_sub(n))
+                    });
+        }
+    }
+
     #[expect(
         clippy::indexing_slicing,
         reason = "INVARIANT: index() is below the non-zero length"
@@ -1003,9 +1049,8 @@ impl Inner {
                 // Already known from a reconciliation that raced this answer.
                 Some(attribution @ None) => *attribution = Some(t.key.clone()),
                 Some(Some(_)) => self.key_add(&t.key, -1),
-                None if shard.order_ids < t.cap => {
+                None if self.take_order_id(t.cap) => {
                     acct.orders.insert(id.into_boxed_str(), Some(t.key.clone()));
-                    shard.order_ids = shard.order_ids.saturating_add(1);
                 }
                 None => {
                     self.order_id_overflows.fetch_add(1, Ordering::Relaxed);
@@ -1016,8 +1061,8 @@ impl Inner {
             Outcome::Rejected => {
                 self.key_add(&t.key, -1);
                 if let Some((cid, seq)) = &t.cid {
-                    if acct.cids.get(&**cid).is_some_and(|e| e.seq == *seq) {
-                        acct.cids.remove(&**cid);
+                    if acct.cids.get(cid).is_some_and(|e| e.seq == *seq) {
+                        acct.cids.remove(cid);
                     }
                 }
             }
