@@ -62,7 +62,7 @@ struct TicketParts {
     key: Arc<str>,
     /// The recorded client order id and its record's sequence number.
     cid: Option<(CidKey, u64)>,
-    /// Order ids tracked per shard, at check time.
+    /// The engine's bound on known order ids (`max_tracked`) at check time.
     cap: usize,
 }
 
