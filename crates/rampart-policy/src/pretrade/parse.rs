@@ -72,6 +72,21 @@ struct Wire<'a> {
     time_in_force: Option<Cow<'a, str>>,
 }
 
+/// `value` as the one of `allowed` it equals (a `'static` copy, so the
+/// parsed order borrows nothing), else the field's error naming `expected`.
+fn one_of(
+    field: &str,
+    value: &str,
+    allowed: &[&'static str],
+    expected: &str,
+) -> Result<&'static str, String> {
+    allowed
+        .iter()
+        .copied()
+        .find(|a| *a == value)
+        .ok_or_else(|| format!("{field}: must be {expected} (got `{}`)", truncate(value)))
+}
+
 /// Parses a `POST /v1/orders` body:
 /// `{"symbol":"BTC-USD","side":"buy","type":"limit","qty":"0.5","price":"65000.00","client_order_id":"abc-123","time_in_force":"gtc"}`.
 ///
@@ -91,38 +106,25 @@ struct Wire<'a> {
 pub fn parse_order(body: &[u8]) -> Result<OwnedOrder, String> {
     let w: Wire<'_> =
         serde_json::from_slice(body).map_err(|e| format!("invalid order body: {e}"))?;
-    let side = match &*w.side {
-        "buy" => "buy",
-        "sell" => "sell",
-        other => {
-            return Err(format!(
-                "side: must be `buy` or `sell` (got `{}`)",
-                truncate(other)
-            ))
-        }
-    };
-    let order_type = match &*w.order_type {
-        "limit" => "limit",
-        "market" => "market",
-        other => {
-            return Err(format!(
-                "type: must be `limit` or `market` (got `{}`)",
-                truncate(other)
-            ))
-        }
-    };
-    let time_in_force = match w.time_in_force.as_deref() {
-        None => None,
-        Some("gtc") => Some("gtc"),
-        Some("ioc") => Some("ioc"),
-        Some("fok") => Some("fok"),
-        Some(other) => {
-            return Err(format!(
-                "time_in_force: must be `gtc`, `ioc` or `fok` (got `{}`)",
-                truncate(other)
-            ))
-        }
-    };
+    let side = one_of("side", &w.side, &["buy", "sell"], "`buy` or `sell`")?;
+    let order_type = one_of(
+        "type",
+        &w.order_type,
+        &["limit", "market"],
+        "`limit` or `market`",
+    )?;
+    let time_in_force = w
+        .time_in_force
+        .as_deref()
+        .map(|t| {
+            one_of(
+                "time_in_force",
+                t,
+                &["gtc", "ioc", "fok"],
+                "`gtc`, `ioc` or `fok`",
+            )
+        })
+        .transpose()?;
     if w.symbol.is_empty() {
         return Err("symbol: must not be empty".to_owned());
     }
